@@ -1,0 +1,116 @@
+"""A trained model directory: what it holds, how it loads, how it is identified.
+
+Layout (written by `chatbot train`):
+    model.keras      the best model (native Keras format, no pickle)
+    tokenizer.model  SentencePiece protobuf
+    config.json      ModelConfig + TrainConfig
+    metrics.json     per-epoch training and validation metrics
+    backup/          the last finished epoch with optimizer state (for --resume)
+    logs/            TensorBoard event files
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from chatbot.config import ModelConfig, TrainConfig, from_dict
+from chatbot.errors import CheckpointError, ModelNotFoundError
+from chatbot.paths import models_dir
+from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
+from chatbot.tokenizer import Tokenizer
+
+MODEL_FILENAME = "model.keras"
+CONFIG_FILENAME = "config.json"
+METRICS_FILENAME = "metrics.json"
+QUICK_TRAIN_COMMAND = "chatbot train --corpus chitchat --model hred --preset small --max-minutes 5 --out storage/models/quick"
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded model directory. `model_id` is a checksum of the model and tokenizer files."""
+
+    path: Path
+    model: object  # a keras.Model with encode_context / decode_step
+    tokenizer: Tokenizer
+    model_config: ModelConfig
+    train_config: TrainConfig
+    model_id: str
+
+
+def write_config(directory: Path, model_config: ModelConfig, train_config: TrainConfig) -> None:
+    payload = {"format_version": 1, "model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config)}
+    (directory / CONFIG_FILENAME).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def read_config(directory: Path) -> tuple[ModelConfig, TrainConfig]:
+    """Raises CheckpointError when config.json is missing or unreadable."""
+    path = Path(directory) / CONFIG_FILENAME
+    try:
+        payload = json.loads(path.read_text())
+        return from_dict(ModelConfig, payload["model"]), from_dict(TrainConfig, payload["train"])
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path}: missing; {directory} is not a model directory written by `chatbot train`") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: unreadable config ({exc}); retrain the model with `chatbot train`") from exc
+
+
+def model_checksum(directory: Path) -> str:
+    """SHA-256 (first 16 hex digits) over the model and tokenizer files: the model's identity."""
+    digest = hashlib.sha256()
+    for name in (MODEL_FILENAME, TOKENIZER_FILENAME):
+        with open(Path(directory) / name, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def find_default_model() -> Path:
+    """The model `chatbot chat` uses without --model: $CHATBOT_MODEL, else the newest under storage/models/.
+
+    Raises:
+        ModelNotFoundError: no trained model exists (the message says how to train one).
+    """
+    if os.environ.get("CHATBOT_MODEL"):
+        return Path(os.environ["CHATBOT_MODEL"])
+    candidates = sorted(models_dir().glob(f"*/{MODEL_FILENAME}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if not candidates:
+        raise ModelNotFoundError(
+            f"no trained model in {models_dir()}/; train a quick one (about 6 minutes) with: {QUICK_TRAIN_COMMAND}"
+        )
+    return candidates[0].parent
+
+
+def load_checkpoint(directory: Path | str) -> Checkpoint:
+    """Load a model directory for inference, with Keras `safe_mode` on (no code runs from the file).
+
+    Raises:
+        CheckpointError: the directory or a file is missing, or the model file is corrupt.
+    """
+    import keras
+
+    import chatbot.models  # noqa: F401  registers the custom layers for deserialisation
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such model directory; train one with `chatbot train --out {directory}`")
+    model_path = directory / MODEL_FILENAME
+    if not model_path.is_file():
+        raise CheckpointError(
+            f"{model_path}: missing; training has not finished an epoch yet (continue it with `chatbot train --resume --out {directory}`)"
+        )
+    model_config, train_config = read_config(directory)
+    tokenizer = Tokenizer.load(directory / TOKENIZER_FILENAME)
+    try:
+        model = keras.models.load_model(model_path, safe_mode=True, compile=False)
+    except (zipfile.BadZipFile, ValueError, OSError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{model_path}: cannot load the model ({type(exc).__name__}); the file is corrupt or from another program") from exc
+    if model.vocabulary_size != tokenizer.vocabulary_size:
+        raise CheckpointError(
+            f"{directory}: model vocabulary ({model.vocabulary_size}) does not match tokenizer ({tokenizer.vocabulary_size})"
+        )
+    return Checkpoint(directory, model, tokenizer, model_config, train_config, model_checksum(directory))

@@ -1,0 +1,92 @@
+"""Typed, frozen configuration: model sizes, training budget, presets.
+
+Both dataclasses are written to ``config.json`` in every checkpoint and read
+back on load, so a model directory is self-describing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from chatbot.errors import ConfigError
+
+MODEL_TYPES = ("hred",)
+CELL_TYPES = ("gru", "lstm")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of an HRED model (Serban et al. 2016). Dimensions are in units (vector entries)."""
+
+    model: str = "hred"  # architecture: "hred"
+    vocabulary_size: int = 8000  # SentencePiece pieces, reserved ids included; set from the tokenizer
+    embedding_dim: int = 128  # token embedding, shared by utterance encoder and decoder
+    hidden_dim: int = 256  # utterance encoder RNN units per direction
+    context_dim: int = 256  # context RNN units: the dialogue state after each turn
+    decoder_dim: int = 256  # decoder RNN units
+    cell: str = "gru"  # RNN cell of all three RNNs: "gru" or "lstm"
+    bidirectional: bool = False  # utterance encoder reads both directions (output 2 × hidden_dim)
+    dropout: float = 0.1  # dropout rate on embeddings and decoder outputs while training
+    max_utterance_length: int = 48  # tokens per utterance, start and end markers included; longer ones are cut
+    max_turns: int = 8  # turns per training window; the context at inference is max_turns - 1 turns
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_TYPES:
+            raise ConfigError(f"--model {self.model!r} is not available; choose one of: {', '.join(MODEL_TYPES)}")
+        if self.cell not in CELL_TYPES:
+            raise ConfigError(f"--cell {self.cell!r} is not available; choose one of: {', '.join(CELL_TYPES)}")
+        for name in ("embedding_dim", "hidden_dim", "context_dim", "decoder_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive number of units, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.max_utterance_length < 4:
+            raise ConfigError(f"max_utterance_length must be at least 4 tokens, got {self.max_utterance_length}")
+        if self.max_turns < 2:
+            raise ConfigError(f"max_turns must be at least 2 (a context turn and a reply), got {self.max_turns}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained. Budgets stop a run early; the best checkpoint is always kept."""
+
+    corpus: str = "chitchat"  # corpus SPEC the model was trained on
+    epochs: int = 10  # passes over the training split
+    batch_size: int = 32  # dialogue windows per batch
+    learning_rate: float = 1e-3  # Adam step size
+    clipnorm: float = 1.0  # gradient norm clipping threshold
+    patience: int = 2  # epochs without a better validation perplexity before early stopping
+    vocabulary_size: int = 8000  # upper bound on SentencePiece pieces
+    max_dialogues: int | None = None  # use only the first N dialogues of the corpus (quick runs)
+    max_minutes: float | None = None  # stop training after this many minutes of wall time
+    seed: int = 1234  # seeds weight init, shuffling and dropout
+
+
+# Presets: `tiny` for tests, `small` for a CPU run, `base` for a GPU.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(embedding_dim=32, hidden_dim=32, context_dim=32, decoder_dim=32, max_utterance_length=24, max_turns=6),
+    "small": dict(embedding_dim=128, hidden_dim=256, context_dim=256, decoder_dim=256, max_utterance_length=48, max_turns=8),
+    "base": dict(
+        embedding_dim=256, hidden_dim=256, context_dim=512, decoder_dim=512, bidirectional=True, max_utterance_length=64, max_turns=10
+    ),
+}
+
+
+def model_config(preset: str = "small", **overrides: Any) -> ModelConfig:
+    """A ModelConfig from a preset with explicit overrides (None values are ignored).
+
+    Raises:
+        ConfigError: unknown preset or an invalid value.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset {preset!r} is not available; choose one of: {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return ModelConfig(**values)
+
+
+def from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Rebuild a config dataclass from JSON, ignoring unknown keys (newer files) and keeping defaults."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})

@@ -1,0 +1,36 @@
+"""The domain exceptions of chatbot.
+
+Every error a user can cause is one of these. Each message names what was
+received and how to fix it; the CLI prints it as one line on stderr and exits
+with a nonzero status, never a traceback.
+"""
+
+
+class ChatbotError(Exception):
+    """Base class for user-facing errors."""
+
+    exit_code = 1
+
+
+class CorpusError(ChatbotError):
+    """A corpus spec or corpus file cannot be read (names the file and line)."""
+
+
+class CheckpointError(ChatbotError):
+    """A model directory is missing, incomplete or corrupt."""
+
+
+class ModelNotFoundError(CheckpointError):
+    """No trained model is available; the message says which command trains one."""
+
+
+class StorageError(ChatbotError):
+    """The conversation database cannot be opened, read or written."""
+
+
+class ConversationNotFoundError(StorageError):
+    """A conversation id that is not in the database."""
+
+
+class ConfigError(ChatbotError):
+    """An invalid option value (names the option, the value and the allowed range)."""

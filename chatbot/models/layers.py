@@ -1,0 +1,129 @@
+"""The RNN building blocks of the hierarchical models (Serban et al. 2016, section 3).
+
+Each layer stores its init arguments and chains `get_config()`, so the whole
+model round-trips through the native ``.keras`` format with ``safe_mode`` on.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+CELLS = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
+
+
+def _rnn(cell: str, units: int, **kwargs) -> keras.layers.Layer:
+    return CELLS[cell](units, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="chatbot")
+class UtteranceEncoder(keras.layers.Layer):
+    """Encodes each utterance into one vector: the final state of an RNN over its tokens.
+
+    Call args:
+        embedded: `(batch_size, utterance_length, embedding_dim)` float token embeddings.
+        token_mask: `(batch_size, utterance_length)` bool, False on padding.
+    Returns:
+        `(batch_size, output_dim)` float, where `output_dim` is `hidden_dim`, or
+        `2 * hidden_dim` when bidirectional (forward and backward final states).
+    """
+
+    def __init__(self, hidden_dim: int, cell: str = "gru", bidirectional: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.cell = cell
+        self.bidirectional = bidirectional
+        rnn = _rnn(cell, hidden_dim, name="rnn")
+        self.rnn = keras.layers.Bidirectional(rnn, merge_mode="concat", name="bidirectional") if bidirectional else rnn
+
+    @property
+    def output_dim(self) -> int:
+        return self.hidden_dim * (2 if self.bidirectional else 1)
+
+    def call(self, embedded, token_mask=None, training=False):
+        return self.rnn(embedded, mask=token_mask, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_dim": self.hidden_dim, "cell": self.cell, "bidirectional": self.bidirectional}
+
+
+@keras.saving.register_keras_serializable(package="chatbot")
+class ContextEncoder(keras.layers.Layer):
+    """The context RNN: runs over utterance vectors, one step per turn.
+
+    Call args:
+        utterance_vectors: `(batch_size, num_turns, input_dim)` float.
+        turn_mask: `(batch_size, num_turns)` bool, False on padding turns.
+    Returns:
+        `(batch_size, num_turns, context_dim)` float: the dialogue state after each turn.
+    """
+
+    def __init__(self, context_dim: int, cell: str = "gru", **kwargs):
+        super().__init__(**kwargs)
+        self.context_dim = context_dim
+        self.cell = cell
+        self.rnn = _rnn(cell, context_dim, return_sequences=True, name="rnn")
+
+    def call(self, utterance_vectors, turn_mask=None, training=False):
+        return self.rnn(utterance_vectors, mask=turn_mask, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "context_dim": self.context_dim, "cell": self.cell}
+
+
+@keras.saving.register_keras_serializable(package="chatbot")
+class UtteranceDecoder(keras.layers.Layer):
+    """Decoder RNN conditioned on a context vector (Serban et al. 2016, eq. 3).
+
+    The context vector sets the initial state (through a tanh projection) and is
+    concatenated to every input embedding. `call` runs teacher forcing over a
+    whole utterance; `step` advances one token with the same cell weights, so the
+    two paths give the same numbers.
+    """
+
+    def __init__(self, decoder_dim: int, cell: str = "gru", **kwargs):
+        super().__init__(**kwargs)
+        self.decoder_dim = decoder_dim
+        self.cell = cell
+        self.rnn = _rnn(cell, decoder_dim, return_sequences=True, name="rnn")
+        num_states = 2 if cell == "lstm" else 1
+        self.initial_projections = [
+            keras.layers.Dense(decoder_dim, activation="tanh", name=f"initial_state_{i}") for i in range(num_states)
+        ]
+
+    def initial_state(self, context):
+        """`(batch_size, context_dim)` → list of `(batch_size, decoder_dim)` RNN states."""
+        return [projection(context) for projection in self.initial_projections]
+
+    def call(self, embedded, context, training=False):
+        """Teacher forcing.
+
+        Args:
+            embedded: `(batch_size, utterance_length, embedding_dim)` embeddings of the shifted target.
+            context: `(batch_size, conditioning_dim)` float conditioning vector.
+        Returns:
+            `(batch_size, utterance_length, decoder_dim)` decoder outputs.
+        """
+        utterance_length = ops.shape(embedded)[1]
+        tiled = ops.repeat(ops.expand_dims(context, 1), utterance_length, axis=1)  # (B, L, C)
+        inputs = ops.concatenate([embedded, tiled], axis=-1)  # (B, L, E + C)
+        return self.rnn(inputs, initial_state=self.initial_state(context), training=training)
+
+    def step(self, embedded, context, states):
+        """One decoding step.
+
+        Args:
+            embedded: `(batch_size, embedding_dim)` embedding of the previous token.
+            context: `(batch_size, conditioning_dim)`.
+            states: list of `(batch_size, decoder_dim)` RNN states.
+        Returns:
+            (`(batch_size, decoder_dim)` output, new list of states).
+        """
+        inputs = ops.concatenate([embedded, context], axis=-1)  # (B, E + C)
+        output, new_states = self.rnn.cell(inputs, list(states) if self.cell == "lstm" else states[0])
+        if not isinstance(new_states, (list, tuple)):
+            new_states = [new_states]
+        return output, list(new_states)
+
+    def get_config(self):
+        return {**super().get_config(), "decoder_dim": self.decoder_dim, "cell": self.cell}

@@ -1,0 +1,1 @@
+"""Training: the data pipeline, callbacks and the `train` entry point."""

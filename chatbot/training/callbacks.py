@@ -1,0 +1,57 @@
+"""Keras callbacks of a training run: the wall-time budget and metrics.json."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import keras
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training after `max_minutes` of wall time; the interrupted epoch is still validated and saved."""
+
+    def __init__(self, max_minutes: float):
+        super().__init__()
+        self.max_seconds = max_minutes * 60.0
+        self.started = time.monotonic()
+        self.exhausted = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self.started > self.max_seconds:
+            self.exhausted = True
+            self.model.stop_training = True
+
+
+class MetricsLog(keras.callbacks.Callback):
+    """Appends every epoch's metrics, wall time (seconds) and throughput (target tokens/second) to metrics.json.
+
+    Existing epochs in the file (an earlier run being resumed) are kept.
+    """
+
+    def __init__(self, path: Path, summary: dict):
+        super().__init__()
+        self.path = Path(path)
+        self.payload = json.loads(self.path.read_text()) if self.path.exists() else {"epochs": []}
+        self.payload["data"] = summary
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.monotonic() - self.epoch_started
+        row = {"epoch": epoch + 1, "seconds": round(seconds, 1)}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        if "tokens" in row:
+            row["target_tokens_per_second"] = round(row["tokens"] / seconds, 1)
+        self.payload["epochs"] = [e for e in self.payload["epochs"] if e["epoch"] != epoch + 1] + [row]
+        scored = [e for e in self.payload["epochs"] if "val_perplexity" in e]
+        if scored:
+            self.payload["best"] = min(scored, key=lambda e: e["val_perplexity"])
+        self.path.write_text(json.dumps(self.payload, indent=2) + "\n")
+
+    @property
+    def best_val_perplexity(self) -> float | None:
+        best = self.payload.get("best")
+        return best["val_perplexity"] if best else None

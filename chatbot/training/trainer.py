@@ -1,0 +1,145 @@
+"""`chatbot train`: corpus → tokenizer → windows → Keras `fit` → model directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from chatbot.checkpoint import METRICS_FILENAME, MODEL_FILENAME, read_config, write_config
+from chatbot.config import ModelConfig, TrainConfig
+from chatbot.corpus import load_corpus
+from chatbot.errors import CheckpointError, CorpusError
+from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
+from chatbot.tokenizer import Tokenizer
+
+
+@dataclasses.dataclass
+class TrainResult:
+    out_dir: Path
+    epochs_run: int
+    best_val_perplexity: float | None
+    seconds: float
+    stopped_by_budget: bool
+
+
+def train(
+    out_dir: Path,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    resume: bool = False,
+    corpus_format: str | None = None,
+    verbose: int | None = None,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> TrainResult:
+    """Train a model and write its directory (see `chatbot.checkpoint`).
+
+    With `resume`, the sizes, tokenizer and corpus come from `out_dir`, and
+    training continues after the last finished epoch with the optimizer state.
+    `train_config.epochs` is the total number of epochs, not the number added.
+
+    Raises:
+        CorpusError: the corpus cannot be read or has no training dialogues.
+        CheckpointError: `out_dir` holds a model and `resume` is off, or holds none and `resume` is on.
+    """
+    import keras
+
+    from chatbot.models import build_model
+    from chatbot.training.callbacks import MetricsLog, TimeBudget
+    from chatbot.training.data import WindowBatches, dialogue_windows
+
+    out_dir = Path(out_dir)
+    if resume:
+        saved_model, saved_train = read_config(out_dir)
+        model_config = saved_model
+        train_config = dataclasses.replace(
+            saved_train, epochs=train_config.epochs, max_minutes=train_config.max_minutes
+        )
+    elif (out_dir / "config.json").exists():
+        raise CheckpointError(
+            f"{out_dir} already holds a model; continue it with --resume, or choose another --out"
+        )
+    keras.utils.set_random_seed(train_config.seed)
+
+    corpus = load_corpus(train_config.corpus, corpus_format, train_config.max_dialogues)
+    splits = {name: corpus.split(name) for name in ("train", "valid")}
+    if not splits["train"]:
+        raise CorpusError(f"{train_config.corpus}: the train split is empty; the corpus needs more dialogues")
+    if not splits["valid"]:
+        # Tiny corpora may hash no dialogue into valid; validate on train rather than not at all.
+        log("warning: the valid split is empty; validating on the train split")
+        splits["valid"] = splits["train"]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        tokenizer = Tokenizer.load(out_dir / TOKENIZER_FILENAME)
+    else:
+        log(f"training the tokenizer on {len(splits['train'])} dialogues (vocabulary ≤ {train_config.vocabulary_size})")
+        texts = [turn.text for dialogue in splits["train"] for turn in dialogue.turns]
+        tokenizer = Tokenizer.train(texts, train_config.vocabulary_size)
+        tokenizer.save(out_dir / TOKENIZER_FILENAME)
+        model_config = dataclasses.replace(model_config, vocabulary_size=tokenizer.vocabulary_size)
+        write_config(out_dir, model_config, train_config)
+
+    batches = {
+        name: WindowBatches(
+            dialogue_windows(dialogues, tokenizer, model_config.max_turns, model_config.max_utterance_length),
+            train_config.batch_size,
+            shuffle=name == "train",
+            seed=train_config.seed,
+        )
+        for name, dialogues in splits.items()
+    }
+    summary = {
+        "corpus": train_config.corpus,
+        "train_dialogues": len(splits["train"]),
+        "valid_dialogues": len(splits["valid"]),
+        "train_windows": len(batches["train"].windows),
+        "train_target_tokens": batches["train"].num_target_tokens,
+        "train_batches": batches["train"].num_batches,
+        "vocabulary_size": tokenizer.vocabulary_size,
+    }
+    log(
+        f"{summary['train_dialogues']} train / {summary['valid_dialogues']} valid dialogues, "
+        f"{summary['train_windows']} windows, {summary['train_target_tokens']} target tokens per epoch"
+    )
+
+    model = build_model(model_config)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=train_config.learning_rate, clipnorm=train_config.clipnorm)
+    )
+    metrics_log = MetricsLog(out_dir / METRICS_FILENAME, summary)
+    budget = TimeBudget(train_config.max_minutes) if train_config.max_minutes else None
+    callbacks = [
+        # Restores weights, optimizer state and epoch counter on --resume; kept after training.
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup"), double_checkpoint=True, delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            str(out_dir / MODEL_FILENAME),
+            monitor="val_perplexity",
+            mode="min",
+            save_best_only=True,
+            initial_value_threshold=metrics_log.best_val_perplexity,
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_perplexity", mode="min", patience=train_config.patience),
+        keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
+        metrics_log,
+    ] + ([budget] if budget else [])
+
+    started = time.monotonic()
+    history = model.fit(
+        batches["train"].dataset(),
+        validation_data=batches["valid"].dataset(),
+        epochs=train_config.epochs,
+        callbacks=callbacks,
+        shuffle=False,  # WindowBatches reshuffles every epoch itself
+        verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
+    )
+    return TrainResult(
+        out_dir=out_dir,
+        epochs_run=len(history.history.get("loss", [])),
+        best_val_perplexity=metrics_log.best_val_perplexity,
+        seconds=time.monotonic() - started,
+        stopped_by_budget=bool(budget and budget.exhausted),
+    )
