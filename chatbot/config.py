@@ -53,7 +53,7 @@ class TrainConfig:
 
     corpus: str = "chitchat"  # corpus SPEC the model was trained on
     epochs: int = 10  # passes over the training split
-    batch_size: int = 32  # dialogue windows per batch
+    batch_size: int = 64  # dialogue windows per batch (larger amortises the per-step RNN loop; see benchmarks/train_throughput.py)
     learning_rate: float = 1e-3  # Adam step size
     clipnorm: float = 1.0  # gradient norm clipping threshold
     patience: int = 2  # epochs without a better validation perplexity before early stopping

@@ -160,14 +160,16 @@ class HRED(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
+        tokens, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            loss, count = self.token_loss(data, training=True)
+            loss, count = self.token_loss(tokens, training=True)
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         return self._update_metrics(loss, count)
 
     def test_step(self, data):
-        loss, count = self.token_loss(data, training=False)
+        tokens, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        loss, count = self.token_loss(tokens, training=False)
         return self._update_metrics(loss, count)
 
     # --- inference contract ---------------------------------------------

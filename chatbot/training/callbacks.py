@@ -55,3 +55,31 @@ class MetricsLog(keras.callbacks.Callback):
     def best_val_perplexity(self) -> float | None:
         best = self.payload.get("best")
         return best["val_perplexity"] if best else None
+
+
+class ProgressLog(keras.callbacks.Callback):
+    """One progress line every `every_seconds` for logs that are not a terminal (e.g. under nohup).
+
+    Prints batches done, running loss and perplexity, and target tokens per second.
+    """
+
+    def __init__(self, num_batches: int, every_seconds: float = 60.0, write=print):
+        super().__init__()
+        self.num_batches = num_batches
+        self.every_seconds = every_seconds
+        self.write = write
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+        self.started = self.last = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.monotonic()
+        if now - self.last < self.every_seconds or not logs:
+            return
+        self.last = now
+        rate = float(logs.get("tokens", 0.0)) / (now - self.started)
+        self.write(
+            f"epoch {self.epoch}: {batch + 1}/{self.num_batches} batches, loss {float(logs['loss']):.4f}, "
+            f"perplexity {float(logs['perplexity']):.2f}, {rate:.0f} target tokens/s, {(now - self.started) / 60:.1f} min"
+        )

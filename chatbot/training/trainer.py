@@ -47,7 +47,7 @@ def train(
     import keras
 
     from chatbot.models import build_model
-    from chatbot.training.callbacks import MetricsLog, TimeBudget
+    from chatbot.training.callbacks import MetricsLog, ProgressLog, TimeBudget
     from chatbot.training.data import WindowBatches, dialogue_windows
 
     out_dir = Path(out_dir)
@@ -126,6 +126,9 @@ def train(
         keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
         metrics_log,
     ] + ([budget] if budget else [])
+    verbose = verbose if verbose is not None else (1 if sys.stderr.isatty() else 2)
+    if verbose == 2:
+        callbacks.append(ProgressLog(batches["train"].num_batches, write=log))
 
     started = time.monotonic()
     history = model.fit(
@@ -134,7 +137,7 @@ def train(
         epochs=train_config.epochs,
         callbacks=callbacks,
         shuffle=False,  # WindowBatches reshuffles every epoch itself
-        verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
+        verbose=verbose,
     )
     return TrainResult(
         out_dir=out_dir,

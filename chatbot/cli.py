@@ -1,0 +1,167 @@
+"""The `chatbot` command line. User errors become one line on stderr and a nonzero exit."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from chatbot.errors import ChatbotError
+from chatbot.native_logs import native_logs_silenced
+
+# Quiet TensorFlow's C++ start-up logging before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help="SQLAlchemy database URL (default: sqlite:///storage/chatbot.db)")
+
+
+def _add_decoding(parser: argparse.ArgumentParser) -> None:
+    from chatbot.decoding import DecodingConfig
+
+    defaults = DecodingConfig()
+    group = parser.add_argument_group("decoding")
+    group.add_argument("--temperature", type=float, default=defaults.temperature, help=f"softmax temperature, > 0 (default {defaults.temperature})")
+    group.add_argument("--top-p", type=float, default=defaults.top_p, help=f"nucleus sampling mass in (0, 1] (default {defaults.top_p})")
+    group.add_argument("--max-reply-tokens", type=int, default=defaults.max_reply_tokens, help=f"longest reply in tokens (default {defaults.max_reply_tokens})")
+    group.add_argument("--seed", type=int, help="seed of the first reply (default: random; every reply's seed is stored)")
+    group.add_argument("--context-turns", type=int, help="stored turns fed to the model as context (default: the model's max_turns - 1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatbot", description="Hierarchical recurrent dialogue models: train, chat, replay.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    chat = commands.add_parser("chat", help="chat in the terminal (every turn is saved)")
+    chat.add_argument("--model", help="model directory (default: $CHATBOT_MODEL, else the newest in storage/models/)")
+    chat.add_argument("--resume", type=int, metavar="ID", help="continue conversation ID")
+    _add_db(chat)
+    _add_decoding(chat)
+
+    train = commands.add_parser("train", help="train a model on a corpus")
+    train.add_argument("--corpus", default="chitchat", help="corpus SPEC: chitchat, chatterbot:LANG, FILE.txt or FILE.jsonl (default chitchat)")
+    train.add_argument("--format", choices=["txt", "jsonl"], help="corpus file format (default: from the extension)")
+    train.add_argument("--model", default="hred", help="architecture (default hred)")
+    train.add_argument("--out", required=True, help="model directory to write")
+    train.add_argument("--preset", default="small", help="sizes: tiny (tests), small (CPU), base (GPU); default small")
+    train.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
+    train.add_argument("--batch-size", type=int, default=64, help="dialogue windows per batch (default 64)")
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam step size (default 0.001)")
+    train.add_argument("--vocabulary-size", type=int, default=8000, help="SentencePiece vocabulary bound (default 8000)")
+    train.add_argument("--max-dialogues", type=int, help="use only the first N dialogues (quick runs)")
+    train.add_argument("--max-minutes", type=float, help="stop after this many minutes; the last epoch is validated and saved")
+    train.add_argument("--patience", type=int, default=2, help="early stopping: epochs without improvement (default 2)")
+    train.add_argument("--cell", choices=["gru", "lstm"], help="RNN cell (default gru)")
+    train.add_argument("--bidirectional", action="store_true", default=None, help="bidirectional utterance encoder")
+    train.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (epoch and optimizer state)")
+
+    corpus = commands.add_parser("corpus", help="inspect a corpus")
+    corpus.add_argument("action", choices=["stats", "validate"], help="stats: counts per split; validate: parse and report")
+    corpus.add_argument("spec", help="corpus SPEC")
+    corpus.add_argument("--format", choices=["txt", "jsonl"], help="corpus file format (default: from the extension)")
+    corpus.add_argument("--vocabulary-size", type=int, default=8000, help="tokenizer used for token counts (default 8000)")
+
+    sessions = commands.add_parser("sessions", help="list stored conversations")
+    sessions.add_argument("--limit", type=int, default=50, help="most recent N (default 50)")
+    _add_db(sessions)
+
+    replay = commands.add_parser("replay", help="print a stored conversation with its settings")
+    replay.add_argument("id", type=int, help="conversation id (see `chatbot sessions`)")
+    _add_db(replay)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with native_logs_silenced():
+        return _run(args)
+
+
+def _run(args) -> int:
+    try:
+        handler = {
+            "chat": cmd_chat,
+            "train": cmd_train,
+            "corpus": cmd_corpus,
+            "sessions": cmd_sessions,
+            "replay": cmd_replay,
+        }[args.command]
+        return handler(args) or 0
+    except ChatbotError as exc:
+        print(f"chatbot: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("chatbot: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_train(args) -> int:
+    from chatbot.config import TrainConfig, model_config
+    from chatbot.training.trainer import train
+
+    config = model_config(args.preset, model=args.model, cell=args.cell, bidirectional=args.bidirectional)
+    train_config = TrainConfig(
+        corpus=args.corpus,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        vocabulary_size=args.vocabulary_size,
+        max_dialogues=args.max_dialogues,
+        max_minutes=args.max_minutes,
+        seed=args.seed,
+    )
+    try:
+        result = train(Path(args.out), config, train_config, resume=args.resume, corpus_format=args.format)
+    except KeyboardInterrupt:
+        print(f"chatbot: training interrupted; continue with: chatbot train --out {args.out} --resume", file=sys.stderr)
+        return 130
+    budget = " (stopped by --max-minutes)" if result.stopped_by_budget else ""
+    perplexity = f"{result.best_val_perplexity:.2f}" if result.best_val_perplexity else "n/a"
+    print(
+        f"trained {result.epochs_run} epoch(s) in {result.seconds / 60:.1f} min{budget}; "
+        f"best validation perplexity {perplexity}; model in {result.out_dir}"
+    )
+    return 0
+
+
+def cmd_corpus(args) -> int:
+    from chatbot.corpus import SPLITS, load_corpus
+
+    corpus = load_corpus(args.spec, args.format)
+    if args.action == "validate":
+        print(f"{args.spec}: ok, {len(corpus.dialogues)} dialogues, {sum(len(d.turns) for d in corpus.dialogues)} turns")
+        return 0
+    from chatbot.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.train([t.text for d in corpus.split("train") or corpus.dialogues for t in d.turns], args.vocabulary_size)
+    print(f"corpus {args.spec} (tokens: SentencePiece, {tokenizer.vocabulary_size} pieces trained on the train split)")
+    print(f"{'split':<6} {'dialogues':>10} {'turns':>10} {'tokens':>12} {'tokens/turn':>12}")
+    for name in SPLITS:
+        dialogues = corpus.split(name)
+        texts = [t.text for d in dialogues for t in d.turns]
+        tokens = sum(len(ids) for ids in tokenizer.encode_batch(texts)) if texts else 0
+        per_turn = tokens / len(texts) if texts else 0.0
+        print(f"{name:<6} {len(dialogues):>10} {len(texts):>10} {tokens:>12} {per_turn:>12.1f}")
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from chatbot.repl import run_chat
+
+    return run_chat(args)
+
+
+def cmd_sessions(args) -> int:
+    from chatbot.transcript import print_sessions
+
+    return print_sessions(args)
+
+
+def cmd_replay(args) -> int:
+    from chatbot.transcript import print_replay
+
+    return print_replay(args)

@@ -1,0 +1,62 @@
+"""Text renderings of stored conversations: `chatbot sessions`, `chatbot replay`, REPL /history."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+from chatbot.decoding import describe
+from chatbot.manager import decoding_of
+from chatbot.paths import default_database_url
+from chatbot.store import ConversationStore, ConversationSummary, Turn
+
+
+def _time(value: dt.datetime, with_date: bool = False) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
+
+
+def session_lines(summaries: list[ConversationSummary]) -> list[str]:
+    if not summaries:
+        return ["no conversations yet; start one with `chatbot chat`"]
+    lines = [f"{'id':>5}  {'started (UTC)':<19}  {'turns':>5}  {'model':<20}  title"]
+    for s in summaries:
+        lines.append(f"{s.id:>5}  {_time(s.created_at, True):<19}  {s.num_turns:>5}  {(s.model_name or '-'):<20}  {s.title or ''}")
+    return lines
+
+
+def turn_line(turn: Turn, model_names: dict[int, str] | None = None) -> str:
+    """``[12:00:01] bot: text  (model NAME · top-p 0.9, temperature 0.8, ≤40 tokens, seed 5 · 18 ms)``."""
+    line = f"[{_time(turn.created_at)}] {turn.speaker}: {turn.text}"
+    if turn.speaker == "bot":
+        model = (model_names or {}).get(turn.model_id, f"#{turn.model_id}")
+        latency = f" · {turn.latency_ms:.0f} ms" if turn.latency_ms is not None else ""
+        line += f"  (model {model} · {describe(decoding_of(turn), turn.seed)}{latency})"
+    return line
+
+
+def transcript_lines(store: ConversationStore, conversation_id: int) -> list[str]:
+    """Header and one line per turn. Raises ConversationNotFoundError."""
+    conversation = store.get_conversation(conversation_id)
+    turns = store.turns(conversation_id)
+    names = {}
+    for model_id in {t.model_id for t in turns if t.model_id is not None} | {conversation.model_id}:
+        record = store.get_model(model_id) if model_id is not None else None
+        if record is not None:
+            names[model_id] = f"{record.name} ({record.checksum[:8]})"
+    header = (
+        f"conversation {conversation.id} · {conversation.title or '(untitled)'} · "
+        f"started {_time(conversation.created_at, True)} UTC · {len(turns)} turns"
+    )
+    return [header] + [turn_line(t, names) for t in turns]
+
+
+def print_sessions(args) -> int:
+    store = ConversationStore(args.db or default_database_url())
+    print("\n".join(session_lines(store.list_conversations(args.limit))))
+    return 0
+
+
+def print_replay(args) -> int:
+    store = ConversationStore(args.db or default_database_url())
+    sys.stdout.write("\n".join(transcript_lines(store, args.id)) + "\n")
+    return 0
