@@ -142,8 +142,8 @@ def private_history(path: os.PathLike) -> History:
         return InMemoryHistory()
 
 
-def run_chat(args) -> int:
-    """`chatbot chat`: load the model, open the store, run the REPL."""
+def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[[str], None] = print) -> int:
+    """`chatbot chat`: load the model, open the store, run the REPL (tests pass a session on pipe input)."""
     import sys
 
     from chatbot.checkpoint import find_default_model, load_checkpoint
@@ -163,5 +163,5 @@ def run_chat(args) -> int:
         f"decoding: {describe(decoding)}; context: last {manager.context_turns} turns",
         file=sys.stderr,
     )
-    session = PromptSession(history=private_history(storage_dir() / "repl_history"))
-    return ChatREPL(manager, decoding, session, conversation_id=args.resume, seed=args.seed).run()
+    session = prompt_session or PromptSession(history=private_history(storage_dir() / "repl_history"))
+    return ChatREPL(manager, decoding, session, write=write, conversation_id=args.resume, seed=args.seed).run()

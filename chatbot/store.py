@@ -97,6 +97,8 @@ class ConversationSummary:
 
 def _sqlite_path(url: str) -> Path | None:
     parsed = make_url(url)
+    if parsed.query.get("uri") == "true":  # SQLite URI (e.g. ?mode=ro): the file is the caller's to manage
+        return None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return Path(parsed.database)
     return None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import sentencepiece as spm
 
-from chatbot.errors import CheckpointError
+from chatbot.errors import CheckpointError, ConfigError
 
 PAD_ID = 0  # padding: masked out of every RNN and every loss
 UNK_ID = 1  # unknown piece (rare with byte fallback)
@@ -35,8 +36,25 @@ class Tokenizer:
 
         `vocabulary_size` is an upper bound: a small corpus gets fewer pieces.
         `character_coverage` 0.9995 is SentencePiece's setting for CJK scripts.
+
+        Raises:
+            ConfigError: `vocabulary_size` is below what the corpus's characters need.
         """
         buffer = io.BytesIO()
+        try:
+            cls._train(texts, vocabulary_size, buffer)
+        except RuntimeError as exc:
+            needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(exc))
+            if needed:
+                raise ConfigError(
+                    f"--vocabulary-size {vocabulary_size} is too small for this corpus: its characters and the 256 "
+                    f"byte pieces need at least {int(needed.group(1)) + 4}"
+                ) from exc
+            raise ConfigError(f"cannot train the tokenizer with --vocabulary-size {vocabulary_size}: {exc}") from exc
+        return cls(buffer.getvalue())
+
+    @staticmethod
+    def _train(texts: Iterable[str], vocabulary_size: int, buffer: io.BytesIO) -> None:
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(texts),
             model_writer=buffer,
@@ -55,7 +73,6 @@ class Tokenizer:
             num_threads=2,
             minloglevel=2,
         )
-        return cls(buffer.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> "Tokenizer":

@@ -1,0 +1,92 @@
+"""The `chatbot` command line: real subprocess runs where the exit code and stderr matter."""
+
+import os
+import subprocess
+import sys
+
+from chatbot.cli import main
+from chatbot.store import ConversationStore
+from tests.conftest import CORPORA, REPO
+
+
+def run(*args, env=None):
+    # The launcher runs the first python3 on PATH (as in an activated virtualenv): make it this one.
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    environment = {**os.environ, "PATH": path, **(env or {})}
+    return subprocess.run(
+        [os.path.join(REPO, "bin", "chatbot"), *args], capture_output=True, text=True, env=environment, timeout=300
+    )
+
+
+def test_replay_prints_every_turn_with_its_settings(tiny_checkpoint, db_url, capsys):
+    from chatbot.decoding import DecodingConfig
+    from chatbot.manager import DialogueManager
+
+    manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint)
+    conversation = manager.start()
+    manager.reply(conversation.id, "hello there", DecodingConfig(), seed=21)
+    manager.reply(conversation.id, "what is new?", DecodingConfig(temperature=0.6), seed=22)
+
+    assert main(["replay", str(conversation.id), "--db", db_url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"conversation {conversation.id} · hello there · started ")
+    assert "4 turns" in lines[0]
+    assert lines[1].endswith("user: hello there")
+    assert "bot: " in lines[2] and "(model tiny (" in lines[2]
+    assert "top-p 0.9, temperature 0.8, ≤40 tokens, seed 21" in lines[2]
+    assert "temperature 0.6" in lines[4] and "seed 22" in lines[4]
+
+    assert main(["sessions", "--db", db_url]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].split()[:3] == ["id", "started", "(UTC)"]
+    assert listing[1].split()[0] == str(conversation.id) and " 4 " in listing[1] and "hello there" in listing[1]
+
+
+def test_unknown_id_is_one_line_and_nonzero(db_url):
+    result = run("replay", "999", "--db", db_url)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"chatbot: error: no conversation with id 999 in {db_url.removeprefix('sqlite:///')}; `chatbot sessions` lists them"
+    ]
+
+
+def test_malformed_corpus_exits_nonzero_naming_file_and_line(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('["a", "b"]\n["c", "d"]\n{not json}\n')
+    result = run("corpus", "validate", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"chatbot: error: {path}:3: invalid JSON (Expecting property name enclosed in double quotes at column 2)"
+    assert "Traceback" not in result.stderr
+
+
+def test_corpus_stats_per_split(capsys):
+    assert main(["corpus", "stats", f"{CORPORA}/sample.jsonl", "--vocabulary-size", "100"]) == 1
+    assert "--vocabulary-size 100 is too small for this corpus" in capsys.readouterr().err
+    assert main(["corpus", "stats", f"{CORPORA}/sample.jsonl", "--vocabulary-size", "400"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert set(rows) == {"train", "valid", "test"}
+    assert sum(int(r[1]) for r in rows.values()) == 3  # dialogues
+    assert sum(int(r[2]) for r in rows.values()) == 4 + 4 + 4  # turns
+
+
+def test_chat_without_a_model_says_which_command_trains_one(tmp_path):
+    result = run("chat", env={"CHATBOT_HOME": str(tmp_path)})
+    assert result.returncode == 1
+    assert "no trained model in" in result.stderr
+    assert "chatbot train --corpus chitchat --model hred" in result.stderr
+    assert "Traceback" not in result.stderr and "I0000" not in result.stderr
+
+
+def test_bad_database_file_is_one_line(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"not a database" * 500)
+    result = run("sessions", "--db", f"sqlite:///{path}")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"chatbot: error: {path}: not a SQLite database (or corrupt); move it away or pass another --db"
+
+
+def test_module_entry_point_shows_help():
+    result = subprocess.run([sys.executable, "-m", "chatbot", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0
+    for command in ("chat", "train", "corpus", "sessions", "replay"):
+        assert command in result.stdout

@@ -1,0 +1,95 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from chatbot.config import model_config
+from chatbot.corpus import load_corpus
+from chatbot.models import HRED, build_model
+from chatbot.tokenizer import Tokenizer
+from chatbot.training.data import WindowBatches, dialogue_windows
+
+
+@pytest.fixture(scope="module")
+def english_batches():
+    corpus = load_corpus("chatterbot:english")
+    tokenizer = Tokenizer.train([t.text for d in corpus.split("train") for t in d.turns], 400)
+    config = model_config("tiny", vocabulary_size=tokenizer.vocabulary_size)
+    windows = dialogue_windows(corpus.split("train"), tokenizer, config.max_turns, config.max_utterance_length)
+    return config, WindowBatches(windows, 32, seed=0)
+
+
+def _batch(batches):
+    return next(iter(batches.dataset())).numpy()
+
+
+def test_a_few_dozen_steps_lower_the_loss(english_batches):
+    config, batches = english_batches
+    keras.utils.set_random_seed(0)
+    model = build_model(config)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    probe = _batch(batches)
+    before = float(model.token_loss(probe)[0])
+    model.fit(batches.dataset().take(40), epochs=1, verbose=0)
+    after = float(model.token_loss(probe)[0])
+    assert after < 0.85 * before, (before, after)
+
+
+@pytest.mark.parametrize("cell, bidirectional", [("gru", False), ("lstm", True)])
+def test_save_then_load_gives_identical_logits(tmp_path, english_batches, cell, bidirectional):
+    config, batches = english_batches
+    model = build_model(model_config("tiny", vocabulary_size=config.vocabulary_size, cell=cell, bidirectional=bidirectional))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(batches.dataset().take(3), epochs=1, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    probe = _batch(batches)
+    np.testing.assert_array_equal(model(probe).numpy(), loaded(probe).numpy())
+    assert loaded.get_config()["cell"] == cell and loaded.get_config()["bidirectional"] is bidirectional
+    # the optimizer state travels too (what --resume relies on)
+    assert int(loaded.optimizer.iterations.numpy()) == 3
+
+
+def test_checkpoint_holds_no_pickle(tmp_path, english_batches):
+    import zipfile
+
+    config, _ = english_batches
+    path = tmp_path / "model.keras"
+    build_model(config).save(path)
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        config_json = json.loads(archive.read("config.json"))
+    assert sorted(names) == ["config.json", "metadata.json", "model.weights.h5"]
+    assert config_json["class_name"] == "HRED"
+
+
+def test_decode_step_matches_teacher_forcing(english_batches):
+    """The inference contract runs the same weights as training: logits agree token by token."""
+    config, batches = english_batches
+    model = build_model(config)
+    probe = _batch(batches)[:1]
+    turns = int((probe[0, :, 0] != 0).sum())
+    history, reply = probe[:, : turns - 1], probe[0, turns - 1]
+    teacher = model(probe[:, :turns]).numpy()[-1]  # logits of the last turn, (L-1, V)
+    state = model.encode_context(history)
+    length = int((reply != 0).sum())
+    for position in range(length - 1):
+        logits, state = model.decode_step(reply[position : position + 1], state)
+        np.testing.assert_allclose(logits.numpy()[0], teacher[position], rtol=1e-4, atol=1e-4)
+
+
+def test_encode_context_ignores_padding_turns(english_batches):
+    config, batches = english_batches
+    model = build_model(config)
+    probe = _batch(batches)[:1, :2]
+    padded = np.concatenate([probe, np.zeros_like(probe)], axis=1)  # two empty turns after
+    np.testing.assert_allclose(model.encode_context(probe)[0], model.encode_context(padded)[0], atol=1e-6)
+
+
+def test_config_round_trip():
+    model = HRED(vocabulary_size=50, embedding_dim=8, hidden_dim=8, context_dim=12, decoder_dim=16, cell="lstm", dropout=0.2)
+    config = json.loads(json.dumps(model.get_config()))
+    clone = HRED.from_config(config)
+    assert clone.get_config() == model.get_config()

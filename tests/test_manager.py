@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from chatbot.decoding import DecodingConfig, top_p_filter
+from chatbot.errors import ConfigError
+from chatbot.manager import DialogueManager
+from chatbot.store import ConversationStore
+
+
+def test_turns_persist_and_a_restart_rebuilds_the_same_context(tiny_checkpoint, db_url):
+    manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint, context_turns=5)
+    conversation = manager.start()
+    for text in ["hello", "how are you?", "what do you like to do?"]:
+        reply = manager.reply(conversation.id, text, DecodingConfig())
+        assert reply.user_turn.position + 1 == reply.bot_turn.position
+        assert reply.bot_turn.text
+    before = manager.context_tokens(conversation.id)
+    manager.store.close()
+
+    # A new process: fresh store and manager over the same database file.
+    restarted = DialogueManager(ConversationStore(db_url), tiny_checkpoint, context_turns=5)
+    turns = restarted.history(conversation.id)
+    assert [t.speaker for t in turns] == ["user", "bot"] * 3
+    bot = turns[1]
+    assert bot.model_id == restarted.model_id and bot.seed is not None and bot.latency_ms > 0
+    assert '"top_p": 0.9' in bot.decoding and bot.created_at is not None
+    after = restarted.context_tokens(conversation.id)
+    np.testing.assert_array_equal(before, after)
+    assert after.shape[1] == 5  # the last 5 of 6 stored turns
+
+
+def test_same_seed_same_reply(tiny_checkpoint, db_url):
+    manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint)
+    conversation = manager.start()
+    manager.reply(conversation.id, "good morning", DecodingConfig(), seed=11)
+    decoding = DecodingConfig(temperature=1.0, top_p=1.0)
+    replies = {manager.generate(conversation.id, decoding, seed=5) for _ in range(3)}
+    assert len(replies) == 1
+    others = {manager.generate(conversation.id, decoding, seed=s) for s in range(6, 16)}
+    assert len(others) > 1  # different seeds do sample different replies
+
+
+def test_user_turn_is_committed_before_generation(tiny_checkpoint, db_url):
+    """If generation fails, the user's message is already stored: nothing typed is lost."""
+    manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint)
+    conversation = manager.start()
+
+    def failing_generate(*_args, **_kwargs):
+        raise RuntimeError("generation crashed")
+
+    manager.generate = failing_generate
+    with pytest.raises(RuntimeError):
+        manager.reply(conversation.id, "are you there?", DecodingConfig())
+    assert [t.text for t in manager.history(conversation.id)] == ["are you there?"]
+
+
+def test_messages_are_cleaned_and_long_ones_flagged(tiny_checkpoint, db_url):
+    manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint)
+    conversation = manager.start()
+    with pytest.raises(ConfigError, match="empty message"):
+        manager.reply(conversation.id, " \x00\x07 ", DecodingConfig())
+    reply = manager.reply(conversation.id, "hello\x00 there " + "word " * 5000, DecodingConfig())
+    assert reply.truncated
+    assert reply.user_turn.text.startswith("hello there word")
+    assert len(reply.user_turn.text) <= 4000
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    probabilities = np.array([0.05, 0.5, 0.3, 0.15])
+    kept = top_p_filter(probabilities, 0.8)
+    np.testing.assert_allclose(kept, [0, 0.5 / 0.8, 0.3 / 0.8, 0])
+    np.testing.assert_allclose(top_p_filter(probabilities, 1.0), probabilities)
+
+
+@pytest.mark.parametrize("values", [dict(temperature=0), dict(top_p=0), dict(top_p=1.5), dict(max_reply_tokens=0)])
+def test_invalid_decoding_settings(values):
+    with pytest.raises(ConfigError):
+        DecodingConfig(**values)

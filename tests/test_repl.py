@@ -1,0 +1,92 @@
+"""The chat REPL driven like a person at a terminal: prompt-toolkit pipe input, a real model and database."""
+
+import argparse
+
+import pytest
+from prompt_toolkit import PromptSession
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from chatbot.cli import build_parser
+from chatbot.repl import run_chat
+from chatbot.store import ConversationStore
+
+CTRL_C, CTRL_D = "\x03", "\x04"
+
+
+def chat(model_dir, db_url, keys: str, *extra: str) -> list[str]:
+    """Run `chatbot chat` with `keys` typed; returns the printed lines."""
+    args: argparse.Namespace = build_parser().parse_args(["chat", "--model", str(model_dir), "--db", db_url, *extra])
+    lines: list[str] = []
+    with create_pipe_input() as pipe:
+        pipe.send_text(keys)
+        session = PromptSession(input=pipe, output=DummyOutput())
+        assert run_chat(args, prompt_session=session, write=lines.append) == 0
+    return lines
+
+
+def bot_lines(lines):
+    return [line for line in lines if line.startswith("bot> ")]
+
+
+def test_a_conversation_is_saved_turn_by_turn(tiny_model_dir, db_url):
+    lines = chat(tiny_model_dir, db_url, "hello\n\nhow are you?\n" + CTRL_D)
+    assert len(bot_lines(lines)) == 2  # the empty line did nothing
+    assert lines[-1] == "saved as conversation 1; continue with: chatbot chat --resume 1"
+    store = ConversationStore(db_url)
+    turns = store.turns(1)
+    assert [(t.speaker, t.text) for t in turns[::2]] == [("user", "hello"), ("user", "how are you?")]
+    assert [f"bot> {t.text}" for t in turns[1::2]] == bot_lines(lines)
+
+
+def test_new_resume_and_history(tiny_model_dir, db_url):
+    chat(tiny_model_dir, db_url, "first conversation\n/new\nsecond conversation\n/quit\n")
+    store = ConversationStore(db_url)
+    assert [s.title for s in store.list_conversations()] == ["second conversation", "first conversation"]
+
+    lines = chat(tiny_model_dir, db_url, "/resume 1\nback again\n/history\n" + CTRL_D)
+    assert "resumed conversation 1 (2 turns); the last ones:" in lines
+    assert "you> first conversation" in lines
+    assert [t.text for t in store.turns(1)][::2] == ["first conversation", "back again"]
+    history = [line for line in lines if line.startswith("[")]
+    assert len(history) == 4 and "user: back again" in history[2]
+    assert "(model tiny" in history[3] and "seed" in history[3]
+
+
+def test_resume_flag_continues_with_earlier_turns_in_context(tiny_model_dir, db_url):
+    chat(tiny_model_dir, db_url, "one\ntwo\n" + CTRL_D)
+    lines = chat(tiny_model_dir, db_url, "three\n" + CTRL_D, "--resume", "1")
+    assert lines[0] == "resumed conversation 1 (4 turns); the last ones:"
+    assert [t.speaker for t in ConversationStore(db_url).turns(1)] == ["user", "bot"] * 3
+
+
+def test_settings_ctrl_c_and_errors_stay_in_the_loop(tiny_model_dir, db_url):
+    keys = "/temperature 0.5\n/temperature hot\nhalf a line" + CTRL_C + "/resume 99\n/bogus\n/sessions\n/help\n" + CTRL_D
+    lines = chat(tiny_model_dir, db_url, keys)
+    assert "decoding: top-p 0.9, temperature 0.5, ≤40 tokens" in lines
+    assert "error: usage: /temperature T with T > 0, got 'hot'" in lines
+    assert any(line.startswith("error: no conversation with id 99") for line in lines)
+    assert "unknown command /bogus; /help lists the commands" in lines
+    assert "no conversations yet; start one with `chatbot chat`" in lines  # Ctrl-C dropped the half line
+    assert any(line.startswith("commands:") for line in lines)
+    assert ConversationStore(db_url).list_conversations() == []
+
+
+def test_temperature_is_stored_with_the_reply(tiny_model_dir, db_url):
+    chat(tiny_model_dir, db_url, "/temperature 0.5\nhi\n" + CTRL_D, "--seed", "3")
+    bot = ConversationStore(db_url).turns(1)[1]
+    assert '"temperature": 0.5' in bot.decoding and bot.seed == 3
+
+
+def test_long_message_is_truncated_with_a_notice(tiny_model_dir, db_url):
+    lines = chat(tiny_model_dir, db_url, "tell me " + "more " * 100 + "\n" + CTRL_D)
+    assert any(line.startswith("(note: the model reads only the first 22 tokens") for line in lines)
+    assert len(bot_lines(lines)) == 1
+
+
+def test_unknown_resume_id_fails_before_loading(tmp_path, db_url):
+    from chatbot.errors import ConversationNotFoundError
+
+    args = build_parser().parse_args(["chat", "--model", str(tmp_path / "none"), "--db", db_url, "--resume", "7"])
+    with pytest.raises(ConversationNotFoundError, match="no conversation with id 7"):
+        run_chat(args)
