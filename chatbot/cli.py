@@ -105,6 +105,7 @@ def cmd_train(args) -> int:
     config = model_config(args.preset, model=args.model, cell=args.cell, bidirectional=args.bidirectional)
     train_config = TrainConfig(
         corpus=args.corpus,
+        corpus_format=args.format,
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
@@ -115,7 +116,7 @@ def cmd_train(args) -> int:
         seed=args.seed,
     )
     try:
-        result = train(Path(args.out), config, train_config, resume=args.resume, corpus_format=args.format)
+        result = train(Path(args.out), config, train_config, resume=args.resume)
     except KeyboardInterrupt:
         print(f"chatbot: training interrupted; continue with: chatbot train --out {args.out} --resume", file=sys.stderr)
         return 130

@@ -52,6 +52,7 @@ class TrainConfig:
     """How a model is trained. Budgets stop a run early; the best checkpoint is always kept."""
 
     corpus: str = "chitchat"  # corpus SPEC the model was trained on
+    corpus_format: str | None = None  # "txt" or "jsonl" when the file's extension does not say
     epochs: int = 10  # passes over the training split
     batch_size: int = 64  # dialogue windows per batch (larger amortises the per-step RNN loop; see benchmarks/train_throughput.py)
     learning_rate: float = 1e-3  # Adam step size

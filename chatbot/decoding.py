@@ -8,8 +8,6 @@ probabilities with a seeded generator, so a seed reproduces a reply exactly.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
-
 import numpy as np
 
 from chatbot.errors import ConfigError
@@ -113,16 +111,8 @@ class Generator:
         return reply
 
 
-def decoding_from_dict(values: dict) -> DecodingConfig:
-    names = {f.name for f in dataclasses.fields(DecodingConfig)}
-    return DecodingConfig(**{k: v for k, v in values.items() if k in names})
-
-
 def describe(config: DecodingConfig | dict, seed: int | None = None) -> str:
     """One line: ``top-p 0.9, temperature 0.8, ≤40 tokens, seed 7``."""
     values = dataclasses.asdict(config) if isinstance(config, DecodingConfig) else config
     text = f"top-p {values.get('top_p')}, temperature {values.get('temperature')}, ≤{values.get('max_reply_tokens')} tokens"
     return text if seed is None else f"{text}, seed {seed}"
-
-
-__all__: Sequence[str] = ["DecodingConfig", "Generator", "decoding_from_dict", "describe", "sample_token", "top_p_filter"]

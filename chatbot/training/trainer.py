@@ -30,7 +30,6 @@ def train(
     model_config: ModelConfig,
     train_config: TrainConfig,
     resume: bool = False,
-    corpus_format: str | None = None,
     verbose: int | None = None,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> TrainResult:
@@ -63,7 +62,7 @@ def train(
         )
     keras.utils.set_random_seed(train_config.seed)
 
-    corpus = load_corpus(train_config.corpus, corpus_format, train_config.max_dialogues)
+    corpus = load_corpus(train_config.corpus, train_config.corpus_format, train_config.max_dialogues)
     splits = {name: corpus.split(name) for name in ("train", "valid")}
     if not splits["train"]:
         raise CorpusError(f"{train_config.corpus}: the train split is empty; the corpus needs more dialogues")
