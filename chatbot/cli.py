@@ -10,7 +10,7 @@ from pathlib import Path
 from chatbot.errors import ChatbotError
 from chatbot.native_logs import native_logs_silenced
 
-# Quiet TensorFlow's C++ start-up logging before anything imports it.
+# Quiet TensorFlow's C++ logging after start-up (start-up lines ignore it: see native_logs).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 

@@ -42,7 +42,7 @@ class DialogueManager:
     def __init__(self, store: ConversationStore, checkpoint: Checkpoint, context_turns: int | None = None):
         self.store = store
         self.checkpoint = checkpoint
-        self.context_turns = context_turns or checkpoint.model_config.max_turns - 1
+        self.context_turns = checkpoint.model_config.max_turns - 1 if context_turns is None else context_turns
         if self.context_turns < 1:
             raise ConfigError(f"--context-turns must be at least 1, got {self.context_turns}")
         self.max_utterance_length = checkpoint.model_config.max_utterance_length

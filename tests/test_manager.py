@@ -76,3 +76,9 @@ def test_top_p_keeps_the_smallest_nucleus():
 def test_invalid_decoding_settings(values):
     with pytest.raises(ConfigError):
         DecodingConfig(**values)
+
+
+@pytest.mark.parametrize("turns", [0, -3])
+def test_context_of_no_turns_is_refused(tiny_checkpoint, db_url, turns):
+    with pytest.raises(ConfigError, match="--context-turns must be at least 1"):
+        DialogueManager(ConversationStore(db_url), tiny_checkpoint, context_turns=turns)
