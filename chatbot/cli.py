@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from chatbot.errors import ChatbotError
+from chatbot.errors import ChatbotError, ConfigError
 from chatbot.native_logs import native_logs_silenced
 
 # Quiet TensorFlow's C++ logging after start-up (start-up lines ignore it: see native_logs).
@@ -18,7 +18,7 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="SQLAlchemy database URL (default: sqlite:///storage/chatbot.db)")
 
 
-def _add_decoding(parser: argparse.ArgumentParser) -> None:
+def _add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> None:
     from chatbot.decoding import DecodingConfig
 
     defaults = DecodingConfig()
@@ -26,7 +26,10 @@ def _add_decoding(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--temperature", type=float, default=defaults.temperature, help=f"softmax temperature, > 0 (default {defaults.temperature})")
     group.add_argument("--top-p", type=float, default=defaults.top_p, help=f"nucleus sampling mass in (0, 1] (default {defaults.top_p})")
     group.add_argument("--max-reply-tokens", type=int, default=defaults.max_reply_tokens, help=f"longest reply in tokens (default {defaults.max_reply_tokens})")
-    group.add_argument("--seed", type=int, help="seed of the first reply (default: random; every reply's seed is stored)")
+    if seed is None:
+        group.add_argument("--seed", type=int, help="seed of the first reply (default: random; every reply's seed is stored)")
+    else:
+        group.add_argument("--seed", type=int, default=seed, help=f"seed of context sampling and replies; reply i uses seed + i (default {seed})")
     group.add_argument("--context-turns", type=int, help="stored turns fed to the model as context (default: the model's max_turns - 1)")
 
 
@@ -43,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model on a corpus")
     train.add_argument("--corpus", default="chitchat", help="corpus SPEC: chitchat, chatterbot:LANG, FILE.txt or FILE.jsonl (default chitchat)")
     train.add_argument("--format", choices=["txt", "jsonl"], help="corpus file format (default: from the extension)")
-    train.add_argument("--model", default="hred", help="architecture (default hred)")
+    train.add_argument("--model", default="hred", choices=["seq2seq", "hred", "vhred"], help="architecture (default hred)")
     train.add_argument("--out", required=True, help="model directory to write")
     train.add_argument("--preset", default="small", help="sizes: tiny (tests), small (CPU), base (GPU); default small")
     train.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
@@ -53,10 +56,33 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-dialogues", type=int, help="use only the first N dialogues (quick runs)")
     train.add_argument("--max-minutes", type=float, help="stop after this many minutes; the last epoch is validated and saved")
     train.add_argument("--patience", type=int, default=2, help="early stopping: epochs without improvement (default 2)")
-    train.add_argument("--cell", choices=["gru", "lstm"], help="RNN cell (default gru)")
-    train.add_argument("--bidirectional", action="store_true", default=None, help="bidirectional utterance encoder")
+    train.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant", help="constant, or cosine decay to 10%% over --epochs (default constant)")
+    train.add_argument("--clipnorm", type=float, default=1.0, help="gradient norm clipping threshold (default 1.0)")
+    train.add_argument("--init-from", metavar="DIR", help="start the embedding and encoders from a trained model (e.g. VHRED from HRED); its tokenizer is reused")
+    sizes = train.add_argument_group("model (default: the preset's)")
+    sizes.add_argument("--cell", choices=["gru", "lstm"], help="RNN cell (default gru)")
+    sizes.add_argument("--bidirectional", action="store_true", default=None, help="bidirectional utterance encoder")
+    for name, what in (("embedding", "token embedding"), ("hidden", "utterance encoder RNN"), ("context", "context RNN"), ("decoder", "decoder RNN"), ("latent", "VHRED latent variable")):
+        sizes.add_argument(f"--{name}-dim", type=int, help=f"units of the {what}")
+    sizes.add_argument("--dropout", type=float, help="dropout on embeddings and decoder outputs (default 0.1)")
+    sizes.add_argument("--attention", choices=["none", "additive", "dot"], help="seq2seq: attention over the source (default none)")
+    sizes.add_argument("--source-turns", type=int, help="seq2seq: turns flattened into the source (default 1, the previous utterance)")
+    sizes.add_argument("--max-source-tokens", type=int, help="seq2seq: longest flattened source in tokens (default 96)")
+    sizes.add_argument("--kl-anneal-steps", type=int, help="vhred: optimizer steps for the KL weight to rise from 0 to 1 (default 2000)")
+    sizes.add_argument("--word-dropout", type=float, help="vhred: share of decoder inputs replaced by the unknown token (default 0.25)")
+    sizes.add_argument("--bow-weight", type=float, help="vhred: weight of the bag-of-words loss, 0 = off (default 1.0)")
     train.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (epoch and optimizer state)")
+
+    evaluate = commands.add_parser("eval", help="perplexity and reply metrics of one or more models on a corpus split")
+    evaluate.add_argument("--model", action="append", required=True, metavar="DIR", help="model directory; repeat for a side-by-side table")
+    evaluate.add_argument("--corpus", default="chitchat", help="corpus SPEC (default chitchat)")
+    evaluate.add_argument("--format", choices=["txt", "jsonl"], help="corpus file format (default: from the extension)")
+    evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split to evaluate (default test)")
+    evaluate.add_argument("--contexts", type=int, default=200, help="contexts to generate replies for (default 200)")
+    evaluate.add_argument("--ngram-baseline", action="store_true", help="add an interpolated Kneser-Ney 3-gram row over the first model's tokens")
+    evaluate.add_argument("--output", metavar="FILE", help="JSON report (default storage/eval/eval-SPLIT-TIME.json)")
+    _add_decoding(evaluate, seed=1234)
 
     corpus = commands.add_parser("corpus", help="inspect a corpus")
     corpus.add_argument("action", choices=["stats", "validate"], help="stats: counts per split; validate: parse and report")
@@ -85,6 +111,7 @@ def _run(args) -> int:
         handler = {
             "chat": cmd_chat,
             "train": cmd_train,
+            "eval": cmd_eval,
             "corpus": cmd_corpus,
             "sessions": cmd_sessions,
             "replay": cmd_replay,
@@ -102,13 +129,33 @@ def cmd_train(args) -> int:
     from chatbot.config import TrainConfig, model_config
     from chatbot.training.trainer import train
 
-    config = model_config(args.preset, model=args.model, cell=args.cell, bidirectional=args.bidirectional)
+    config = model_config(
+        args.preset,
+        model=args.model,
+        cell=args.cell,
+        bidirectional=args.bidirectional,
+        embedding_dim=args.embedding_dim,
+        hidden_dim=args.hidden_dim,
+        context_dim=args.context_dim,
+        decoder_dim=args.decoder_dim,
+        latent_dim=args.latent_dim,
+        dropout=args.dropout,
+        attention=args.attention,
+        source_turns=args.source_turns,
+        max_source_tokens=args.max_source_tokens,
+        kl_anneal_steps=args.kl_anneal_steps,
+        word_dropout=args.word_dropout,
+        bow_weight=args.bow_weight,
+    )
     train_config = TrainConfig(
         corpus=args.corpus,
         corpus_format=args.format,
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        lr_schedule=args.lr_schedule,
+        clipnorm=args.clipnorm,
+        init_from=args.init_from,
         patience=args.patience,
         vocabulary_size=args.vocabulary_size,
         max_dialogues=args.max_dialogues,
@@ -126,6 +173,41 @@ def cmd_train(args) -> int:
         f"trained {result.epochs_run} epoch(s) in {result.seconds / 60:.1f} min{budget}; "
         f"best validation perplexity {perplexity}; model in {result.out_dir}"
     )
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import json
+    import time
+
+    from chatbot.decoding import DecodingConfig
+    from chatbot.evaluation import EvalConfig, evaluate_model, ngram_row
+    from chatbot.paths import storage_dir
+    from chatbot.transcript import print_eval_table
+
+    if args.contexts < 0:
+        raise ConfigError(f"--contexts must be >= 0, got {args.contexts}")
+    config = EvalConfig(
+        corpus=args.corpus,
+        split=args.split,
+        corpus_format=args.format,
+        num_contexts=args.contexts,
+        context_turns=args.context_turns,
+        seed=args.seed,
+    )
+    decoding = DecodingConfig(temperature=args.temperature, top_p=args.top_p, max_reply_tokens=args.max_reply_tokens)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    rows = [evaluate_model(path, config, decoding, log) for path in args.model]
+    if args.ngram_baseline:
+        from chatbot.checkpoint import load_checkpoint
+
+        rows.insert(0, ngram_row(load_checkpoint(args.model[0]), config, log=log))
+    output = Path(args.output) if args.output else storage_dir() / "eval" / f"eval-{args.split}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    report = {"corpus": args.corpus, "split": args.split, "seed": args.seed, "decoding": decoding.to_dict(), "rows": rows}
+    output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print_eval_table(rows)
+    print(f"report: {output}")
     return 0
 
 

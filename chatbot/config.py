@@ -11,15 +11,20 @@ from typing import Any
 
 from chatbot.errors import ConfigError
 
-MODEL_TYPES = ("hred",)
+MODEL_TYPES = ("seq2seq", "hred", "vhred")
 CELL_TYPES = ("gru", "lstm")
+ATTENTION_TYPES = ("none", "additive", "dot")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of an HRED model (Serban et al. 2016). Dimensions are in units (vector entries)."""
+    """Architecture and sizes of a dialogue model. Dimensions are in units (vector entries).
 
-    model: str = "hred"  # architecture: "hred"
+    Fields after `max_turns` apply to one architecture only and are ignored by the others.
+    """
+
+    model: str = "hred"  # architecture: "seq2seq", "hred" (Serban et al. 2016) or "vhred" (Serban et al. 2017)
     vocabulary_size: int = 8000  # SentencePiece pieces, reserved ids included; set from the tokenizer
     embedding_dim: int = 128  # token embedding, shared by utterance encoder and decoder
     hidden_dim: int = 256  # utterance encoder RNN units per direction
@@ -30,6 +35,15 @@ class ModelConfig:
     dropout: float = 0.1  # dropout rate on embeddings and decoder outputs while training
     max_utterance_length: int = 48  # tokens per utterance, start and end markers included; longer ones are cut
     max_turns: int = 8  # turns per training window; the context at inference is max_turns - 1 turns
+    # seq2seq
+    attention: str = "none"  # "none", "additive" (Bahdanau score) or "dot" (Luong score)
+    source_turns: int = 1  # turns flattened into the encoder's source (1: the previous utterance only)
+    max_source_tokens: int = 96  # longest flattened source in tokens; older tokens are dropped
+    # vhred
+    latent_dim: int = 64  # units of the latent variable z per reply
+    kl_anneal_steps: int = 2000  # optimizer steps over which the KL weight rises linearly from 0 to 1
+    word_dropout: float = 0.25  # share of decoder input tokens replaced by the unknown token while training
+    bow_weight: float = 1.0  # weight of the bag-of-words loss (Zhao et al. 2017); 0 turns it off
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_TYPES:
@@ -39,6 +53,20 @@ class ModelConfig:
         for name in ("embedding_dim", "hidden_dim", "context_dim", "decoder_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive number of units, got {getattr(self, name)}")
+        if self.attention not in ATTENTION_TYPES:
+            raise ConfigError(f"--attention {self.attention!r} is not available; choose one of: {', '.join(ATTENTION_TYPES)}")
+        if self.source_turns < 1 or self.source_turns >= self.max_turns:
+            raise ConfigError(f"--source-turns must be between 1 and max_turns - 1 = {self.max_turns - 1}, got {self.source_turns}")
+        if self.max_source_tokens < 4:
+            raise ConfigError(f"--max-source-tokens must be at least 4, got {self.max_source_tokens}")
+        if self.latent_dim < 1:
+            raise ConfigError(f"--latent-dim must be a positive number of units, got {self.latent_dim}")
+        if self.kl_anneal_steps < 0:
+            raise ConfigError(f"--kl-anneal-steps must be >= 0, got {self.kl_anneal_steps}")
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise ConfigError(f"--word-dropout must be in [0, 1), got {self.word_dropout}")
+        if self.bow_weight < 0:
+            raise ConfigError(f"--bow-weight must be >= 0, got {self.bow_weight}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.max_utterance_length < 4:
@@ -55,21 +83,40 @@ class TrainConfig:
     corpus_format: str | None = None  # "txt" or "jsonl" when the file's extension does not say
     epochs: int = 10  # passes over the training split
     batch_size: int = 64  # dialogue windows per batch (larger amortises the per-step RNN loop; see benchmarks/train_throughput.py)
-    learning_rate: float = 1e-3  # Adam step size
+    learning_rate: float = 1e-3  # Adam step size (the peak, with a schedule)
+    lr_schedule: str = "constant"  # "constant", or "cosine": decays to 10% of learning_rate over `epochs`
     clipnorm: float = 1.0  # gradient norm clipping threshold
     patience: int = 2  # epochs without a better validation perplexity before early stopping
     vocabulary_size: int = 8000  # upper bound on SentencePiece pieces
     max_dialogues: int | None = None  # use only the first N dialogues of the corpus (quick runs)
     max_minutes: float | None = None  # stop training after this many minutes of wall time
     seed: int = 1234  # seeds weight init, shuffling and dropout
+    init_from: str | None = None  # model directory whose embedding, utterance encoder and context RNN start this run
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"--lr-schedule {self.lr_schedule!r} is not available; choose one of: {', '.join(LR_SCHEDULES)}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"--learning-rate must be > 0, got {self.learning_rate}")
 
 
 # Presets: `tiny` for tests, `small` for a CPU run, `base` for a GPU.
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(embedding_dim=32, hidden_dim=32, context_dim=32, decoder_dim=32, max_utterance_length=24, max_turns=6),
-    "small": dict(embedding_dim=128, hidden_dim=256, context_dim=256, decoder_dim=256, max_utterance_length=48, max_turns=8),
+    "tiny": dict(
+        embedding_dim=32, hidden_dim=32, context_dim=32, decoder_dim=32, latent_dim=8, max_utterance_length=24, max_turns=6
+    ),
+    "small": dict(
+        embedding_dim=128, hidden_dim=256, context_dim=256, decoder_dim=256, latent_dim=64, max_utterance_length=48, max_turns=8
+    ),
     "base": dict(
-        embedding_dim=256, hidden_dim=256, context_dim=512, decoder_dim=512, bidirectional=True, max_utterance_length=64, max_turns=10
+        embedding_dim=256,
+        hidden_dim=256,
+        context_dim=512,
+        decoder_dim=512,
+        latent_dim=128,
+        bidirectional=True,
+        max_utterance_length=64,
+        max_turns=10,
     ),
 }
 

@@ -74,16 +74,20 @@ class Generator:
 
     Args:
         model: exposes `encode_context(context_tokens) -> state` and
-            `decode_step(token_ids, state) -> (logits, state)`.
+            `decode_step(token_ids, state) -> (logits, state)`; a model with
+            `latent_dim > 0` (VHRED) takes `encode_context(context_tokens, latent_noise)`,
+            and the noise is drawn from the reply's seed.
     """
 
     def __init__(self, model):
         import tensorflow as tf
 
         self.model = model
-        self._encode = tf.function(
-            model.encode_context, input_signature=[tf.TensorSpec((None, None, None), tf.int32)], reduce_retracing=True
-        )
+        self.latent_dim = int(getattr(model, "latent_dim", 0))
+        signature = [tf.TensorSpec((None, None, None), tf.int32)]
+        if self.latent_dim:
+            signature.append(tf.TensorSpec((None, self.latent_dim), tf.float32))
+        self._encode = tf.function(model.encode_context, input_signature=signature, reduce_retracing=True)
         self._step = tf.function(model.decode_step, reduce_retracing=True)
 
     def generate(self, context_tokens: np.ndarray, config: DecodingConfig, seed: int) -> list[int]:
@@ -98,7 +102,10 @@ class Generator:
         import tensorflow as tf
 
         rng = np.random.default_rng(seed)
-        state = self._encode(tf.constant(context_tokens, tf.int32))
+        inputs = [tf.constant(context_tokens, tf.int32)]
+        if self.latent_dim:  # a latent model's z comes from the prior with seeded noise
+            inputs.append(tf.constant(rng.standard_normal((len(context_tokens), self.latent_dim)), tf.float32))
+        state = self._encode(*inputs)
         token = tf.constant([BOS_ID], tf.int32)
         reply: list[int] = []
         for _ in range(config.max_reply_tokens):

@@ -60,3 +60,39 @@ def print_replay(args) -> int:
     store = ConversationStore(args.db or default_database_url())
     sys.stdout.write("\n".join(transcript_lines(store, args.id)) + "\n")
     return 0
+
+
+def _number(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
+
+
+def print_eval_table(rows: list[dict]) -> None:
+    """One row per model: perplexity, reply metrics, training time and throughput (rich table)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{rows[0]['corpus']} · {rows[0]['split']} split (≤: VHRED's ELBO bound)")
+    for header in ("model", "perplexity", "distinct-1", "distinct-2", "tokens/reply", "entropy bits", "generic", "BLEU", "train min", "train tok/s"):
+        table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
+    for row in rows:
+        ppl = row["perplexity"]
+        generation = row.get("generation") or {}
+        training = row.get("training") or {}
+        bound = "≤ " if ppl["kind"] != "exact" else ""
+        table.add_row(
+            row["architecture"],
+            f"{bound}{ppl['value']:,.1f}",
+            _number(generation.get("distinct_1")),
+            _number(generation.get("distinct_2")),
+            _number(generation.get("mean_length_tokens"), 1),
+            _number(generation.get("word_entropy_bits"), 2),
+            _number(generation.get("generic_reply_rate")),
+            _number(generation.get("bleu"), 2),
+            _number(training["seconds"] / 60, 1) if training.get("seconds") else "–",
+            _number(training.get("target_tokens_per_second"), 0),
+        )
+    console = Console()
+    console.width = max(console.width, 130)  # a pipe reports 80 columns; keep one line per model
+    console.print(table)

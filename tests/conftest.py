@@ -31,6 +31,17 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_vhred_dir(tmp_path_factory, tiny_model_dir):
+    """A tiny VHRED started from the tiny HRED (--init-from), one epoch."""
+    from chatbot.training.trainer import train
+
+    out = tmp_path_factory.mktemp("models") / "tiny-vhred"
+    config = model_config("tiny", model="vhred", kl_anneal_steps=20)
+    train(out, config, tiny_train_config(epochs=1, init_from=str(tiny_model_dir)), verbose=0, log=lambda line: None)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_model_dir):
     from chatbot.checkpoint import load_checkpoint
 

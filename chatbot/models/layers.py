@@ -33,15 +33,22 @@ class UtteranceEncoder(keras.layers.Layer):
         self.hidden_dim = hidden_dim
         self.cell = cell
         self.bidirectional = bidirectional
-        rnn = _rnn(cell, hidden_dim, name="rnn")
+        rnn = _rnn(cell, hidden_dim, return_sequences=True, return_state=True, name="rnn")
         self.rnn = keras.layers.Bidirectional(rnn, merge_mode="concat", name="bidirectional") if bidirectional else rnn
 
     @property
     def output_dim(self) -> int:
         return self.hidden_dim * (2 if self.bidirectional else 1)
 
-    def call(self, embedded, token_mask=None, training=False):
-        return self.rnn(embedded, mask=token_mask, training=training)
+    def call(self, embedded, token_mask=None, training=False, return_sequences=False):
+        """With `return_sequences`, also the per-token outputs `(batch_size, utterance_length, output_dim)`
+        (for attention): returns `(sequences, vector)`."""
+        sequences, *states = self.rnn(embedded, mask=token_mask, training=training)
+        # Final hidden state per direction: GRU states are [h] per direction, LSTM [h, c].
+        per_direction = len(states) // (2 if self.bidirectional else 1)
+        finals = states[::per_direction]
+        vector = ops.concatenate(finals, axis=-1) if len(finals) > 1 else finals[0]
+        return (sequences, vector) if return_sequences else vector
 
     def get_config(self):
         return {**super().get_config(), "hidden_dim": self.hidden_dim, "cell": self.cell, "bidirectional": self.bidirectional}

@@ -83,3 +83,30 @@ class ProgressLog(keras.callbacks.Callback):
             f"epoch {self.epoch}: {batch + 1}/{self.num_batches} batches, loss {float(logs['loss']):.4f}, "
             f"perplexity {float(logs['perplexity']):.2f}, {rate:.0f} target tokens/s, {(now - self.started) / 60:.1f} min"
         )
+
+
+class PosteriorCollapseWarning(keras.callbacks.Callback):
+    """Warns when a latent model's validation KL per reply stays near zero after KL annealing ended.
+
+    A collapsed posterior (q(z|x) = p(z)) means the decoder ignores z and the
+    model is an HRED with noise (Bowman et al. 2016; Serban et al. 2017).
+    """
+
+    def __init__(self, anneal_steps: int, threshold_nats: float = 0.1, write=print):
+        super().__init__()
+        self.anneal_steps = anneal_steps
+        self.threshold_nats = threshold_nats
+        self.write = write
+        self.warned_epochs: list[int] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        kl = (logs or {}).get("val_kl")
+        if kl is None or int(self.model.optimizer.iterations.numpy()) < self.anneal_steps:
+            return
+        if float(kl) < self.threshold_nats:
+            self.warned_epochs.append(epoch + 1)
+            self.write(
+                f"warning: posterior collapse: validation KL is {float(kl):.3f} nats per reply after KL annealing "
+                f"ended (epoch {epoch + 1}); the decoder ignores the latent variable. Try a higher --word-dropout, "
+                "--bow-weight 1, or a longer --kl-anneal-steps"
+            )

@@ -8,12 +8,51 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from chatbot.checkpoint import METRICS_FILENAME, MODEL_FILENAME, read_config, write_config
+from chatbot.checkpoint import METRICS_FILENAME, MODEL_FILENAME, load_checkpoint, read_config, write_config
 from chatbot.config import ModelConfig, TrainConfig
 from chatbot.corpus import load_corpus
 from chatbot.errors import CheckpointError, CorpusError
 from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
 from chatbot.tokenizer import Tokenizer
+
+
+# Layers `--init-from` copies: (layer in the new model, layer in the source model).
+INIT_FROM_LAYERS = (
+    ("embedding", "embedding"),
+    ("utterance_encoder", "utterance_encoder"),
+    ("context_encoder", "context_encoder"),
+    ("encoder", "utterance_encoder"),  # a Seq2Seq encoder starts from an HRED utterance encoder
+    ("encoder", "encoder"),
+)
+INHERITED_SIZES = ("vocabulary_size", "embedding_dim", "hidden_dim", "context_dim", "cell", "bidirectional", "max_utterance_length")
+
+
+def inherit_sizes(config: ModelConfig, source: ModelConfig) -> ModelConfig:
+    """The sizes of the copied layers come from the source model; the rest from `config`."""
+    return dataclasses.replace(config, **{name: getattr(source, name) for name in INHERITED_SIZES})
+
+
+def copy_encoder_weights(model, source) -> list[str]:
+    """Copy the embedding and encoders of `source` into `model` (Serban et al. 2017 start VHRED from HRED).
+
+    Returns:
+        names of the layers copied.
+    Raises:
+        CheckpointError: the source shares no layer with the model.
+    """
+    copied = []
+    for target_name, source_name in INIT_FROM_LAYERS:
+        target, origin = getattr(model, target_name, None), getattr(source, source_name, None)
+        if target is None or origin is None or target_name in copied:
+            continue
+        try:
+            target.set_weights(origin.get_weights())
+        except ValueError as exc:
+            raise CheckpointError(f"--init-from: {target_name} does not fit the source model's ({exc})") from exc
+        copied.append(target_name)
+    if not copied:
+        raise CheckpointError("--init-from: the source model shares no layer with this architecture")
+    return copied
 
 
 @dataclasses.dataclass
@@ -46,7 +85,7 @@ def train(
     import keras
 
     from chatbot.models import build_model
-    from chatbot.training.callbacks import MetricsLog, ProgressLog, TimeBudget
+    from chatbot.training.callbacks import MetricsLog, PosteriorCollapseWarning, ProgressLog, TimeBudget
     from chatbot.training.data import WindowBatches, dialogue_windows
 
     out_dir = Path(out_dir)
@@ -72,8 +111,17 @@ def train(
         splits["valid"] = splits["train"]
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    source = None
+    if train_config.init_from and not resume:
+        source = load_checkpoint(train_config.init_from)
+        model_config = inherit_sizes(model_config, source.model_config)
+        log(f"starting from {train_config.init_from}: its tokenizer, embedding and encoders (sizes taken from it)")
     if resume:
         tokenizer = Tokenizer.load(out_dir / TOKENIZER_FILENAME)
+    elif source is not None:
+        tokenizer = source.tokenizer
+        tokenizer.save(out_dir / TOKENIZER_FILENAME)
+        write_config(out_dir, model_config, train_config)
     else:
         log(f"training the tokenizer on {len(splits['train'])} dialogues (vocabulary ≤ {train_config.vocabulary_size})")
         texts = [turn.text for dialogue in splits["train"] for turn in dialogue.turns]
@@ -105,10 +153,16 @@ def train(
         f"{summary['train_windows']} windows, {summary['train_target_tokens']} target tokens per epoch"
     )
 
-    model = build_model(model_config)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=train_config.learning_rate, clipnorm=train_config.clipnorm)
-    )
+    model = build_model(model_config, seed=train_config.seed)
+    if source is not None:
+        copied = copy_encoder_weights(model, source.model)
+        log(f"initialised {', '.join(copied)} from {train_config.init_from}")
+    learning_rate = train_config.learning_rate
+    if train_config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=max(train_config.epochs * batches["train"].num_batches, 1), alpha=0.1
+        )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=train_config.clipnorm))
     metrics_log = MetricsLog(out_dir / METRICS_FILENAME, summary)
     budget = TimeBudget(train_config.max_minutes) if train_config.max_minutes else None
     callbacks = [
@@ -125,6 +179,8 @@ def train(
         keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
         metrics_log,
     ] + ([budget] if budget else [])
+    if getattr(model, "latent_dim", 0):
+        callbacks.append(PosteriorCollapseWarning(model_config.kl_anneal_steps, write=log))
     verbose = verbose if verbose is not None else (1 if sys.stderr.isatty() else 2)
     if verbose == 2:
         callbacks.append(ProgressLog(batches["train"].num_batches, write=log))

@@ -1,0 +1,200 @@
+"""`chatbot eval`: perplexity on a split and metrics of generated replies.
+
+Perplexity is per target token (SentencePiece pieces plus the end marker),
+over every turn after the first of each dialogue in the split, exactly the
+targets of training. For VHRED it is the ELBO bound exp((reconstruction + KL)
+/ tokens), an upper bound on the true perplexity (Serban et al. 2017, sec. 4).
+
+Replies are generated for up to `num_contexts` (dialogue, turn) pairs drawn
+with the seed; the i-th reply uses seed + i, so a rerun gives identical numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+from chatbot.checkpoint import METRICS_FILENAME, Checkpoint, load_checkpoint
+from chatbot.corpus import Dialogue, load_corpus
+from chatbot.decoding import DecodingConfig, Generator
+from chatbot.errors import ConfigError, CorpusError
+from chatbot.metrics import reply_metrics, unigram_distribution, words
+from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+NUM_SAMPLES = 3  # contexts whose replies are kept verbatim in the report
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    corpus: str
+    split: str = "test"
+    corpus_format: str | None = None
+    num_contexts: int = 200  # contexts replies are generated for
+    context_turns: int | None = None  # turns of history per context (default: the model's max_turns - 1)
+    batch_size: int = 64  # windows per perplexity batch
+    seed: int = 1234
+
+
+def split_dialogues(config: EvalConfig, split: str | None = None) -> list[Dialogue]:
+    """Raises CorpusError when the split has no dialogue."""
+    split = split or config.split
+    dialogues = load_corpus(config.corpus, config.corpus_format).split(split)
+    if not dialogues:
+        raise CorpusError(f"{config.corpus}: the {split} split is empty")
+    return dialogues
+
+
+def perplexity(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: int, seed: int) -> dict:
+    """Per-token perplexity (or its ELBO bound) of a model on the targets of `dialogues`."""
+    import numpy as np
+    import tensorflow as tf
+
+    from chatbot.training.data import WindowBatches, dialogue_windows
+
+    model, config = checkpoint.model, checkpoint.model_config
+    windows = dialogue_windows(dialogues, checkpoint.tokenizer, config.max_turns, config.max_utterance_length)
+    if getattr(model, "seed_generator", None) is not None:  # VHRED's posterior noise: same draws every run
+        state = model.seed_generator.state
+        state.assign(np.array([seed, 0]).astype(state.dtype))
+    terms_of = tf.function(lambda tokens: model.loss_terms(tokens, training=False), reduce_retracing=True)
+    totals: dict[str, float] = {}
+    for batch in WindowBatches(windows, batch_size, shuffle=False).dataset():
+        for name, value in terms_of(batch).items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+    tokens = totals["tokens"]
+    bound = float(model.bound_nll(totals)) if "kl" in totals else totals["nll"]
+    result = {
+        "value": round(math.exp(bound / tokens), 3),
+        "kind": "upper bound (ELBO: reconstruction + KL)" if "kl" in totals else "exact",
+        "nats_per_token": round(bound / tokens, 5),
+        "target_tokens": int(tokens),
+    }
+    if "kl" in totals:
+        result["reconstruction_perplexity"] = round(math.exp(totals["nll"] / tokens), 3)
+        result["kl_nats_per_reply"] = round(totals["kl"] / totals["replies"], 4)
+    return result
+
+
+def sample_contexts(dialogues: list[Dialogue], count: int, context_turns: int, seed: int) -> list[tuple[list[str], str]]:
+    """Up to `count` (context texts, reference reply) pairs, chosen by `seed` among every turn after a dialogue's first."""
+    pairs = [(d, t) for d in dialogues for t in range(1, len(d.turns))]
+    random.Random(seed).shuffle(pairs)
+    return [
+        ([u.text for u in d.turns[max(0, t - context_turns) : t]], d.turns[t].text) for d, t in pairs[:count]
+    ]
+
+
+def generated_replies(checkpoint: Checkpoint, contexts, decoding: DecodingConfig, seed: int) -> tuple[list[str], list[int]]:
+    """The reply text and its length in tokens for each context; context i uses seed + i."""
+    from chatbot.training.data import context_array
+
+    generator = Generator(checkpoint.model)
+    texts, lengths = [], []
+    for index, (history, _) in enumerate(contexts):
+        encoded = checkpoint.tokenizer.encode_batch(history)
+        ids = generator.generate(context_array(encoded, checkpoint.model_config.max_utterance_length), decoding, seed + index)
+        texts.append(checkpoint.tokenizer.decode(ids))
+        lengths.append(len(ids))
+    return texts, lengths
+
+
+def training_summary(model_dir: Path) -> dict:
+    """Epochs, wall time (seconds), target tokens and throughput (tokens/second) from metrics.json."""
+    path = Path(model_dir) / METRICS_FILENAME
+    if not path.exists():
+        return {}
+    epochs = json.loads(path.read_text()).get("epochs", [])
+    seconds = sum(e.get("seconds", 0.0) for e in epochs)
+    tokens = sum(e.get("tokens", 0.0) for e in epochs)
+    return {
+        "epochs": len(epochs),
+        "seconds": round(seconds, 1),
+        "target_tokens": int(tokens),
+        "target_tokens_per_second": round(tokens / seconds, 1) if seconds else None,
+    }
+
+
+def evaluate_model(model_dir: Path | str, config: EvalConfig, decoding: DecodingConfig, log=lambda line: None) -> dict:
+    """One row of the results table for a model directory.
+
+    Raises:
+        CheckpointError: the model cannot be loaded. CorpusError: the corpus or split cannot be read.
+    """
+    checkpoint = load_checkpoint(model_dir)
+    model_config = checkpoint.model_config
+    context_turns = config.context_turns or model_config.max_turns - 1
+    if context_turns < 1:
+        raise ConfigError(f"--context-turns must be at least 1, got {context_turns}")
+    dialogues = split_dialogues(config)
+    started = time.monotonic()
+    log(f"{model_dir}: perplexity on {len(dialogues)} {config.split} dialogues")
+    ppl = perplexity(checkpoint, dialogues, config.batch_size, config.seed)
+    contexts = sample_contexts(dialogues, config.num_contexts, context_turns, config.seed)
+    log(f"{model_dir}: generating {len(contexts)} replies")
+    texts, lengths = generated_replies(checkpoint, contexts, decoding, config.seed)
+    train_counts = unigram_distribution(
+        words(u.text) for d in split_dialogues(config, "train") for u in d.turns[1:]
+    )
+    generation = reply_metrics(texts, [reference for _, reference in contexts], train_counts)
+    generation["mean_length_tokens"] = round(sum(lengths) / max(len(lengths), 1), 3)
+    generation["contexts"] = len(contexts)
+    architecture = model_config.model
+    if architecture == "seq2seq" and model_config.attention != "none":
+        architecture = f"seq2seq+{model_config.attention}"
+    return {
+        "model": str(model_dir),
+        "model_id": checkpoint.model_id,
+        "architecture": architecture,
+        "corpus": config.corpus,
+        "split": config.split,
+        "perplexity": ppl,
+        "generation": generation,
+        "decoding": decoding.to_dict(),
+        "seed": config.seed,
+        "context_turns": context_turns,
+        "training": training_summary(Path(model_dir)),
+        "samples": [
+            {"context": history, "reference": reference, "reply": reply}
+            for (history, reference), reply in list(zip(contexts, texts))[:NUM_SAMPLES]
+        ],
+        "eval_seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def ngram_row(checkpoint: Checkpoint, config: EvalConfig, order: int = 3, log=lambda line: None) -> dict:
+    """The interpolated Kneser-Ney n-gram baseline over the model's SentencePiece tokens.
+
+    It predicts the same targets as the neural models: every reply's pieces (as
+    framed for training, cut to max_utterance_length) and its end marker.
+    """
+    from chatbot.ngram import KneserNeyBaseline
+    from chatbot.training.data import dialogue_windows
+
+    def replies(split: str) -> tuple[list[list[int]], list[bool]]:
+        """Pieces of every target reply, and whether it ends with EOS (False: cut at max_utterance_length)."""
+        model_config = checkpoint.model_config
+        windows = dialogue_windows(
+            split_dialogues(config, split), checkpoint.tokenizer, model_config.max_turns, model_config.max_utterance_length
+        )
+        framed = [u for w in windows for u in w[1:]]
+        return [[t for t in u if t not in (BOS_ID, EOS_ID, PAD_ID)] for u in framed], [u[-1] == EOS_ID for u in framed]
+
+    started = time.monotonic()
+    log(f"fitting the Kneser-Ney {order}-gram baseline on the train split")
+    model = KneserNeyBaseline(order=order, vocabulary_size=checkpoint.tokenizer.vocabulary_size).fit(*replies("train"))
+    nll, tokens = model.nll(*replies(config.split))
+    return {
+        "model": f"kneser-ney {order}-gram",
+        "model_id": None,
+        "architecture": f"kn-{order}gram",
+        "corpus": config.corpus,
+        "split": config.split,
+        "perplexity": {"value": round(math.exp(nll / tokens), 3), "kind": "exact", "nats_per_token": round(nll / tokens, 5), "target_tokens": tokens},
+        "generation": None,
+        "tokenizer_of": str(checkpoint.path),
+        "eval_seconds": round(time.monotonic() - started, 1),
+    }

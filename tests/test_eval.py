@@ -1,0 +1,88 @@
+"""`chatbot eval`, `--init-from` and the posterior-collapse warning, on tiny models really trained."""
+
+import json
+
+import keras
+import numpy as np
+
+from chatbot.checkpoint import load_checkpoint, read_config
+from chatbot.cli import main
+from chatbot.config import model_config
+from chatbot.models import build_model
+from chatbot.training.callbacks import PosteriorCollapseWarning
+from chatbot.training.trainer import copy_encoder_weights
+
+
+def test_init_from_reuses_the_tokenizer_and_sizes_and_logs_every_vhred_term(tiny_model_dir, tiny_vhred_dir):
+    assert (tiny_vhred_dir / "tokenizer.model").read_bytes() == (tiny_model_dir / "tokenizer.model").read_bytes()
+    vhred_config, train_config = read_config(tiny_vhred_dir)
+    assert vhred_config.model == "vhred" and train_config.init_from == str(tiny_model_dir)
+    assert vhred_config.hidden_dim == read_config(tiny_model_dir)[0].hidden_dim
+    epoch = json.loads((tiny_vhred_dir / "metrics.json").read_text())["epochs"][0]
+    for name in ("reconstruction", "kl", "bow", "kl_weight", "active_units", "val_kl", "val_perplexity"):
+        assert name in epoch, name
+    assert epoch["kl_weight"] > 0
+
+
+def test_copy_encoder_weights_copies_the_embedding_and_both_encoders(tiny_checkpoint):
+    source = tiny_checkpoint.model
+    model = build_model(model_config("tiny", model="vhred", vocabulary_size=source.vocabulary_size))
+    copied = copy_encoder_weights(model, source)
+    assert copied == ["embedding", "utterance_encoder", "context_encoder"]
+    for name in copied:
+        for a, b in zip(getattr(model, name).get_weights(), getattr(source, name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_eval_writes_every_field_and_repeats_exactly(tmp_path, tiny_model_dir, tiny_vhred_dir, capsys):
+    reports = []
+    for run in range(2):
+        output = tmp_path / f"eval-{run}.json"
+        argv = ["eval", "--model", str(tiny_model_dir), "--model", str(tiny_vhred_dir), "--corpus", "chatterbot:english"]
+        assert main(argv + ["--contexts", "6", "--ngram-baseline", "--output", str(output)]) == 0
+        reports.append(json.loads(output.read_text()))
+    printed = capsys.readouterr().out
+    assert "kn-3gram" in printed and "vhred" in printed and "report:" in printed
+    first, second = reports
+    assert [row["architecture"] for row in first["rows"]] == ["kn-3gram", "hred", "vhred"]
+    ngram, hred, vhred = first["rows"]
+    assert ngram["perplexity"]["kind"] == "exact" and ngram["perplexity"]["value"] > 1
+    assert ngram["perplexity"]["target_tokens"] == hred["perplexity"]["target_tokens"]  # same targets
+    assert hred["perplexity"]["kind"] == "exact"
+    assert vhred["perplexity"]["kind"].startswith("upper bound")
+    assert vhred["perplexity"]["kl_nats_per_reply"] >= 0
+    assert vhred["perplexity"]["value"] >= vhred["perplexity"]["reconstruction_perplexity"]
+    for row in (hred, vhred):
+        generation = row["generation"]
+        for name in ("distinct_1", "distinct_2", "mean_length_tokens", "mean_length_words", "word_entropy_bits", "generic_reply_rate", "bleu"):
+            assert isinstance(generation[name], float), name
+        assert generation["contexts"] == 6
+        assert row["decoding"] == {"sampler": "top_p", "temperature": 0.8, "top_p": 0.9, "max_reply_tokens": 40}
+        assert row["seed"] == 1234 and len(row["samples"]) == 3
+        assert row["training"]["epochs"] >= 1 and row["training"]["target_tokens_per_second"] > 0
+    # Same samples of contexts for every model, so replies can be compared side by side.
+    assert [s["context"] for s in hred["samples"]] == [s["context"] for s in vhred["samples"]]
+    strip = lambda report: [{k: v for k, v in row.items() if k != "eval_seconds"} for row in report["rows"]]  # noqa: E731
+    assert strip(first) == strip(second)
+
+
+def test_eval_of_a_missing_model_is_one_line(tmp_path, capsys):
+    assert main(["eval", "--model", str(tmp_path / "nope"), "--corpus", "chatterbot:english"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such model directory" in err[0]
+
+
+def test_posterior_collapse_is_reported_only_after_annealing(tiny_vhred_dir):
+    lines = []
+    model = load_checkpoint(tiny_vhred_dir).model
+    model.compile(optimizer=keras.optimizers.Adam())
+    warning = PosteriorCollapseWarning(anneal_steps=10, write=lines.append)
+    warning.set_model(model)
+    model.optimizer.iterations.assign(5)
+    warning.on_epoch_end(0, {"val_kl": 0.001})
+    assert lines == []  # still annealing
+    model.optimizer.iterations.assign(10)
+    warning.on_epoch_end(1, {"val_kl": 2.5})
+    assert lines == []  # healthy KL
+    warning.on_epoch_end(2, {"val_kl": 0.001})
+    assert len(lines) == 1 and "posterior collapse" in lines[0] and "epoch 3" in lines[0]
