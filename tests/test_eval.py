@@ -86,3 +86,16 @@ def test_posterior_collapse_is_reported_only_after_annealing(tiny_vhred_dir):
     assert lines == []  # healthy KL
     warning.on_epoch_end(2, {"val_kl": 0.001})
     assert len(lines) == 1 and "posterior collapse" in lines[0] and "epoch 3" in lines[0]
+
+
+def test_the_dialogue_manager_answers_with_a_vhred_and_a_seed_repeats_the_reply(tiny_vhred_dir, db_url):
+    from chatbot.decoding import DecodingConfig
+    from chatbot.manager import DialogueManager
+    from chatbot.store import ConversationStore
+
+    manager = DialogueManager(ConversationStore(db_url), load_checkpoint(tiny_vhred_dir))
+    replies = [manager.reply(manager.start().id, "what is your favorite book?", DecodingConfig(), seed=11) for _ in range(2)]
+    assert replies[0].bot_turn.text and replies[0].bot_turn.seed == 11
+    assert replies[0].bot_turn.text == replies[1].bot_turn.text  # same history, settings and seed
+    stored = manager.history(replies[0].bot_turn.conversation_id)
+    assert [t.speaker for t in stored] == ["user", "bot"]

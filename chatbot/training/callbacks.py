@@ -60,8 +60,10 @@ class MetricsLog(keras.callbacks.Callback):
 class ProgressLog(keras.callbacks.Callback):
     """One progress line every `every_seconds` for logs that are not a terminal (e.g. under nohup).
 
-    Prints batches done, running loss and perplexity, and target tokens per second.
+    Prints batches done, running loss and perplexity (and VHRED's loss terms), and target tokens per second.
     """
+
+    LATENT_TERMS = ("reconstruction", "kl", "bow", "kl_weight", "active_units")
 
     def __init__(self, num_batches: int, every_seconds: float = 60.0, write=print):
         super().__init__()
@@ -79,9 +81,10 @@ class ProgressLog(keras.callbacks.Callback):
             return
         self.last = now
         rate = float(logs.get("tokens", 0.0)) / (now - self.started)
+        latent = "".join(f", {name} {float(logs[name]):.3f}" for name in self.LATENT_TERMS if name in logs)
         self.write(
             f"epoch {self.epoch}: {batch + 1}/{self.num_batches} batches, loss {float(logs['loss']):.4f}, "
-            f"perplexity {float(logs['perplexity']):.2f}, {rate:.0f} target tokens/s, {(now - self.started) / 60:.1f} min"
+            f"perplexity {float(logs['perplexity']):.2f}{latent}, {rate:.0f} target tokens/s, {(now - self.started) / 60:.1f} min"
         )
 
 
