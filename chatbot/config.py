@@ -74,6 +74,13 @@ class ModelConfig:
         if self.max_turns < 2:
             raise ConfigError(f"max_turns must be at least 2 (a context turn and a reply), got {self.max_turns}")
 
+    @property
+    def architecture(self) -> str:
+        """Short name for tables and banners: ``seq2seq``, ``seq2seq+additive``, ``hred``, ``vhred``."""
+        if self.model == "seq2seq" and self.attention != "none":
+            return f"seq2seq+{self.attention}"
+        return self.model
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:

@@ -142,13 +142,10 @@ def evaluate_model(model_dir: Path | str, config: EvalConfig, decoding: Decoding
     generation = reply_metrics(texts, [reference for _, reference in contexts], train_counts)
     generation["mean_length_tokens"] = round(sum(lengths) / max(len(lengths), 1), 3)
     generation["contexts"] = len(contexts)
-    architecture = model_config.model
-    if architecture == "seq2seq" and model_config.attention != "none":
-        architecture = f"seq2seq+{model_config.attention}"
     return {
         "model": str(model_dir),
         "model_id": checkpoint.model_id,
-        "architecture": architecture,
+        "architecture": model_config.architecture,
         "corpus": config.corpus,
         "split": config.split,
         "perplexity": ppl,

@@ -159,7 +159,7 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
     checkpoint = load_checkpoint(model_dir)
     manager = DialogueManager(store, checkpoint, context_turns=args.context_turns)
     print(
-        f"model {checkpoint.path.name} ({checkpoint.model_config.model}, {checkpoint.model_id[:8]}); "
+        f"model {checkpoint.path.name} ({checkpoint.model_config.architecture}, {checkpoint.model_id[:8]}); "
         f"decoding: {describe(decoding)}; context: last {manager.context_turns} turns",
         file=sys.stderr,
     )

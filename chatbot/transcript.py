@@ -94,5 +94,5 @@ def print_eval_table(rows: list[dict]) -> None:
             _number(training.get("target_tokens_per_second"), 0),
         )
     console = Console()
-    console.width = max(console.width, 130)  # a pipe reports 80 columns; keep one line per model
+    console.width = max(console.width, 150)  # a pipe reports 80 columns; keep one line per model
     console.print(table)
