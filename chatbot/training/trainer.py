@@ -110,12 +110,15 @@ def train(
         log("warning: the valid split is empty; validating on the train split")
         splits["valid"] = splits["train"]
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     source = None
     if train_config.init_from and not resume:
-        source = load_checkpoint(train_config.init_from)
+        try:
+            source = load_checkpoint(train_config.init_from)
+        except CheckpointError as exc:
+            raise CheckpointError(f"--init-from: {exc}") from exc
         model_config = inherit_sizes(model_config, source.model_config)
         log(f"starting from {train_config.init_from}: its tokenizer, embedding and encoders (sizes taken from it)")
+    out_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         tokenizer = Tokenizer.load(out_dir / TOKENIZER_FILENAME)
     elif source is not None:
