@@ -181,7 +181,7 @@ def cmd_eval(args) -> int:
     import time
 
     from chatbot.decoding import DecodingConfig
-    from chatbot.evaluation import EvalConfig, evaluate_model, ngram_row
+    from chatbot.evaluation import EvalConfig, EvalData, evaluate_model, ngram_row
     from chatbot.paths import storage_dir
     from chatbot.transcript import print_eval_table
 
@@ -197,11 +197,12 @@ def cmd_eval(args) -> int:
     )
     decoding = DecodingConfig(temperature=args.temperature, top_p=args.top_p, max_reply_tokens=args.max_reply_tokens)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    rows = [evaluate_model(path, config, decoding, log) for path in args.model]
+    data = EvalData.load(config)
+    rows = [evaluate_model(path, config, decoding, data, log) for path in args.model]
     if args.ngram_baseline:
         from chatbot.checkpoint import load_checkpoint
 
-        rows.insert(0, ngram_row(load_checkpoint(args.model[0]), config, log=log))
+        rows.insert(0, ngram_row(load_checkpoint(args.model[0]), config, data, log=log))
     output = Path(args.output) if args.output else storage_dir() / "eval" / f"eval-{args.split}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     report = {"corpus": args.corpus, "split": args.split, "seed": args.seed, "decoding": decoding.to_dict(), "rows": rows}

@@ -16,6 +16,7 @@ import json
 import math
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 from chatbot.checkpoint import METRICS_FILENAME, Checkpoint, load_checkpoint
@@ -39,13 +40,24 @@ class EvalConfig:
     seed: int = 1234
 
 
-def split_dialogues(config: EvalConfig, split: str | None = None) -> list[Dialogue]:
-    """Raises CorpusError when the split has no dialogue."""
-    split = split or config.split
-    dialogues = load_corpus(config.corpus, config.corpus_format).split(split)
-    if not dialogues:
-        raise CorpusError(f"{config.corpus}: the {split} split is empty")
-    return dialogues
+@dataclasses.dataclass
+class EvalData:
+    """The corpus read once for every model of a comparison."""
+
+    train: list[Dialogue]
+    split: list[Dialogue]  # the evaluated split
+    train_word_counts: Counter  # words of the training replies, for word entropy
+
+    @classmethod
+    def load(cls, config: EvalConfig) -> "EvalData":
+        """Raises CorpusError when the corpus cannot be read or a needed split is empty."""
+        corpus = load_corpus(config.corpus, config.corpus_format)
+        splits = {name: corpus.split(name) for name in ("train", config.split)}
+        for name, dialogues in splits.items():
+            if not dialogues:
+                raise CorpusError(f"{config.corpus}: the {name} split is empty")
+        counts = unigram_distribution(words(u.text) for d in splits["train"] for u in d.turns[1:])
+        return cls(splits["train"], splits[config.split], counts)
 
 
 def perplexity(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: int, seed: int) -> dict:
@@ -66,7 +78,7 @@ def perplexity(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: in
         for name, value in terms_of(batch).items():
             totals[name] = totals.get(name, 0.0) + float(value)
     tokens = totals["tokens"]
-    bound = float(model.bound_nll(totals)) if "kl" in totals else totals["nll"]
+    bound = float(model.bound_nll(totals))
     result = {
         "value": round(math.exp(bound / tokens), 3),
         "kind": "upper bound (ELBO: reconstruction + KL)" if "kl" in totals else "exact",
@@ -118,7 +130,9 @@ def training_summary(model_dir: Path) -> dict:
     }
 
 
-def evaluate_model(model_dir: Path | str, config: EvalConfig, decoding: DecodingConfig, log=lambda line: None) -> dict:
+def evaluate_model(
+    model_dir: Path | str, config: EvalConfig, decoding: DecodingConfig, data: EvalData, log=lambda line: None
+) -> dict:
     """One row of the results table for a model directory.
 
     Raises:
@@ -129,17 +143,14 @@ def evaluate_model(model_dir: Path | str, config: EvalConfig, decoding: Decoding
     context_turns = config.context_turns or model_config.max_turns - 1
     if context_turns < 1:
         raise ConfigError(f"--context-turns must be at least 1, got {context_turns}")
-    dialogues = split_dialogues(config)
+    dialogues = data.split
     started = time.monotonic()
     log(f"{model_dir}: perplexity on {len(dialogues)} {config.split} dialogues")
     ppl = perplexity(checkpoint, dialogues, config.batch_size, config.seed)
     contexts = sample_contexts(dialogues, config.num_contexts, context_turns, config.seed)
     log(f"{model_dir}: generating {len(contexts)} replies")
     texts, lengths = generated_replies(checkpoint, contexts, decoding, config.seed)
-    train_counts = unigram_distribution(
-        words(u.text) for d in split_dialogues(config, "train") for u in d.turns[1:]
-    )
-    generation = reply_metrics(texts, [reference for _, reference in contexts], train_counts)
+    generation = reply_metrics(texts, [reference for _, reference in contexts], data.train_word_counts)
     generation["mean_length_tokens"] = round(sum(lengths) / max(len(lengths), 1), 3)
     generation["contexts"] = len(contexts)
     return {
@@ -162,7 +173,7 @@ def evaluate_model(model_dir: Path | str, config: EvalConfig, decoding: Decoding
     }
 
 
-def ngram_row(checkpoint: Checkpoint, config: EvalConfig, order: int = 3, log=lambda line: None) -> dict:
+def ngram_row(checkpoint: Checkpoint, config: EvalConfig, data: EvalData, order: int = 3, log=lambda line: None) -> dict:
     """The interpolated Kneser-Ney n-gram baseline over the model's SentencePiece tokens.
 
     It predicts the same targets as the neural models: every reply's pieces (as
@@ -171,19 +182,17 @@ def ngram_row(checkpoint: Checkpoint, config: EvalConfig, order: int = 3, log=la
     from chatbot.ngram import KneserNeyBaseline
     from chatbot.training.data import dialogue_windows
 
-    def replies(split: str) -> tuple[list[list[int]], list[bool]]:
+    def replies(dialogues: list[Dialogue]) -> tuple[list[list[int]], list[bool]]:
         """Pieces of every target reply, and whether it ends with EOS (False: cut at max_utterance_length)."""
         model_config = checkpoint.model_config
-        windows = dialogue_windows(
-            split_dialogues(config, split), checkpoint.tokenizer, model_config.max_turns, model_config.max_utterance_length
-        )
+        windows = dialogue_windows(dialogues, checkpoint.tokenizer, model_config.max_turns, model_config.max_utterance_length)
         framed = [u for w in windows for u in w[1:]]
         return [[t for t in u if t not in (BOS_ID, EOS_ID, PAD_ID)] for u in framed], [u[-1] == EOS_ID for u in framed]
 
     started = time.monotonic()
     log(f"fitting the Kneser-Ney {order}-gram baseline on the train split")
-    model = KneserNeyBaseline(order=order, vocabulary_size=checkpoint.tokenizer.vocabulary_size).fit(*replies("train"))
-    nll, tokens = model.nll(*replies(config.split))
+    model = KneserNeyBaseline(order=order, vocabulary_size=checkpoint.tokenizer.vocabulary_size).fit(*replies(data.train))
+    nll, tokens = model.nll(*replies(data.split))
     return {
         "model": f"kneser-ney {order}-gram",
         "model_id": None,

@@ -12,12 +12,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from chatbot.models.base import DialogueModel, Perplexity, existing_targets, masked_token_nll
+from chatbot.models.base import DialogueModel, existing_targets, masked_token_nll
 from chatbot.models.layers import ContextEncoder, UtteranceDecoder, UtteranceEncoder
 from chatbot.tokenizer import PAD_ID
-
-__all__ = ["HRED", "Perplexity"]
-
 
 def last_turn(values, tokens):
     """The entry of the last real turn of each dialogue.

@@ -20,13 +20,11 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from chatbot.config import ATTENTION_TYPES
 from chatbot.models.base import DialogueModel, existing_targets, masked_token_nll
 from chatbot.models.hred import last_turn
 from chatbot.models.layers import UtteranceDecoder, UtteranceEncoder
 from chatbot.tokenizer import PAD_ID
-
-ATTENTION_TYPES = ("none", "additive", "dot")
-
 
 def flatten_history(tokens, source_turns: int, max_source_tokens: int):
     """The flattened source ending at each turn.
@@ -105,6 +103,12 @@ class Seq2Seq(DialogueModel):
             self.attention_layer = layer(name="attention")
             self.attention_combine = keras.layers.Dense(decoder_dim, activation="tanh", name="attention_combine")
 
+    def encode(self, sources, training=False):
+        """Encoder over sources `(N, S)` int32 → (vectors `(N, encoder_dim)`, sequences `(N, S, encoder_dim)`, mask `(N, S)` bool)."""
+        mask = ops.not_equal(sources, PAD_ID)
+        sequences, vectors = self.encoder(self.embed(sources, training), token_mask=mask, training=training, return_sequences=True)
+        return vectors, sequences, mask
+
     def encode_sources(self, tokens, training=False):
         """Encoder outputs of the source ending at every turn.
 
@@ -113,9 +117,7 @@ class Seq2Seq(DialogueModel):
         """
         sources = flatten_history(tokens, self.source_turns, self.max_source_tokens)  # (B, T, S)
         shape = ops.shape(sources)
-        flat = ops.reshape(sources, (-1, shape[2]))  # (B*T, S)
-        mask = ops.not_equal(flat, PAD_ID)
-        sequences, vectors = self.encoder(self.embed(flat, training), token_mask=mask, training=training, return_sequences=True)
+        vectors, sequences, mask = self.encode(ops.reshape(sources, (-1, shape[2])), training)  # over B*T sources
         dim = self.encoder.output_dim
         return (
             ops.reshape(vectors, (shape[0], shape[1], dim)),
@@ -160,13 +162,12 @@ class Seq2Seq(DialogueModel):
             `(vector, memory, keys, memory_mask, *decoder_states)`: vector `(B, encoder_dim)`,
             memory `(B, S, encoder_dim)`, keys `(B, S, decoder_dim)`, memory_mask `(B, S)` bool.
         """
-        vectors, sequences, source_mask = self.encode_sources(context_tokens)
-        vector = last_turn(vectors, context_tokens)
+        # Only the source ending at the last turn is encoded: the earlier turns' sources are not needed.
+        source = last_turn(flatten_history(context_tokens, self.source_turns, self.max_source_tokens), context_tokens)
+        vector, memory, mask = self.encode(source)  # (B, H'), (B, S, H'), (B, S)
         decoder_states = self.decoder.initial_state(vector)
         if self.attention == "none":
             return (vector, *decoder_states)
-        memory = last_turn(sequences, context_tokens)
-        mask = last_turn(source_mask, context_tokens)
         return (vector, memory, self.attention_keys(memory), mask, *decoder_states)
 
     def decode_step(self, token_ids, state):
