@@ -85,6 +85,23 @@ def find_default_model() -> Path:
     return candidates[0].parent
 
 
+def check_model_dir(directory: Path | str) -> Path:
+    """The model file of a model directory, checked to exist (fast: nothing is loaded).
+
+    Raises:
+        CheckpointError: the directory or its model file is missing.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such model directory; train one with `chatbot train --out {directory}`")
+    model_path = directory / MODEL_FILENAME
+    if not model_path.is_file():
+        raise CheckpointError(
+            f"{model_path}: missing; training has not finished an epoch yet (continue it with `chatbot train --resume --out {directory}`)"
+        )
+    return model_path
+
+
 def load_checkpoint(directory: Path | str) -> Checkpoint:
     """Load a model directory for inference, with Keras `safe_mode` on (no code runs from the file).
 
@@ -96,13 +113,7 @@ def load_checkpoint(directory: Path | str) -> Checkpoint:
     import chatbot.models  # noqa: F401  registers the custom layers for deserialisation
 
     directory = Path(directory)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory}: no such model directory; train one with `chatbot train --out {directory}`")
-    model_path = directory / MODEL_FILENAME
-    if not model_path.is_file():
-        raise CheckpointError(
-            f"{model_path}: missing; training has not finished an epoch yet (continue it with `chatbot train --resume --out {directory}`)"
-        )
+    model_path = check_model_dir(directory)
     model_config, train_config = read_config(directory)
     tokenizer = Tokenizer.load(directory / TOKENIZER_FILENAME)
     try:

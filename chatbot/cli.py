@@ -19,13 +19,9 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> None:
-    from chatbot.decoding import DecodingConfig
+    from chatbot.decoding import add_decoding_arguments
 
-    defaults = DecodingConfig()
-    group = parser.add_argument_group("decoding")
-    group.add_argument("--temperature", type=float, default=defaults.temperature, help=f"softmax temperature, > 0 (default {defaults.temperature})")
-    group.add_argument("--top-p", type=float, default=defaults.top_p, help=f"nucleus sampling mass in (0, 1] (default {defaults.top_p})")
-    group.add_argument("--max-reply-tokens", type=int, default=defaults.max_reply_tokens, help=f"longest reply in tokens (default {defaults.max_reply_tokens})")
+    group = add_decoding_arguments(parser)
     if seed is None:
         group.add_argument("--seed", type=int, help="seed of the first reply (default: random; every reply's seed is stored)")
     else:
@@ -180,7 +176,7 @@ def cmd_eval(args) -> int:
     import json
     import time
 
-    from chatbot.decoding import DecodingConfig
+    from chatbot.decoding import decoding_from_args
     from chatbot.evaluation import EvalConfig, EvalData, evaluate_model, ngram_row
     from chatbot.paths import storage_dir
     from chatbot.transcript import print_eval_table
@@ -195,7 +191,7 @@ def cmd_eval(args) -> int:
         context_turns=args.context_turns,
         seed=args.seed,
     )
-    decoding = DecodingConfig(temperature=args.temperature, top_p=args.top_p, max_reply_tokens=args.max_reply_tokens)
+    decoding = decoding_from_args(args)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     data = EvalData.load(config)
     rows = [evaluate_model(path, config, decoding, data, log) for path in args.model]

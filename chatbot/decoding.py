@@ -1,125 +1,163 @@
-"""Reply generation against the model contract `encode_context` / `decode_step`.
+"""Decoding settings and their one-line description. No TensorFlow here (the REPL imports it at start-up).
 
-The loop is written once (`generate`); a sampler only decides how the next
-token is picked from the logits. Sampling runs in NumPy on float64
-probabilities with a seeded generator, so a seed reproduces a reply exactly.
+The samplers themselves live in `chatbot.samplers` (in-graph TensorFlow) and
+`chatbot.generation` (the model-facing generator, with MMI reranking).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import numpy as np
 
 from chatbot.errors import ConfigError
-from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+
+# The sampler names, in the order the REPL and `--help` list them.
+SAMPLERS = ("greedy", "sample", "top_k", "top_p", "beam")
 
 
 @dataclasses.dataclass(frozen=True)
 class DecodingConfig:
-    """How replies are sampled. Stored as JSON with every bot turn.
+    """How replies are picked. Stored as JSON with every bot turn, so a reply can be regenerated.
 
-    The defaults (temperature 0.8, top-p 0.9) trade a little of the model's
-    diversity for fewer incoherent tokens: nucleus sampling (Holtzman et al.
-    2019) cuts the unreliable tail that makes plain sampling ramble, while
-    sampling at all avoids the bland, repeated replies of greedy decoding.
+    The default, top-p 0.9 at temperature 0.8 with 3-gram repetition blocking,
+    trades a little diversity for fewer incoherent tokens: nucleus sampling
+    (Holtzman et al. 2019) cuts the unreliable tail that makes plain sampling
+    ramble, while sampling at all avoids the bland, repeated replies of greedy
+    and beam decoding (Li et al. 2016).
+
+    Raises:
+        ConfigError: a value out of range (the message names the flag).
     """
 
-    temperature: float = 0.8  # divides the logits; < 1 sharpens, > 1 flattens
-    top_p: float = 0.9  # sample only from the smallest set of tokens holding this much probability
+    sampler: str = "top_p"  # one of SAMPLERS
+    temperature: float = 0.8  # sampling samplers divide the logits by it; < 1 sharpens, > 1 flattens
+    top_k: int = 40  # top_k: sample among the k most probable tokens
+    top_p: float = 0.9  # top_p: sample from the smallest set of tokens holding this much probability
+    num_beams: int = 5  # beam: hypotheses kept per step
+    length_penalty: float = 1.0  # alpha of the GNMT length normalisation ((5 + length) / 6) ** alpha (Wu et al. 2016, eq. 14); 0 = none
+    min_reply_tokens: int = 1  # the end of reply is blocked before this many tokens
     max_reply_tokens: int = 40  # reply length cap, in tokens
+    no_repeat_ngram: int = 3  # block any n-gram of this size from repeating within a reply; 0 = off
+    no_context_ngram: int = 0  # block n-grams of this size copied from the context; 0 = off
+    allow_unknown: bool = False  # let the model emit the unknown token (suppressed by default)
+    num_return_sequences: int = 1  # candidates per reply, best first (beam: at most num_beams)
+    mmi_weight: float = 0.0  # lambda of MMI-antiLM reranking (Li et al. 2016, eq. 9); 0 = off
 
     def __post_init__(self) -> None:
-        if not self.temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top-p must be in (0, 1], got {self.top_p}")
-        if self.max_reply_tokens < 1:
-            raise ConfigError(f"max reply tokens must be at least 1, got {self.max_reply_tokens}")
+        checks = [
+            (self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}"),
+            (self.temperature > 0, f"--temperature must be > 0, got {self.temperature}"),
+            (self.top_k >= 1, f"--top-k must be at least 1, got {self.top_k}"),
+            (0 < self.top_p <= 1, f"--top-p must be in (0, 1], got {self.top_p}"),
+            (1 <= self.num_beams <= 64, f"--beam must be between 1 and 64 hypotheses, got {self.num_beams}"),
+            (self.length_penalty >= 0, f"--length-penalty must be >= 0, got {self.length_penalty}"),
+            (1 <= self.max_reply_tokens <= 512, f"--max-reply-tokens must be between 1 and 512, got {self.max_reply_tokens}"),
+            (
+                1 <= self.min_reply_tokens <= self.max_reply_tokens,
+                f"--min-reply-tokens must be between 1 and --max-reply-tokens ({self.max_reply_tokens}), got {self.min_reply_tokens}",
+            ),
+            (0 <= self.no_repeat_ngram <= 8, f"--no-repeat-ngram must be between 0 (off) and 8, got {self.no_repeat_ngram}"),
+            (0 <= self.no_context_ngram <= 8, f"--no-context-ngram must be between 0 (off) and 8, got {self.no_context_ngram}"),
+            (1 <= self.num_return_sequences <= 64, f"--candidates must be between 1 and 64, got {self.num_return_sequences}"),
+            (self.mmi_weight >= 0, f"--mmi-weight must be >= 0, got {self.mmi_weight}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if self.sampler == "beam" and self.num_return_sequences > self.num_beams:
+            raise ConfigError(f"--candidates ({self.num_return_sequences}) cannot exceed --beam ({self.num_beams})")
 
     def to_dict(self) -> dict:
-        return {"sampler": "top_p", **dataclasses.asdict(self)}
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DecodingConfig":
+        """Rebuild stored settings; keys this version does not know are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def replace(self, **changes) -> "DecodingConfig":
+        """A copy with `changes` applied and validated (raises ConfigError)."""
+        return dataclasses.replace(self, **changes)
 
 
-def top_p_filter(probabilities: np.ndarray, top_p: float) -> np.ndarray:
-    """Zero every token outside the nucleus and renormalise (Holtzman et al. 2019, eq. 3).
-
-    Args:
-        probabilities: `(vocabulary_size,)` float64, summing to 1.
-    Returns:
-        `(vocabulary_size,)` float64: the smallest set of most probable tokens whose
-        mass reaches `top_p` keeps its probabilities, rescaled to sum to 1.
-    """
-    order = np.argsort(-probabilities, kind="stable")
-    cumulative = np.cumsum(probabilities[order])
-    keep = int(np.searchsorted(cumulative, top_p)) + 1  # tokens up to and including the one crossing top_p
-    filtered = np.zeros_like(probabilities)
-    filtered[order[:keep]] = probabilities[order[:keep]]
-    return filtered / filtered.sum()
-
-
-def sample_token(logits: np.ndarray, config: DecodingConfig, rng: np.random.Generator, allow_end: bool) -> int:
-    """Pick the next token id from `(vocabulary_size,)` logits."""
-    logits = np.asarray(logits, dtype=np.float64) / config.temperature
-    logits[[PAD_ID, BOS_ID, UNK_ID]] = -np.inf  # never emit padding, a second start or an unknown piece
-    if not allow_end:
-        logits[EOS_ID] = -np.inf
-    probabilities = np.exp(logits - logits.max())
-    probabilities /= probabilities.sum()
-    probabilities = top_p_filter(probabilities, config.top_p)
-    return int(rng.choice(len(probabilities), p=probabilities))
+def add_decoding_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The decoding flags shared by `chatbot chat`, `chatbot eval` and `chatbot replay`."""
+    d = DecodingConfig()
+    group = parser.add_argument_group("decoding")
+    group.add_argument("--sampler", choices=SAMPLERS, help=f"how tokens are picked (default {d.sampler}; --greedy, --beam N, --top-k K pick one too)")
+    group.add_argument("--greedy", action="store_true", help="the most probable token every time (--sampler greedy)")
+    group.add_argument("--beam", type=int, metavar="N", help=f"beam search with N beams (--sampler beam; default N {d.num_beams})")
+    group.add_argument("--temperature", type=float, default=d.temperature, help=f"sampling temperature, > 0 (default {d.temperature})")
+    group.add_argument("--top-k", type=int, metavar="K", help=f"top-k sampling among the K most probable tokens (default K {d.top_k})")
+    group.add_argument("--top-p", type=float, default=d.top_p, metavar="P", help=f"nucleus sampling mass in (0, 1] (default {d.top_p})")
+    group.add_argument("--length-penalty", type=float, default=d.length_penalty, help=f"beam: GNMT length normalisation alpha, 0 = none (default {d.length_penalty})")
+    group.add_argument("--min-reply-tokens", type=int, default=d.min_reply_tokens, help=f"shortest reply in tokens (default {d.min_reply_tokens})")
+    group.add_argument("--max-reply-tokens", type=int, default=d.max_reply_tokens, help=f"longest reply in tokens (default {d.max_reply_tokens})")
+    group.add_argument("--no-repeat-ngram", type=int, default=d.no_repeat_ngram, metavar="N", help=f"block repeated N-grams within a reply, 0 = off (default {d.no_repeat_ngram})")
+    group.add_argument("--no-context-ngram", type=int, default=d.no_context_ngram, metavar="N", help="block N-grams copied from the context, 0 = off (default 0)")
+    group.add_argument("--allow-unknown", action="store_true", help="let replies contain the unknown token (suppressed by default)")
+    group.add_argument("--candidates", type=int, default=d.num_return_sequences, metavar="N", help="candidate replies per turn: chat shows them to pick from, eval scores the best (default 1)")
+    group.add_argument("--mmi-weight", type=float, default=d.mmi_weight, metavar="LAMBDA", help="rerank candidates by MMI-antiLM (Li et al. 2016) with this weight, e.g. 0.5; 0 = off (default)")
+    return group
 
 
-class Generator:
-    """Generates replies from one model, with its per-token step compiled as a graph.
-
-    Args:
-        model: exposes `encode_context(context_tokens) -> state` and
-            `decode_step(token_ids, state) -> (logits, state)`; a model with
-            `latent_dim > 0` (VHRED) takes `encode_context(context_tokens, latent_noise)`,
-            and the noise is drawn from the reply's seed.
-    """
-
-    def __init__(self, model):
-        import tensorflow as tf
-
-        self.model = model
-        self.latent_dim = int(getattr(model, "latent_dim", 0))
-        signature = [tf.TensorSpec((None, None, None), tf.int32)]
-        if self.latent_dim:
-            signature.append(tf.TensorSpec((None, self.latent_dim), tf.float32))
-        self._encode = tf.function(model.encode_context, input_signature=signature, reduce_retracing=True)
-        self._step = tf.function(model.decode_step, reduce_retracing=True)
-
-    def generate(self, context_tokens: np.ndarray, config: DecodingConfig, seed: int) -> list[int]:
-        """Sample one reply.
-
-        Args:
-            context_tokens: `(1, num_turns, utterance_length)` int32 framed history, 0 = padding.
-            seed: the reply is a pure function of (model, context, config, seed).
-        Returns:
-            The reply's token ids, without start and end markers.
-        """
-        import tensorflow as tf
-
-        rng = np.random.default_rng(seed)
-        inputs = [tf.constant(context_tokens, tf.int32)]
-        if self.latent_dim:  # a latent model's z comes from the prior with seeded noise
-            inputs.append(tf.constant(rng.standard_normal((len(context_tokens), self.latent_dim)), tf.float32))
-        state = self._encode(*inputs)
-        token = tf.constant([BOS_ID], tf.int32)
-        reply: list[int] = []
-        for _ in range(config.max_reply_tokens):
-            logits, state = self._step(token, state)
-            next_id = sample_token(logits.numpy()[0], config, rng, allow_end=bool(reply))
-            if next_id == EOS_ID:
-                break
-            reply.append(next_id)
-            token = tf.constant([next_id], tf.int32)
-        return reply
+def decoding_from_args(args: argparse.Namespace) -> DecodingConfig:
+    """The DecodingConfig of parsed `add_decoding_arguments` flags. Raises ConfigError for bad values
+    or conflicting sampler flags."""
+    chosen = [name for name, given in (("greedy", args.greedy), ("beam", args.beam is not None), ("top_k", args.top_k is not None)) if given]
+    if args.sampler:
+        chosen = [args.sampler] + [c for c in chosen if c != args.sampler]
+    if len(chosen) > 1:
+        raise ConfigError(f"conflicting decoding flags: {' and '.join(chosen)}; pick one sampler")
+    d = DecodingConfig()
+    return DecodingConfig(
+        sampler=chosen[0] if chosen else d.sampler,
+        temperature=args.temperature,
+        top_k=d.top_k if args.top_k is None else args.top_k,
+        top_p=args.top_p,
+        num_beams=d.num_beams if args.beam is None else args.beam,
+        length_penalty=args.length_penalty,
+        min_reply_tokens=args.min_reply_tokens,
+        max_reply_tokens=args.max_reply_tokens,
+        no_repeat_ngram=args.no_repeat_ngram,
+        no_context_ngram=args.no_context_ngram,
+        allow_unknown=args.allow_unknown,
+        num_return_sequences=args.candidates,
+        mmi_weight=args.mmi_weight,
+    )
 
 
 def describe(config: DecodingConfig | dict, seed: int | None = None) -> str:
-    """One line: ``top-p 0.9, temperature 0.8, ≤40 tokens, seed 7``."""
-    values = dataclasses.asdict(config) if isinstance(config, DecodingConfig) else config
-    text = f"top-p {values.get('top_p')}, temperature {values.get('temperature')}, ≤{values.get('max_reply_tokens')} tokens"
-    return text if seed is None else f"{text}, seed {seed}"
+    """One line: ``top-p 0.9 · temperature 0.8 · ≤40 tokens · no-repeat 3-gram · seed 7``.
+
+    Accepts the stored JSON of any version (older turns stored only temperature, top_p, max_reply_tokens).
+    """
+    values = config.to_dict() if isinstance(config, DecodingConfig) else dict(config)
+    sampler = values.get("sampler", "top_p")
+    if sampler == "greedy":
+        parts = ["greedy"]
+    elif sampler == "beam":
+        parts = [f"beam {values.get('num_beams')}", f"length penalty {values.get('length_penalty')}"]
+    else:
+        head = {"sample": "sampling", "top_k": f"top-k {values.get('top_k')}", "top_p": f"top-p {values.get('top_p')}"}[sampler]
+        parts = [head, f"temperature {values.get('temperature')}"]
+    tokens = f"≤{values.get('max_reply_tokens')} tokens"
+    if values.get("min_reply_tokens", 1) > 1:
+        tokens = f"{values['min_reply_tokens']}–{values.get('max_reply_tokens')} tokens"
+    parts.append(tokens)
+    if values.get("no_repeat_ngram"):
+        parts.append(f"no-repeat {values['no_repeat_ngram']}-gram")
+    if values.get("no_context_ngram"):
+        parts.append(f"no-context {values['no_context_ngram']}-gram")
+    if values.get("allow_unknown"):
+        parts.append("unknown token allowed")
+    if values.get("num_return_sequences", 1) > 1:
+        parts.append(f"{values['num_return_sequences']} candidates")
+    if values.get("mmi_weight"):
+        parts.append(f"MMI λ {values['mmi_weight']}")
+    if "chosen" in values:
+        parts.append(f"picked {values['chosen'] + 1} of {values.get('num_return_sequences')}")
+    if seed is not None:
+        parts.append(f"seed {seed}")
+    return " · ".join(parts)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from chatbot.checkpoint import METRICS_FILENAME, Checkpoint, load_checkpoint
 from chatbot.corpus import Dialogue, load_corpus
-from chatbot.decoding import DecodingConfig, Generator
+from chatbot.decoding import DecodingConfig
 from chatbot.errors import ConfigError, CorpusError
 from chatbot.metrics import reply_metrics, unigram_distribution, words
 from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID
@@ -100,11 +100,14 @@ def sample_contexts(dialogues: list[Dialogue], count: int, context_turns: int, s
     ]
 
 
-def generated_replies(checkpoint: Checkpoint, contexts, decoding: DecodingConfig, seed: int) -> tuple[list[str], list[int]]:
-    """The reply text and its length in tokens for each context; context i uses seed + i."""
+def generated_replies(
+    checkpoint: Checkpoint, contexts, decoding: DecodingConfig, seed: int, context_turns: int
+) -> tuple[list[str], list[int]]:
+    """The reply text (the best candidate) and its length in tokens for each context; context i uses seed + i."""
+    from chatbot.manager import make_generator
     from chatbot.training.data import context_array
 
-    generator = Generator(checkpoint.model)
+    generator = make_generator(checkpoint, context_turns)
     texts, lengths = [], []
     for index, (history, _) in enumerate(contexts):
         encoded = checkpoint.tokenizer.encode_batch(history)
@@ -149,7 +152,7 @@ def evaluate_model(
     ppl = perplexity(checkpoint, dialogues, config.batch_size, config.seed)
     contexts = sample_contexts(dialogues, config.num_contexts, context_turns, config.seed)
     log(f"{model_dir}: generating {len(contexts)} replies")
-    texts, lengths = generated_replies(checkpoint, contexts, decoding, config.seed)
+    texts, lengths = generated_replies(checkpoint, contexts, decoding, config.seed, context_turns)
     generation = reply_metrics(texts, [reference for _, reference in contexts], data.train_word_counts)
     generation["mean_length_tokens"] = round(sum(lengths) / max(len(lengths), 1), 3)
     generation["contexts"] = len(contexts)

@@ -9,7 +9,7 @@ import time
 
 from chatbot.checkpoint import Checkpoint
 from chatbot.corpus.dialogue import normalize_text
-from chatbot.decoding import DecodingConfig, Generator
+from chatbot.decoding import DecodingConfig
 from chatbot.errors import ConfigError
 from chatbot.store import Conversation, ConversationStore, Turn
 from chatbot.training.data import context_array
@@ -29,24 +29,25 @@ class Reply:
 class DialogueManager:
     """Starts and resumes conversations and answers in them.
 
-    The context of a reply is the last `context_turns` stored turns of the
-    conversation, so a resumed conversation continues with the same context.
-    The user's turn is committed before generation, the bot's right after.
+    The context of a reply is the last `context_turns` turns on the conversation's
+    active path, so a resumed conversation continues with the same context. The
+    user's turn is committed before generation, the bot's right after.
 
     Args:
         store: where conversations live.
         checkpoint: the model that answers.
         context_turns: stored turns fed as context (default: the model's window, max_turns - 1).
+        generator: a ReplyGenerator already built for this checkpoint (e.g. warmed up in the background).
     """
 
-    def __init__(self, store: ConversationStore, checkpoint: Checkpoint, context_turns: int | None = None):
+    def __init__(self, store: ConversationStore, checkpoint: Checkpoint, context_turns: int | None = None, generator=None):
         self.store = store
         self.checkpoint = checkpoint
-        self.context_turns = checkpoint.model_config.max_turns - 1 if context_turns is None else context_turns
+        self.context_turns = default_context_turns(checkpoint) if context_turns is None else context_turns
         if self.context_turns < 1:
             raise ConfigError(f"--context-turns must be at least 1, got {self.context_turns}")
         self.max_utterance_length = checkpoint.model_config.max_utterance_length
-        self.generator = Generator(checkpoint.model)
+        self.generator = generator or make_generator(checkpoint, self.context_turns)
         self.model_id = store.register_model(
             checkpoint.model_id,
             checkpoint.path.name,
@@ -73,8 +74,10 @@ class DialogueManager:
         """True when the model reads only the start of `text` (more than max_utterance_length - 2 tokens)."""
         return len(self.checkpoint.tokenizer.encode(text)) > self.max_utterance_length - 2
 
-    def reply(self, conversation_id: int, text: str, decoding: DecodingConfig, seed: int | None = None) -> Reply:
-        """Store the user's message, generate and store the bot's reply.
+    # --- replies --------------------------------------------------------
+
+    def add_user_turn(self, conversation_id: int, text: str) -> Turn:
+        """Clean and store the user's message (committed before any generation).
 
         Raises:
             ConfigError: the message is empty after cleaning.
@@ -84,32 +87,96 @@ class DialogueManager:
         text = self.clean(text)
         if not text:
             raise ConfigError("empty message: type some text")
-        user_turn = self.store.add_turn(conversation_id, "user", text)
-        seed = secrets.randbits(31) if seed is None else seed
-        started = time.perf_counter()
-        reply_text = self.generate(conversation_id, decoding, seed)
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        bot_turn = self.store.add_turn(
-            conversation_id,
-            "bot",
-            reply_text,
-            model_id=self.model_id,
-            decoding=decoding.to_dict(),
-            seed=seed,
-            latency_ms=round(latency_ms, 2),
-        )
-        return Reply(user_turn, bot_turn, self.is_truncated(text))
+        return self.store.add_turn(conversation_id, "user", text)
 
-    def context_tokens(self, conversation_id: int):
-        """`(1, num_turns, utterance_length)` int32: the last `context_turns` stored turns, framed."""
-        turns = self.store.turns(conversation_id, last=self.context_turns)
-        encoded = self.checkpoint.tokenizer.encode_batch([t.text for t in turns])
+    def candidates(self, history: list[Turn], decoding: DecodingConfig, seed: int) -> Candidates:
+        """Generate `decoding.num_return_sequences` candidate replies to `history` (nothing is written)."""
+        started = time.perf_counter()
+        found = self.generator.candidates(self.context_tokens(history), decoding, seed)
+        texts = [self.checkpoint.tokenizer.decode(list(c.token_ids)) or "…" for c in found]
+        return Candidates(texts, found, decoding, seed, (time.perf_counter() - started) * 1000.0)
+
+    def add_bot_turn(self, conversation_id: int, candidates: Candidates, chosen: int = 0, replaces: Turn | None = None) -> Turn:
+        """Store candidate `chosen` as the bot's turn; with `replaces`, as an alternative to that
+        turn (which is kept, inactive). With several candidates the choice is recorded."""
+        decoding = candidates.decoding.to_dict()
+        if len(candidates.texts) > 1:
+            decoding["chosen"] = chosen
+        values = dict(model_id=self.model_id, decoding=decoding, seed=candidates.seed, latency_ms=round(candidates.latency_ms, 2))
+        if replaces is not None:
+            return self.store.add_alternative(replaces.id, candidates.texts[chosen], **values)
+        return self.store.add_turn(conversation_id, "bot", candidates.texts[chosen], **values)
+
+    def reply(self, conversation_id: int, text: str, decoding: DecodingConfig, seed: int | None = None) -> Reply:
+        """Store the user's message, generate and store the bot's reply (the best candidate).
+
+        Raises:
+            ConfigError: the message is empty after cleaning.
+            ConversationNotFoundError: unknown conversation.
+            StorageError: the database cannot be written.
+        """
+        user_turn = self.add_user_turn(conversation_id, text)
+        found = self.candidates(self.context(conversation_id), decoding, new_seed() if seed is None else seed)
+        return Reply(user_turn, self.add_bot_turn(conversation_id, found), self.is_truncated(user_turn.text))
+
+    def last_bot_turn(self, conversation_id: int) -> tuple[Turn, list[Turn]]:
+        """The last turn of the active path, which must be the bot's, and the history before it.
+
+        Raises:
+            ConfigError: the conversation does not end with a bot reply.
+        """
+        turns = self.store.turns(conversation_id, last=self.context_turns + 1)
+        if not turns or turns[-1].speaker != "bot":
+            raise ConfigError("nothing to retry: the conversation does not end with a bot reply")
+        return turns[-1], turns[:-1]
+
+    def retry(self, conversation_id: int, decoding: DecodingConfig, seed: int | None = None) -> Turn:
+        """Replace the last bot reply with a fresh one (a new seed); the earlier reply stays stored as an alternative."""
+        previous, history = self.last_bot_turn(conversation_id)
+        found = self.candidates(history, decoding, new_seed() if seed is None else seed)
+        return self.add_bot_turn(conversation_id, found, replaces=previous)
+
+    # --- context --------------------------------------------------------
+
+    def context(self, conversation_id: int) -> list[Turn]:
+        """The last `context_turns` turns of the active path."""
+        return self.store.turns(conversation_id, last=self.context_turns)
+
+    def context_tokens(self, history: list[Turn]):
+        """`(1, num_turns, utterance_length)` int32: the last `context_turns` of `history`, framed."""
+        encoded = self.checkpoint.tokenizer.encode_batch([t.text for t in history[-self.context_turns :]])
         return context_array(encoded, self.max_utterance_length)
 
     def generate(self, conversation_id: int, decoding: DecodingConfig, seed: int) -> str:
         """Reply text for the stored history (nothing is written)."""
-        ids = self.generator.generate(self.context_tokens(conversation_id), decoding, seed)
-        return self.checkpoint.tokenizer.decode(ids) or "…"
+        return self.candidates(self.context(conversation_id), decoding, seed).texts[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidates:
+    """Candidate replies, best first, with how they were made (enough to regenerate them)."""
+
+    texts: list[str]
+    found: list  # generation.Candidate: token ids, log-probability (nats), score
+    decoding: DecodingConfig
+    seed: int
+    latency_ms: float  # wall time to generate them all
+
+
+def new_seed() -> int:
+    return secrets.randbits(31)
+
+
+def default_context_turns(checkpoint: Checkpoint) -> int:
+    return checkpoint.model_config.max_turns - 1
+
+
+def make_generator(checkpoint: Checkpoint, context_turns: int | None = None):
+    """A ReplyGenerator sized for this checkpoint's contexts (imports TensorFlow)."""
+    from chatbot.generation import ReplyGenerator
+
+    turns = default_context_turns(checkpoint) if context_turns is None else context_turns
+    return ReplyGenerator(checkpoint.model, (max(turns, 1), checkpoint.model_config.max_utterance_length))
 
 
 def decoding_of(turn: Turn) -> dict:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import threading
 from typing import Callable
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
-from chatbot.decoding import DecodingConfig, describe
-from chatbot.errors import ChatbotError, ConfigError
-from chatbot.manager import DialogueManager
+from chatbot.decoding import DecodingConfig, decoding_from_args, describe
+from chatbot.errors import ChatbotError, CheckpointError, ConfigError
+from chatbot.manager import DialogueManager, new_seed
+from chatbot.checkpoint import check_model_dir
 from chatbot.transcript import session_lines, transcript_lines
+
+RESUME_SHOWN_TURNS = 6  # turns printed when a conversation is resumed
 
 HELP = """commands:
   /help              this list
@@ -20,16 +23,83 @@ HELP = """commands:
   /sessions          list recent conversations
   /resume ID         continue conversation ID with its history as context
   /history           show this conversation so far
-  /temperature T     set the sampling temperature (> 0) for the next replies
+  /retry             replace the last reply with a fresh one (the earlier one is kept as an alternative)
+  /candidates N      show N candidate replies with scores and pick one (1 = off)
+  /settings          show the decoding settings
+  /greedy            always the most probable token
+  /sample            sample from the whole distribution (with the temperature)
+  /top-k K           sample among the K most probable tokens
+  /top-p P           sample from the smallest set of tokens holding probability P
+  /beam N            beam search with N beams
+  /temperature T     sharpen (< 1) or flatten (> 1) the sampling distribution
   /quit              leave (Ctrl-D works too); Ctrl-C clears the line"""
+
+# /command → (DecodingConfig field changes from the argument, usage)
+SETTINGS: dict[str, tuple[Callable[[str], dict], str]] = {
+    "/greedy": (lambda _: {"sampler": "greedy"}, "/greedy"),
+    "/sample": (lambda _: {"sampler": "sample"}, "/sample"),
+    "/top-k": (lambda a: {"sampler": "top_k", "top_k": int(a)}, "/top-k K with K >= 1"),
+    "/top-p": (lambda a: {"sampler": "top_p", "top_p": float(a)}, "/top-p P with 0 < P <= 1"),
+    "/beam": (lambda a: {"sampler": "beam", "num_beams": int(a)}, "/beam N with N >= 1"),
+    "/temperature": (lambda a: {"temperature": float(a)}, "/temperature T with T > 0"),
+    "/candidates": (lambda a: {"num_return_sequences": int(a)}, "/candidates N with N >= 1"),
+}
+
+
+class ModelLoader:
+    """Loads the model in a background thread while the person types, then compiles the
+    decoding graphs; replies wait only for the load (until the graphs are compiled they run
+    eagerly, with the same tokens).
+
+    Args:
+        store: the conversation store (opened on the main thread; all SQL stays there).
+        load: builds `(checkpoint, generator)` (imports TensorFlow; runs in the thread).
+        warm_up: called with the generator in the thread once loading is done.
+    """
+
+    def __init__(self, store, load: Callable[[], tuple], warm_up: Callable[[object], None], context_turns: int | None):
+        self.store = store
+        self.context_turns = context_turns
+        self._loaded: tuple | None = None
+        self._error: BaseException | None = None
+        self._manager: DialogueManager | None = None
+        self._ready = threading.Event()
+
+        def run():
+            try:
+                self._loaded = load()
+            except BaseException as exc:  # reported on the main thread when a reply needs the model
+                self._error = exc
+            finally:
+                self._ready.set()
+            if self._loaded is not None:
+                try:
+                    warm_up(self._loaded[1])
+                except Exception:  # noqa: BLE001 - a failed warm-up only means replies compile on first use
+                    pass
+
+        self._thread = threading.Thread(target=run, name="chatbot-model-load", daemon=True)
+        self._thread.start()
+
+    def manager(self, waiting: Callable[[], None] = lambda: None) -> DialogueManager:
+        """The DialogueManager, once the model is loaded. Raises what loading raised."""
+        if self._manager is None:
+            if not self._ready.is_set():
+                waiting()
+                self._ready.wait()
+            if self._error is not None:
+                raise self._error
+            checkpoint, generator = self._loaded
+            self._manager = DialogueManager(self.store, checkpoint, context_turns=self.context_turns, generator=generator)
+        return self._manager
 
 
 class ChatREPL:
     """A terminal conversation.
 
     Args:
-        manager: answers and stores turns.
-        decoding: initial decoding settings (changed by /temperature).
+        manager: answers and stores turns: a DialogueManager, or a ModelLoader still loading one.
+        decoding: initial decoding settings (changed by /greedy, /top-p, ...).
         prompt_session: a prompt-toolkit PromptSession (tests pass one on pipe input).
         write: prints one line of output.
         conversation_id: resume this conversation; None starts a new one at the first message.
@@ -38,19 +108,29 @@ class ChatREPL:
 
     def __init__(
         self,
-        manager: DialogueManager,
+        manager: DialogueManager | ModelLoader,
         decoding: DecodingConfig,
         prompt_session: PromptSession,
         write: Callable[[str], None] = print,
         conversation_id: int | None = None,
         seed: int | None = None,
     ):
-        self.manager = manager
+        self._manager = manager
+        self.store = manager.store
         self.decoding = decoding
         self.prompt_session = prompt_session
         self.write = write
         self.conversation_id = conversation_id
         self.seed = seed
+
+    @property
+    def manager(self) -> DialogueManager:
+        if isinstance(self._manager, ModelLoader):
+            manager = self._manager.manager(waiting=lambda: self.write("(loading the model …)"))
+            self._manager = manager
+            checkpoint = manager.checkpoint
+            self.write(f"(model {checkpoint.path.name} ready: {checkpoint.model_config.architecture}, {checkpoint.model_id[:8]})")
+        return self._manager
 
     def run(self) -> int:
         if self.conversation_id is not None:
@@ -66,6 +146,8 @@ class ChatREPL:
             try:
                 if not self.handle(line):
                     break
+            except CheckpointError:
+                raise  # the model cannot load: nothing can be answered (the message was not stored)
             except ChatbotError as exc:
                 self.write(f"error: {exc}")
         if self.conversation_id is not None:
@@ -79,15 +161,39 @@ class ChatREPL:
             return True
         if line.startswith("/"):
             return self.command(line)
+        manager = self.manager  # load before the message is stored: a failed load stores nothing
         if self.conversation_id is None:
-            self.conversation_id = self.manager.start().id
-        reply = self.manager.reply(self.conversation_id, line, self.decoding, seed=self.seed)
-        self.seed = None
-        if reply.truncated:
-            limit = self.manager.max_utterance_length - 2
+            self.conversation_id = manager.start().id
+        user_turn = manager.add_user_turn(self.conversation_id, line)
+        if manager.is_truncated(user_turn.text):
+            limit = manager.max_utterance_length - 2
             self.write(f"(note: the model reads only the first {limit} tokens of a message; the rest was ignored)")
-        self.write(f"bot> {reply.bot_turn.text}")
+        self._answer(manager.context(self.conversation_id))
         return True
+
+    def _answer(self, history, replaces=None) -> None:
+        """Generate for `history`, let the person pick when there are several candidates, store, print."""
+        manager = self.manager
+        seed = new_seed() if self.seed is None else self.seed
+        self.seed = None
+        candidates = manager.candidates(history, self.decoding, seed)
+        chosen = self._pick(candidates) if len(candidates.texts) > 1 else 0
+        turn = manager.add_bot_turn(self.conversation_id, candidates, chosen, replaces=replaces)
+        self.write(f"bot> {turn.text}")
+
+    def _pick(self, candidates) -> int:
+        for number, (text, found) in enumerate(zip(candidates.texts, candidates.found), start=1):
+            self.write(f"  {number}. {text}   (score {found.score:.2f}, log p {found.log_probability:.1f})")
+        while True:
+            try:
+                answer = self.prompt_session.prompt(f"pick 1-{len(candidates.texts)} (Enter = 1)> ").strip()
+            except (EOFError, KeyboardInterrupt):
+                return 0  # the reply is stored anyway: nothing is lost
+            if not answer:
+                return 0
+            if answer.isdigit() and 1 <= int(answer) <= len(candidates.texts):
+                return int(answer) - 1
+            self.write(f"type a number from 1 to {len(candidates.texts)}, or Enter for 1")
 
     def command(self, line: str) -> bool:
         name, _, argument = line.partition(" ")
@@ -100,35 +206,48 @@ class ChatREPL:
             self.conversation_id = None
             self.write("new conversation: it starts with your next message")
         elif name == "/sessions":
-            for text in session_lines(self.manager.store.list_conversations(10)):
+            for text in session_lines(self.store.list_conversations(10)):
                 self.write(text)
         elif name == "/resume":
             if not argument.isdigit():
                 raise ConfigError("usage: /resume ID (see /sessions)")
-            self.manager.resume(int(argument))
+            self.store.get_conversation(int(argument))
             self.conversation_id = int(argument)
             self._show_resumed()
         elif name == "/history":
             if self.conversation_id is None:
                 self.write("no messages yet in this conversation")
             else:
-                for text in transcript_lines(self.manager.store, self.conversation_id):
+                for text in transcript_lines(self.store, self.conversation_id):
                     self.write(text)
-        elif name == "/temperature":
-            try:
-                value = float(argument)
-            except ValueError:
-                raise ConfigError(f"usage: /temperature T with T > 0, got {argument!r}") from None
-            self.decoding = dataclasses.replace(self.decoding, temperature=value)
+        elif name == "/retry":
+            if self.conversation_id is None:
+                raise ConfigError("nothing to retry yet: send a message first")
+            previous, history = self.manager.last_bot_turn(self.conversation_id)
+            self._answer(history, replaces=previous)
+            self.write(f"(the earlier reply is kept as an alternative: {previous.text})")
+        elif name == "/settings":
             self.write(f"decoding: {describe(self.decoding)}")
+        elif name in SETTINGS:
+            change, usage = SETTINGS[name]
+            try:
+                changes = change(argument)
+            except ValueError:
+                raise ConfigError(f"usage: {usage}, got {argument!r}") from None
+            if changes.get("sampler") == "beam" and self.decoding.num_return_sequences > changes["num_beams"]:
+                changes["num_return_sequences"] = changes["num_beams"]
+            self.decoding = self.decoding.replace(**changes)
+            self.write(f"decoding: {describe(self.decoding)}")
+            if name == "/temperature" and self.decoding.sampler in ("greedy", "beam"):
+                self.write("(the temperature applies when sampling: /sample, /top-k or /top-p)")
         else:
             self.write(f"unknown command {name}; /help lists the commands")
         return True
 
     def _show_resumed(self) -> None:
-        turns = self.manager.history(self.conversation_id)
+        turns = self.store.turns(self.conversation_id)
         self.write(f"resumed conversation {self.conversation_id} ({len(turns)} turns); the last ones:")
-        for turn in turns[-self.manager.context_turns :]:
+        for turn in turns[-RESUME_SHOWN_TURNS:]:
             self.write(f"{'you' if turn.speaker == 'user' else 'bot'}> {turn.text}")
 
 
@@ -143,25 +262,37 @@ def private_history(path: os.PathLike) -> History:
 
 
 def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[[str], None] = print) -> int:
-    """`chatbot chat`: load the model, open the store, run the REPL (tests pass a session on pipe input)."""
+    """`chatbot chat`: open the store, show the prompt, and load the model in the background
+    (tests pass a session on pipe input)."""
     import sys
 
-    from chatbot.checkpoint import find_default_model, load_checkpoint
-    from chatbot.paths import default_database_url, storage_dir
-    from chatbot.store import ConversationStore
+    from chatbot.checkpoint import find_default_model
+    from chatbot.paths import storage_dir
+    from chatbot.store import open_store
 
-    decoding = DecodingConfig(temperature=args.temperature, top_p=args.top_p, max_reply_tokens=args.max_reply_tokens)
-    store = ConversationStore(args.db or default_database_url())
+    decoding = decoding_from_args(args)
+    store = open_store(args.db)
     if args.resume is not None:
         store.get_conversation(args.resume)  # fail before the slow model load
-    model_dir = args.model or find_default_model()
-    print(f"loading model {model_dir} …", file=sys.stderr, flush=True)
-    checkpoint = load_checkpoint(model_dir)
-    manager = DialogueManager(store, checkpoint, context_turns=args.context_turns)
-    print(
-        f"model {checkpoint.path.name} ({checkpoint.model_config.architecture}, {checkpoint.model_id[:8]}); "
-        f"decoding: {describe(decoding)}; context: last {manager.context_turns} turns",
-        file=sys.stderr,
-    )
+    model_dir = find_default_model() if args.model is None else args.model
+    check_model_dir(model_dir)  # a missing model fails now, not at the first message
+
+    def load():
+        from chatbot.checkpoint import load_checkpoint
+        from chatbot.manager import default_context_turns, make_generator
+
+        checkpoint = load_checkpoint(model_dir)
+        turns = default_context_turns(checkpoint) if args.context_turns is None else args.context_turns
+        generator = make_generator(checkpoint, turns) if turns >= 1 else None
+        if generator is not None:
+            generator.expect_warm_up(decoding)  # replies run eagerly until the graphs are compiled
+        return checkpoint, generator
+
+    def warm_up(generator) -> None:
+        if generator is not None:
+            generator.warm_up(decoding)
+
+    loader = ModelLoader(store, load, warm_up, args.context_turns)
+    print(f"model {model_dir} loading in the background; decoding: {describe(decoding)}", file=sys.stderr, flush=True)
     session = prompt_session or PromptSession(history=private_history(storage_dir() / "repl_history"))
-    return ChatREPL(manager, decoding, session, write=write, conversation_id=args.resume, seed=args.seed).run()
+    return ChatREPL(loader, decoding, session, write=write, conversation_id=args.resume, seed=args.seed).run()

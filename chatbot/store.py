@@ -2,22 +2,50 @@
 
 SQLite by default (WAL journal, foreign keys on, file readable by its owner
 only); any SQLAlchemy URL works. Schema changes are named, ordered migrations
-recorded in the ``schema_migrations`` table.
+recorded in the ``schema_migrations`` table; a SQLite file is backed up
+beside itself before it is upgraded.
+
+A conversation is a tree of turns: each turn points to the previous one
+(``parent_id``), and one root-to-leaf path is active. Regenerating a reply
+(or editing a message) adds a sibling that takes over the active path; the
+turns it replaces stay stored as alternatives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import os
+import sqlite3
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from sqlalchemy import ForeignKey, Index, String, Text, create_engine, event, func, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    true,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, sessionmaker
+from sqlalchemy.schema import CreateColumn
 
 from chatbot.errors import ConversationNotFoundError, StorageError
 
@@ -54,13 +82,20 @@ class Conversation(Base):
 
 
 class Turn(Base):
-    """One utterance. Bot turns also record the model, decoding settings (JSON), seed and latency."""
+    """One utterance. Bot turns also record the model, decoding settings (JSON), seed and latency.
+
+    Turns form a tree per conversation: siblings (same parent, same position)
+    are alternatives of each other, and exactly one turn per position of the
+    active path has ``active`` set.
+    """
 
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_conversation_position", "conversation_id", "position", unique=True),)
+    __table_args__ = (Index("ix_turns_conversation_active_position", "conversation_id", "active", "position"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    position: Mapped[int]  # 0-based order within the conversation
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("turns.id"))  # previous turn on the path; None for the first
+    position: Mapped[int]  # depth in the tree, 0-based; siblings share it
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())  # on the conversation's active path
     speaker: Mapped[str] = mapped_column(String(8))  # "user" or "bot"
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
@@ -78,11 +113,88 @@ class SchemaMigration(Base):
 
 
 def _initial(connection: Connection) -> None:
-    Base.metadata.create_all(connection, tables=[ModelRecord.__table__, Conversation.__table__, Turn.__table__])
+    """Version 1: models, conversations and a flat list of turns (one per position).
+
+    Spelled out rather than taken from the ORM classes, which describe the
+    latest schema: a new database then goes through the same steps as an
+    upgraded one and ends identical to it.
+    """
+    metadata = MetaData()
+    Table(
+        "models",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("checksum", String(64), nullable=False, unique=True),
+        Column("name", String(200), nullable=False),
+        Column("path", Text, nullable=False),
+        Column("config", Text, nullable=False),
+        Column("created_at", DateTime, nullable=False),
+    )
+    Table(
+        "conversations",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("title", String(TITLE_LENGTH + 1)),
+        Column("created_at", DateTime, nullable=False),
+        Column("model_id", Integer, ForeignKey("models.id")),
+    )
+    turns = Table(
+        "turns",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("conversation_id", Integer, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+        Column("position", Integer, nullable=False),
+        Column("speaker", String(8), nullable=False),
+        Column("text", Text, nullable=False),
+        Column("created_at", DateTime, nullable=False),
+        Column("model_id", Integer, ForeignKey("models.id")),
+        Column("decoding", Text),
+        Column("seed", Integer),
+        Column("latency_ms", Double),
+    )
+    Index("ix_turns_conversation_position", turns.c.conversation_id, turns.c.position, unique=True)
+    metadata.create_all(connection)
+
+
+def _turn_tree(connection: Connection) -> None:
+    """Version 2: turns gain ``parent_id`` and ``active``; siblings may share a position.
+
+    Existing turns become a single active path, each pointing to the turn
+    before it in its conversation.
+    """
+    metadata = MetaData()
+    turns = Table(
+        "turns",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("conversation_id", Integer),
+        Column("position", Integer),
+        Column("parent_id", Integer, ForeignKey("turns.id")),
+        Column("active", Boolean, nullable=False, server_default=true()),
+    )
+    preparer = connection.dialect.identifier_preparer
+    for column in (turns.c.parent_id, turns.c.active):
+        spec = CreateColumn(column).compile(dialect=connection.dialect)
+        if column.foreign_keys:  # SQLite cannot add a table constraint, only an inline REFERENCES clause
+            spec = f"{spec} REFERENCES {preparer.quote('turns')} ({preparer.quote('id')})"
+        connection.exec_driver_sql(f"ALTER TABLE {preparer.quote('turns')} ADD COLUMN {spec}")
+    previous = turns.alias("previous")
+    parent = (
+        select(previous.c.id)
+        .where(previous.c.conversation_id == turns.c.conversation_id, previous.c.position < turns.c.position)
+        .order_by(previous.c.position.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    connection.execute(update(turns).values(parent_id=parent))
+    Index("ix_turns_conversation_position", turns.c.conversation_id, turns.c.position).drop(connection)
+    Index("ix_turns_conversation_active_position", turns.c.conversation_id, turns.c.active, turns.c.position).create(
+        connection
+    )
 
 
 # Ordered, named migrations: (version, name, function). Append, never edit.
-MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [(1, "initial", _initial)]
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [(1, "initial", _initial), (2, "turn_tree", _turn_tree)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -118,19 +230,55 @@ def _storage_error(exc: Exception, where: str) -> StorageError:
     return StorageError(f"{where}: database error: {getattr(exc, 'orig', exc)}")
 
 
+def _active_path(conversation_id: int):
+    """Active turns of a conversation, last first (an index range scan over (conversation_id, active, position))."""
+    return select(Turn).where(Turn.conversation_id == conversation_id, Turn.active == true()).order_by(Turn.position.desc())
+
+
+def _new_turn(
+    parent: Turn | None,
+    conversation_id: int,
+    speaker: str,
+    text: str,
+    model_id: int | None,
+    decoding: dict | None,
+    seed: int | None,
+    latency_ms: float | None,
+) -> Turn:
+    """An active turn following `parent` (or first in the conversation)."""
+    return Turn(
+        conversation_id=conversation_id,
+        parent_id=None if parent is None else parent.id,
+        position=0 if parent is None else parent.position + 1,
+        active=True,
+        speaker=speaker,
+        text=text,
+        created_at=utc_now(),
+        model_id=model_id,
+        decoding=json.dumps(decoding) if decoding is not None else None,
+        seed=seed,
+        latency_ms=latency_ms,
+    )
+
+
 class ConversationStore:
     """All reads and writes of conversations, turns and models.
 
-    Every write commits before returning, so a crash loses at most the reply
-    being generated.
+    Every write commits before returning, in one transaction, so a crash
+    loses at most the reply being generated.
+
+    Attributes:
+        backup_path: where the database was copied before this store upgraded its schema; None if it was not.
 
     Raises:
-        StorageError: the database cannot be opened, is locked, read-only or not a database.
+        StorageError: the database cannot be opened, is locked, read-only or not a database, its
+            schema is newer than this code's SCHEMA_VERSION, or it cannot be backed up before an upgrade.
     """
 
     def __init__(self, url: str):
         self.url = url
         self.where = str(_sqlite_path(url) or make_url(url).render_as_string(hide_password=True))
+        self.backup_path: Path | None = None
         path = _sqlite_path(url)
         if path is not None:
             self._create_private_file(path)
@@ -138,7 +286,11 @@ class ConversationStore:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", self._sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._guard(self._migrate)
+        try:
+            self._guard(self._migrate, path)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     @staticmethod
     def _create_private_file(path: Path) -> None:
@@ -168,16 +320,77 @@ class ConversationStore:
         except sa_exc.SQLAlchemyError as exc:
             raise _storage_error(exc, self.where) from exc
 
-    def _migrate(self) -> None:
+    def _lock(self, connection: Connection) -> None:
+        """Start the transaction as a writer.
+
+        Python's sqlite3 only opens a transaction before INSERT/UPDATE/DELETE,
+        so without this DDL would autocommit statement by statement, and a
+        read followed by a write could interleave with another writer.
+        """
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """A session in one write transaction, committed on leaving the block, rolled back on an error."""
+        with self._sessions() as session, session.begin():
+            self._lock(session.connection())
+            yield session
+
+    def _migrate(self, path: Path | None) -> None:
+        """Apply the pending migrations, each in its own transaction, after backing up a SQLite file."""
         with self.engine.begin() as connection:
+            self._lock(connection)
             SchemaMigration.__table__.create(connection, checkfirst=True)
             applied = set(connection.execute(select(SchemaMigration.version)).scalars())
-        for version, name, migration in MIGRATIONS:
-            if version in applied:
-                continue
+        current = max(applied, default=0)
+        if current > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.where}: the database has schema version {current} but this chatbot reads up to "
+                f"version {SCHEMA_VERSION}; upgrade chatbot to open it"
+            )
+        pending = [migration for migration in MIGRATIONS if migration[0] not in applied]
+        if pending and applied and path is not None:
+            self.backup_path = self._backup(path, current)
+        for version, name, migration in pending:
             with self.engine.begin() as connection:
+                self._lock(connection)
+                done = connection.scalar(select(SchemaMigration.version).where(SchemaMigration.version == version))
+                if done is not None:  # another process applied it since we looked
+                    continue
                 migration(connection)
                 connection.execute(SchemaMigration.__table__.insert().values(version=version, name=name, applied_at=utc_now()))
+
+    def _backup(self, path: Path, version: int) -> Path:
+        """Copy the database (WAL content included) to `<name>.v<version>-backup-<YYYYmmdd-HHMMSS>`, mode 0o600.
+
+        Raises:
+            StorageError: the copy cannot be written; the database is left as it was.
+        """
+        stem = f"{path.name}.v{version}-backup-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        for attempt in itertools.count():
+            backup = path.with_name(stem if attempt == 0 else f"{stem}-{attempt}")
+            try:
+                os.close(os.open(backup, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise StorageError(f"{path}: cannot back up the database before upgrading it: {exc.strerror}") from exc
+        raw = self.engine.raw_connection()
+        try:
+            target = sqlite3.connect(backup)
+            try:
+                raw.driver_connection.backup(target)  # the online backup API: a consistent copy, WAL included
+                target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            finally:
+                target.close()
+        except sqlite3.Error as exc:
+            backup.unlink(missing_ok=True)
+            raise StorageError(f"{path}: cannot back up the database to {backup} before upgrading it: {exc}") from exc
+        finally:
+            raw.close()
+        return backup
 
     def schema_version(self) -> int:
         with self._sessions() as session:
@@ -190,7 +403,7 @@ class ConversationStore:
 
     def _add(self, record):
         def write():
-            with self._sessions() as session, session.begin():
+            with self._writing() as session:
                 session.add(record)
             return record
 
@@ -217,30 +430,81 @@ class ConversationStore:
         seed: int | None = None,
         latency_ms: float | None = None,
     ) -> Turn:
-        """Append a turn at the next position and commit it. The first user turn titles the conversation."""
+        """Append a turn to the end of the active path and commit it. The first user turn titles the conversation.
+
+        Args:
+            speaker: "user" or "bot".
+            model_id, decoding, seed, latency_ms: for bot turns, what produced the reply (latency in milliseconds).
+
+        Raises:
+            ValueError: `speaker` is not one of SPEAKERS.
+            ConversationNotFoundError: unknown conversation.
+            StorageError: the database cannot be written.
+        """
         if speaker not in SPEAKERS:
             raise ValueError(f"speaker must be one of {SPEAKERS}, got {speaker!r}")
 
         def write():
-            with self._sessions() as session, session.begin():
-                conversation = session.get(Conversation, conversation_id)
+            with self._writing() as session:
+                conversation = session.get(Conversation, conversation_id, with_for_update=True)
                 if conversation is None:
                     raise ConversationNotFoundError(f"no conversation with id {conversation_id}")
-                last = session.scalar(select(func.max(Turn.position)).where(Turn.conversation_id == conversation_id))
-                turn = Turn(
-                    conversation_id=conversation_id,
-                    position=0 if last is None else last + 1,
-                    speaker=speaker,
-                    text=text,
-                    created_at=utc_now(),
-                    model_id=model_id,
-                    decoding=json.dumps(decoding) if decoding is not None else None,
-                    seed=seed,
-                    latency_ms=latency_ms,
-                )
+                parent = session.scalar(_active_path(conversation_id).limit(1))
+                turn = _new_turn(parent, conversation_id, speaker, text, model_id, decoding, seed, latency_ms)
                 session.add(turn)
                 if speaker == "user" and conversation.title is None:
                     conversation.title = text if len(text) <= TITLE_LENGTH else text[: TITLE_LENGTH - 1] + "…"
+            return turn
+
+        return self._guard(write)
+
+    def add_alternative(
+        self,
+        turn_id: int,
+        text: str,
+        model_id: int | None = None,
+        decoding: dict | None = None,
+        seed: int | None = None,
+        latency_ms: float | None = None,
+    ) -> Turn:
+        """Add a sibling of turn `turn_id` (same conversation, parent, position, speaker) and make it active.
+
+        `turn_id` and the active turns after it become inactive; they stay
+        stored and `alternatives` still lists them. If `turn_id` is itself off
+        the active path, the path is switched to run through the new turn.
+
+        Raises:
+            ConversationNotFoundError: no turn with id `turn_id`.
+            StorageError: the database cannot be written.
+        """
+
+        def write():
+            with self._writing() as session:
+                original = session.get(Turn, turn_id)
+                if original is None:
+                    raise ConversationNotFoundError(f"no turn with id {turn_id}")
+                conversation_id = original.conversation_id
+                session.get(Conversation, conversation_id, with_for_update=True)  # one writer per conversation
+                # The new turn's ancestors must be active: walk up to the first one already on the path.
+                inactive_ancestors, fork_position = [], -1
+                parent_id = original.parent_id
+                while parent_id is not None:
+                    ancestor = session.get(Turn, parent_id)
+                    if ancestor.active:
+                        fork_position = ancestor.position
+                        break
+                    inactive_ancestors.append(ancestor)
+                    parent_id = ancestor.parent_id
+                session.execute(
+                    update(Turn)
+                    .where(Turn.conversation_id == conversation_id, Turn.active == true(), Turn.position > fork_position)
+                    .values(active=False)
+                )
+                for ancestor in inactive_ancestors:
+                    ancestor.active = True
+                parent = session.get(Turn, original.parent_id) if original.parent_id is not None else None
+                turn = _new_turn(parent, conversation_id, original.speaker, text, model_id, decoding, seed, latency_ms)
+                session.add(turn)
             return turn
 
         return self._guard(write)
@@ -258,21 +522,72 @@ class ConversationStore:
         return conversation
 
     def turns(self, conversation_id: int, last: int | None = None) -> list[Turn]:
-        """Turns of a conversation in order; with `last`, only the final `last` of them."""
-        query = select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.position.desc())
+        """The active path of a conversation in order; with `last`, only its final `last` turns."""
+        query = _active_path(conversation_id)
         if last is not None:
             query = query.limit(last)
         with self._sessions() as session:
             rows = self._guard(lambda: list(session.scalars(query)))
         return rows[::-1]
 
+    def alternatives(self, turn_id: int) -> list[Turn]:
+        """Turn `turn_id` and its siblings (same parent and position), oldest first.
+
+        Raises:
+            ConversationNotFoundError: no turn with id `turn_id`.
+        """
+        with self._sessions() as session:
+            turn = self._guard(session.get, Turn, turn_id)
+            if turn is None:
+                raise ConversationNotFoundError(f"no turn with id {turn_id}")
+            query = (
+                select(Turn)
+                .where(
+                    Turn.conversation_id == turn.conversation_id,
+                    Turn.position == turn.position,
+                    Turn.parent_id.is_not_distinct_from(turn.parent_id),
+                )
+                .order_by(Turn.id)
+            )
+            return self._guard(lambda: list(session.scalars(query)))
+
+    def alternatives_on_path(self, conversation_id: int) -> dict[int, list[Turn]]:
+        """For each active turn that has siblings, its (inactive) siblings oldest first, keyed by the active turn's id.
+
+        Active turns without alternatives are left out; keys follow the path's order.
+        """
+        on_path = aliased(Turn)
+        query = (
+            select(on_path.id, Turn)
+            .join(
+                Turn,
+                (Turn.conversation_id == on_path.conversation_id)
+                & (Turn.position == on_path.position)
+                & Turn.parent_id.is_not_distinct_from(on_path.parent_id)
+                & (Turn.id != on_path.id),
+            )
+            .where(on_path.conversation_id == conversation_id, on_path.active == true())
+            .order_by(on_path.position, Turn.id)
+        )
+        with self._sessions() as session:
+            rows = self._guard(lambda: session.execute(query).all())
+        siblings: dict[int, list[Turn]] = {}
+        for active_id, sibling in rows:
+            siblings.setdefault(active_id, []).append(sibling)
+        return siblings
+
     def get_model(self, model_id: int) -> ModelRecord | None:
         with self._sessions() as session:
             return self._guard(session.get, ModelRecord, model_id)
 
     def list_conversations(self, limit: int = 50) -> list[ConversationSummary]:
-        """Most recent first."""
-        counts = select(Turn.conversation_id, func.count(Turn.id).label("num_turns")).group_by(Turn.conversation_id).subquery()
+        """Most recent first; `num_turns` counts the active path."""
+        counts = (
+            select(Turn.conversation_id, func.count(Turn.id).label("num_turns"))
+            .where(Turn.active == true())
+            .group_by(Turn.conversation_id)
+            .subquery()
+        )
         query = (
             select(Conversation, func.coalesce(counts.c.num_turns, 0), ModelRecord.name)
             .outerjoin(counts, counts.c.conversation_id == Conversation.id)
@@ -283,3 +598,19 @@ class ConversationStore:
         with self._sessions() as session:
             rows = self._guard(lambda: session.execute(query).all())
         return [ConversationSummary(c.id, c.title, c.created_at, n, name) for c, n, name in rows]
+
+
+def open_store(url: str | None = None) -> ConversationStore:
+    """The store at `url` (default: storage/chatbot.db); says on stderr when its schema was upgraded.
+
+    Raises:
+        StorageError: as ConversationStore.
+    """
+    import sys
+
+    from chatbot.paths import default_database_url
+
+    store = ConversationStore(url or default_database_url())
+    if store.backup_path is not None:
+        print(f"upgraded {store.where} to schema version {SCHEMA_VERSION}; the previous file is kept as {store.backup_path}", file=sys.stderr)
+    return store

@@ -7,8 +7,7 @@ import sys
 
 from chatbot.decoding import describe
 from chatbot.manager import decoding_of
-from chatbot.paths import default_database_url
-from chatbot.store import ConversationStore, ConversationSummary, Turn
+from chatbot.store import ConversationStore, ConversationSummary, Turn, open_store
 
 
 def _time(value: dt.datetime, with_date: bool = False) -> str:
@@ -35,11 +34,14 @@ def turn_line(turn: Turn, model_names: dict[int, str] | None = None) -> str:
 
 
 def transcript_lines(store: ConversationStore, conversation_id: int) -> list[str]:
-    """Header and one line per turn. Raises ConversationNotFoundError."""
+    """Header and one line per turn of the active path; a turn that replaced others (/retry)
+    is followed by them, marked as alternatives. Raises ConversationNotFoundError."""
     conversation = store.get_conversation(conversation_id)
     turns = store.turns(conversation_id)
+    alternatives = store.alternatives_on_path(conversation_id)
+    every = turns + [a for group in alternatives.values() for a in group]
     names = {}
-    for model_id in {t.model_id for t in turns if t.model_id is not None} | {conversation.model_id}:
+    for model_id in {t.model_id for t in every if t.model_id is not None} | {conversation.model_id}:
         record = store.get_model(model_id) if model_id is not None else None
         if record is not None:
             names[model_id] = f"{record.name} ({record.checksum[:8]})"
@@ -47,17 +49,22 @@ def transcript_lines(store: ConversationStore, conversation_id: int) -> list[str
         f"conversation {conversation.id} · {conversation.title or '(untitled)'} · "
         f"started {_time(conversation.created_at, True)} UTC · {len(turns)} turns"
     )
-    return [header] + [turn_line(t, names) for t in turns]
+    lines = [header]
+    for turn in turns:
+        lines.append(turn_line(turn, names))
+        for other in alternatives.get(turn.id, []):
+            lines.append(f"    alternative (not on the path): {turn_line(other, names)}")
+    return lines
 
 
 def print_sessions(args) -> int:
-    store = ConversationStore(args.db or default_database_url())
+    store = open_store(args.db)
     print("\n".join(session_lines(store.list_conversations(args.limit))))
     return 0
 
 
 def print_replay(args) -> int:
-    store = ConversationStore(args.db or default_database_url())
+    store = open_store(args.db)
     sys.stdout.write("\n".join(transcript_lines(store, args.id)) + "\n")
     return 0
 

@@ -5,6 +5,7 @@ import json
 import keras
 import numpy as np
 
+from chatbot.decoding import DecodingConfig
 from chatbot.checkpoint import load_checkpoint, read_config
 from chatbot.cli import main
 from chatbot.config import model_config
@@ -57,7 +58,7 @@ def test_eval_writes_every_field_and_repeats_exactly(tmp_path, tiny_model_dir, t
         for name in ("distinct_1", "distinct_2", "mean_length_tokens", "mean_length_words", "word_entropy_bits", "generic_reply_rate", "bleu"):
             assert isinstance(generation[name], float), name
         assert generation["contexts"] == 6
-        assert row["decoding"] == {"sampler": "top_p", "temperature": 0.8, "top_p": 0.9, "max_reply_tokens": 40}
+        assert row["decoding"] == DecodingConfig().to_dict()
         assert row["seed"] == 1234 and len(row["samples"]) == 3
         assert row["training"]["epochs"] >= 1 and row["training"]["target_tokens_per_second"] > 0
     # Same samples of contexts for every model, so replies can be compared side by side.

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from chatbot.decoding import DecodingConfig, top_p_filter
+from chatbot.decoding import DecodingConfig
 from chatbot.errors import ConfigError
 from chatbot.manager import DialogueManager
 from chatbot.store import ConversationStore
@@ -14,7 +14,7 @@ def test_turns_persist_and_a_restart_rebuilds_the_same_context(tiny_checkpoint, 
         reply = manager.reply(conversation.id, text, DecodingConfig())
         assert reply.user_turn.position + 1 == reply.bot_turn.position
         assert reply.bot_turn.text
-    before = manager.context_tokens(conversation.id)
+    before = manager.context_tokens(manager.context(conversation.id))
     manager.store.close()
 
     # A new process: fresh store and manager over the same database file.
@@ -24,7 +24,7 @@ def test_turns_persist_and_a_restart_rebuilds_the_same_context(tiny_checkpoint, 
     bot = turns[1]
     assert bot.model_id == restarted.model_id and bot.seed is not None and bot.latency_ms > 0
     assert '"top_p": 0.9' in bot.decoding and bot.created_at is not None
-    after = restarted.context_tokens(conversation.id)
+    after = restarted.context_tokens(restarted.context(conversation.id))
     np.testing.assert_array_equal(before, after)
     assert after.shape[1] == 5  # the last 5 of 6 stored turns
 
@@ -45,10 +45,10 @@ def test_user_turn_is_committed_before_generation(tiny_checkpoint, db_url):
     manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint)
     conversation = manager.start()
 
-    def failing_generate(*_args, **_kwargs):
+    def failing_candidates(*_args, **_kwargs):
         raise RuntimeError("generation crashed")
 
-    manager.generate = failing_generate
+    manager.candidates = failing_candidates
     with pytest.raises(RuntimeError):
         manager.reply(conversation.id, "are you there?", DecodingConfig())
     assert [t.text for t in manager.history(conversation.id)] == ["are you there?"]
@@ -65,14 +65,20 @@ def test_messages_are_cleaned_and_long_ones_flagged(tiny_checkpoint, db_url):
     assert len(reply.user_turn.text) <= 4000
 
 
-def test_top_p_keeps_the_smallest_nucleus():
-    probabilities = np.array([0.05, 0.5, 0.3, 0.15])
-    kept = top_p_filter(probabilities, 0.8)
-    np.testing.assert_allclose(kept, [0, 0.5 / 0.8, 0.3 / 0.8, 0])
-    np.testing.assert_allclose(top_p_filter(probabilities, 1.0), probabilities)
-
-
-@pytest.mark.parametrize("values", [dict(temperature=0), dict(top_p=0), dict(top_p=1.5), dict(max_reply_tokens=0)])
+@pytest.mark.parametrize(
+    "values",
+    [
+        dict(temperature=0),
+        dict(top_p=0),
+        dict(top_p=1.5),
+        dict(max_reply_tokens=0),
+        dict(sampler="nucleus"),
+        dict(top_k=0),
+        dict(min_reply_tokens=50),
+        dict(sampler="beam", num_beams=2, num_return_sequences=3),
+        dict(no_repeat_ngram=-1),
+    ],
+)
 def test_invalid_decoding_settings(values):
     with pytest.raises(ConfigError):
         DecodingConfig(**values)

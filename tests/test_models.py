@@ -6,7 +6,8 @@ import pytest
 
 from chatbot.config import model_config
 from chatbot.corpus import load_corpus
-from chatbot.decoding import DecodingConfig, Generator
+from chatbot.decoding import DecodingConfig
+from chatbot.generation import ReplyGenerator
 from chatbot.models import build_model
 from chatbot.models.seq2seq import flatten_history
 from chatbot.models.vhred import gaussian_kl, kl_weight, word_dropout
@@ -142,9 +143,9 @@ def test_word_dropout_replaces_the_expected_share_and_never_bos_or_padding():
 def test_vhred_replies_vary_with_the_seed_and_repeat_with_the_same_seed(english):
     vocabulary_size, batches = english
     model = build_model(model_config("tiny", vocabulary_size=vocabulary_size, model="vhred"))
-    generator = Generator(model)
     context = _probe(batches)[:1, :2]
-    greedyish = DecodingConfig(temperature=0.05, top_p=1.0, max_reply_tokens=8)
+    generator = ReplyGenerator(model, context.shape[1:])
+    greedyish = DecodingConfig(sampler="sample", temperature=0.05, max_reply_tokens=8)
     first = generator.generate(context, greedyish, seed=1)
     assert generator.generate(context, greedyish, seed=1) == first
     # Near-greedy decoding: any difference between seeds comes from the prior sample z.
@@ -157,8 +158,8 @@ def test_every_architecture_generates_through_the_shared_contract(english, name)
     """The compiled generator (what the chat uses) drives any model; a seed repeats the reply."""
     vocabulary_size, batches = english
     model = build_model(model_config("tiny", vocabulary_size=vocabulary_size, **ARCHITECTURES[name]))
-    generator = Generator(model)
     context = _probe(batches)[:1, :4]
+    generator = ReplyGenerator(model, context.shape[1:])
     config = DecodingConfig(max_reply_tokens=6)
     reply = generator.generate(context, config, seed=5)
     assert 1 <= len(reply) <= 6 and all(4 <= token < vocabulary_size for token in reply)

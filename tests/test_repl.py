@@ -1,6 +1,7 @@
 """The chat REPL driven like a person at a terminal: prompt-toolkit pipe input, a real model and database."""
 
 import argparse
+import json
 
 import pytest
 from prompt_toolkit import PromptSession
@@ -63,7 +64,7 @@ def test_resume_flag_continues_with_earlier_turns_in_context(tiny_model_dir, db_
 def test_settings_ctrl_c_and_errors_stay_in_the_loop(tiny_model_dir, db_url):
     keys = "/temperature 0.5\n/temperature hot\nhalf a line" + CTRL_C + "/resume 99\n/bogus\n/sessions\n/help\n" + CTRL_D
     lines = chat(tiny_model_dir, db_url, keys)
-    assert "decoding: top-p 0.9, temperature 0.5, ≤40 tokens" in lines
+    assert "decoding: top-p 0.9 · temperature 0.5 · ≤40 tokens · no-repeat 3-gram" in lines
     assert "error: usage: /temperature T with T > 0, got 'hot'" in lines
     assert any(line.startswith("error: no conversation with id 99") for line in lines)
     assert "unknown command /bogus; /help lists the commands" in lines
@@ -90,3 +91,62 @@ def test_unknown_resume_id_fails_before_loading(tmp_path, db_url):
     args = build_parser().parse_args(["chat", "--model", str(tmp_path / "none"), "--db", db_url, "--resume", "7"])
     with pytest.raises(ConversationNotFoundError, match="no conversation with id 7"):
         run_chat(args)
+
+
+def test_settings_commands_change_decoding_for_the_rest_of_the_conversation(tiny_model_dir, db_url):
+    keys = "/greedy\nhello\n/beam 3\nhow are you?\n/top-k 5\n/top-p 0.5\n/sample\n/temperature 1.2\n/settings\nbye\n/beam x\n" + CTRL_D
+    lines = chat(tiny_model_dir, db_url, keys)
+    settings = [line for line in lines if line.startswith("decoding: ")]
+    assert settings[0].startswith("decoding: greedy · ≤40 tokens")
+    assert settings[1].startswith("decoding: beam 3 · length penalty 1.0")
+    assert settings[2].startswith("decoding: top-k 5 · temperature 0.8")
+    assert settings[3].startswith("decoding: top-p 0.5 · temperature 0.8")
+    assert settings[4].startswith("decoding: sampling · temperature 0.8")
+    assert settings[5] == settings[6]  # /settings shows what /temperature set
+    assert settings[5].startswith("decoding: sampling · temperature 1.2")
+    assert "error: usage: /beam N with N >= 1, got 'x'" in lines
+    stored = [json.loads(t.decoding) for t in ConversationStore(db_url).turns(1) if t.speaker == "bot"]
+    assert [d["sampler"] for d in stored] == ["greedy", "beam", "sample"]
+    assert stored[1]["num_beams"] == 3 and stored[2]["temperature"] == 1.2
+
+
+def test_candidates_are_shown_and_the_pick_is_stored(tiny_model_dir, db_url):
+    lines = chat(tiny_model_dir, db_url, "/candidates 3\nhello there\nseven\n2\n" + CTRL_D, "--seed", "4")
+    shown = [line for line in lines if line.startswith("  ") and ". " in line and "(score " in line]
+    assert [line.split(".")[0].strip() for line in shown] == ["1", "2", "3"]
+    assert "type a number from 1 to 3, or Enter for 1" in lines  # "seven" is not a choice
+    picked = shown[1].split(". ", 1)[1].rsplit("   (score", 1)[0]
+    assert bot_lines(lines) == [f"bot> {picked}"]
+    bot = ConversationStore(db_url).turns(1)[1]
+    assert bot.text == picked and bot.seed == 4
+    assert json.loads(bot.decoding)["chosen"] == 1 and json.loads(bot.decoding)["num_return_sequences"] == 3
+    history = chat(tiny_model_dir, db_url, "/history\n" + CTRL_D, "--resume", "1")
+    assert any("picked 2 of 3" in line and picked in line for line in history)
+
+
+def test_retry_keeps_the_earlier_reply_as_an_alternative(tiny_model_dir, db_url):
+    lines = chat(tiny_model_dir, db_url, "/retry\nhello there\n/retry\n/retry\n" + CTRL_D, "--seed", "8")
+    assert "error: nothing to retry yet: send a message first" in lines
+    replies = bot_lines(lines)
+    assert len(replies) == 3
+    store = ConversationStore(db_url)
+    path = store.turns(1)
+    assert [t.speaker for t in path] == ["user", "bot"] and f"bot> {path[1].text}" == replies[-1]
+    kept = store.alternatives(path[1].id)
+    assert [f"bot> {t.text}" for t in kept] == replies and len({t.seed for t in kept}) == 3
+    assert [t.active for t in kept] == [False, False, True]
+    history = chat(tiny_model_dir, db_url, "/history\n" + CTRL_D, "--resume", "1")
+    assert sum("alternative (not on the path)" in line for line in history) == 2
+
+
+def test_a_corrupt_model_fails_with_one_line_and_stores_nothing(tmp_path, tiny_model_dir, db_url):
+    import shutil
+
+    from chatbot.errors import CheckpointError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.keras").write_bytes(b"not a zip file")
+    with pytest.raises(CheckpointError, match="cannot load the model"):
+        chat(broken, db_url, "hello\n" + CTRL_D)
+    assert ConversationStore(db_url).list_conversations() == []

@@ -1,11 +1,85 @@
+import contextlib
 import os
+import re
 import sqlite3
 import stat
 
 import pytest
+from sqlalchemy import event
 
+import chatbot.store
 from chatbot.errors import ConversationNotFoundError, StorageError
 from chatbot.store import SCHEMA_VERSION, ConversationStore
+
+# The schema that migration 1 ("initial") created, as SQLite stored it.
+V1_SCHEMA = [
+    """CREATE TABLE schema_migrations (
+	version INTEGER NOT NULL, 
+	name VARCHAR(100) NOT NULL, 
+	applied_at DATETIME NOT NULL, 
+	PRIMARY KEY (version)
+)""",
+    """CREATE TABLE models (
+	id INTEGER NOT NULL, 
+	checksum VARCHAR(64) NOT NULL, 
+	name VARCHAR(200) NOT NULL, 
+	path TEXT NOT NULL, 
+	config TEXT NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	PRIMARY KEY (id), 
+	UNIQUE (checksum)
+)""",
+    """CREATE TABLE conversations (
+	id INTEGER NOT NULL, 
+	title VARCHAR(61), 
+	created_at DATETIME NOT NULL, 
+	model_id INTEGER, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(model_id) REFERENCES models (id)
+)""",
+    """CREATE TABLE turns (
+	id INTEGER NOT NULL, 
+	conversation_id INTEGER NOT NULL, 
+	position INTEGER NOT NULL, 
+	speaker VARCHAR(8) NOT NULL, 
+	text TEXT NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	model_id INTEGER, 
+	decoding TEXT, 
+	seed INTEGER, 
+	latency_ms DOUBLE, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(conversation_id) REFERENCES conversations (id) ON DELETE CASCADE, 
+	FOREIGN KEY(model_id) REFERENCES models (id)
+)""",
+    "CREATE UNIQUE INDEX ix_turns_conversation_position ON turns (conversation_id, position)",
+]
+V1_TURNS = [  # (id, conversation_id, position, speaker, text)
+    (1, 1, 0, "user", "hello"),
+    (2, 1, 1, "bot", "hi there"),
+    (3, 1, 2, "user", "how are you"),
+    (4, 2, 0, "user", "second chat"),
+    (5, 2, 1, "bot", "sure"),
+]
+
+
+def write_v1_database(raw: sqlite3.Connection) -> None:
+    """The v1 schema, its schema_migrations row and the V1_TURNS, committed."""
+    for statement in V1_SCHEMA:
+        raw.execute(statement)
+    raw.execute("INSERT INTO schema_migrations VALUES (1, 'initial', '2024-01-01 00:00:00')")
+    raw.execute("INSERT INTO conversations (id, title, created_at) VALUES (1, 'hello', '2024-01-01'), (2, 'x', '2024-01-01')")
+    for turn in V1_TURNS:
+        raw.execute("INSERT INTO turns (id, conversation_id, position, speaker, text, created_at) VALUES (?, ?, ?, ?, ?, '2024-01-01')", turn)
+    raw.commit()
+
+
+def snapshot(path) -> tuple:
+    """The schema and every row of a database, to check that it was left unchanged."""
+    with contextlib.closing(sqlite3.connect(path)) as raw:
+        tables = [row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        schema = raw.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+        return schema, {table: raw.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() for table in tables}
 
 
 def test_database_is_private_wal_with_foreign_keys(tmp_path):
@@ -21,10 +95,12 @@ def test_database_is_private_wal_with_foreign_keys(tmp_path):
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     raw = sqlite3.connect(path)
-    indexes = {row[1] for row in raw.execute("PRAGMA index_list('turns')")}
-    assert "ix_turns_conversation_position" in indexes
-    assert [r[0] for r in raw.execute("SELECT version FROM schema_migrations")] == [SCHEMA_VERSION]
-    assert store.schema_version() == SCHEMA_VERSION
+    indexes = {row[1]: row[2] for row in raw.execute("PRAGMA index_list('turns')")}  # name: unique
+    assert indexes == {"ix_turns_conversation_active_position": 0}
+    assert raw.execute("SELECT version, name FROM schema_migrations").fetchall() == [(1, "initial"), (2, "turn_tree")]
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.backup_path is None
+    assert not [name for name in os.listdir(path.parent) if "backup" in name]
 
 
 def test_turns_keep_order_positions_and_bot_metadata(db_url):
@@ -72,3 +148,162 @@ def test_read_only_database_reads_but_refuses_writes(tmp_path):
     with pytest.raises(StorageError, match="read-only"):
         reader.add_turn(conversation.id, "user", "more")
     assert [t.text for t in ConversationStore(f"sqlite:///{path}").turns(conversation.id)] == ["hello"]
+
+
+def test_v1_database_is_backed_up_then_upgraded(tmp_path):
+    path = tmp_path / "chat.db"
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    other_session = sqlite3.connect(path)  # still open: the v1 rows are only in the WAL, never checkpointed
+    other_session.execute("PRAGMA journal_mode=WAL")
+    other_session.execute("PRAGMA wal_autocheckpoint=0")
+    write_v1_database(other_session)
+
+    store = ConversationStore(f"sqlite:///{path}")
+    other_session.close()
+
+    [backup] = [name for name in os.listdir(tmp_path) if "backup" in name]
+    assert re.fullmatch(r"chat\.db\.v1-backup-\d{8}-\d{6}", backup)
+    assert store.backup_path == tmp_path / backup
+    assert stat.S_IMODE(os.stat(tmp_path / backup).st_mode) == 0o600
+    with contextlib.closing(sqlite3.connect(tmp_path / backup)) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchall() == [("delete",)]
+        assert raw.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+        assert raw.execute("SELECT id, conversation_id, position, speaker, text FROM turns ORDER BY id").fetchall() == V1_TURNS
+        assert "parent_id" not in [row[1] for row in raw.execute("PRAGMA table_info('turns')")]
+
+    assert store.schema_version() == 2
+    assert [(t.id, t.parent_id, t.position, t.active) for t in store.turns(1)] == [
+        (1, None, 0, True),
+        (2, 1, 1, True),
+        (3, 2, 2, True),
+    ]
+    assert [(t.id, t.parent_id, t.text) for t in store.turns(2)] == [(4, None, "second chat"), (5, 4, "sure")]
+    assert [(c.id, c.num_turns) for c in store.list_conversations()] == [(2, 2), (1, 3)]
+    turn = store.add_turn(1, "bot", "fine")
+    assert (turn.parent_id, turn.position) == (3, 3)
+    store.close()
+
+    reopened = ConversationStore(f"sqlite:///{path}")  # nothing pending: no second backup
+    assert reopened.backup_path is None
+    assert len([name for name in os.listdir(tmp_path) if "backup" in name]) == 1
+    assert [t.text for t in reopened.turns(1)] == ["hello", "hi there", "how are you", "fine"]
+
+
+def test_a_newer_schema_is_refused_and_left_unchanged(tmp_path):
+    path = tmp_path / "chat.db"
+    store = ConversationStore(f"sqlite:///{path}")
+    store.add_turn(store.create_conversation().id, "user", "hello")
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as raw:
+        raw.execute("INSERT INTO schema_migrations VALUES (99, 'future', '2030-01-01 00:00:00')")
+        raw.commit()
+    before = snapshot(path)
+    with pytest.raises(StorageError, match=r"schema version 99 .* up to version 2; upgrade chatbot") as error:
+        ConversationStore(f"sqlite:///{path}")
+    assert "\n" not in str(error.value)
+    assert snapshot(path) == before
+    assert not [name for name in os.listdir(tmp_path) if "backup" in name]
+
+
+def test_a_failed_migration_leaves_the_database_unchanged(tmp_path, monkeypatch):
+    path = tmp_path / "chat.db"
+    store = ConversationStore(f"sqlite:///{path}")
+    store.add_turn(store.create_conversation().id, "user", "hello")
+    store.close()
+    before = snapshot(path)
+
+    def broken(connection):
+        connection.exec_driver_sql("ALTER TABLE turns ADD COLUMN note TEXT")
+        connection.exec_driver_sql("UPDATE turns SET note = 'x'")
+        connection.exec_driver_sql("SELECT * FROM no_such_table")
+
+    monkeypatch.setattr(chatbot.store, "MIGRATIONS", [*chatbot.store.MIGRATIONS, (3, "broken", broken)])
+    monkeypatch.setattr(chatbot.store, "SCHEMA_VERSION", 3)
+    with pytest.raises(StorageError, match="no such table"):
+        ConversationStore(f"sqlite:///{path}")
+    assert snapshot(path) == before
+    [backup] = [name for name in os.listdir(tmp_path) if "backup" in name]
+    assert backup.startswith("chat.db.v2-backup-")
+
+
+def test_a_regenerated_reply_keeps_the_old_one_as_an_alternative(db_url):
+    store = ConversationStore(db_url)
+    model_id = store.register_model("abc123", "tiny", "/models/tiny", {"model": "hred"})
+    conversation = store.create_conversation(model_id)
+    user = store.add_turn(conversation.id, "user", "hello")
+    first = store.add_turn(conversation.id, "bot", "hi", model_id=model_id, seed=1)
+    assert store.alternatives_on_path(conversation.id) == {}
+
+    second = store.add_alternative(first.id, "hey", model_id=model_id, decoding={"top_k": 5}, seed=2, latency_ms=3.5)
+    assert (second.parent_id, second.position, second.speaker, second.active) == (user.id, 1, "bot", True)
+    assert (second.seed, second.latency_ms, second.decoding) == (2, 3.5, '{"top_k": 5}')
+    assert [t.text for t in store.turns(conversation.id)] == ["hello", "hey"]
+    assert [(t.id, t.active) for t in store.alternatives(first.id)] == [(first.id, False), (second.id, True)]
+    assert [t.id for t in store.alternatives(second.id)] == [first.id, second.id]
+    assert [t.id for t in store.alternatives(user.id)] == [user.id]
+    assert {k: [t.id for t in v] for k, v in store.alternatives_on_path(conversation.id).items()} == {second.id: [first.id]}
+    [summary] = store.list_conversations()
+    assert summary.num_turns == 2
+
+    third = store.add_alternative(second.id, "howdy")
+    assert [t.id for t in store.alternatives(first.id)] == [first.id, second.id, third.id]
+    assert [t.id for t in store.alternatives_on_path(conversation.id)[third.id]] == [first.id, second.id]
+
+    follow_up = store.add_turn(conversation.id, "user", "what now")
+    assert (follow_up.parent_id, follow_up.position) == (third.id, 2)
+    assert [t.text for t in store.turns(conversation.id)] == ["hello", "howdy", "what now"]
+    assert [t.text for t in store.turns(conversation.id, last=2)] == ["howdy", "what now"]
+    assert store.list_conversations()[0].num_turns == 3
+
+
+def test_an_edited_message_drops_the_rest_of_the_path_until_switched_back(db_url):
+    store = ConversationStore(db_url)
+    conversation = store.create_conversation()
+    u1, b1, u2, b2 = (store.add_turn(conversation.id, s, t) for s, t in [("user", "a"), ("bot", "b"), ("user", "c"), ("bot", "d")])
+
+    edited = store.add_alternative(u2.id, "c edited")
+    assert [t.text for t in store.turns(conversation.id)] == ["a", "b", "c edited"]
+    assert store.list_conversations()[0].num_turns == 3
+    b3 = store.add_turn(conversation.id, "bot", "e")
+    assert (b3.parent_id, b3.position) == (edited.id, 3)
+    assert {k: [t.id for t in v] for k, v in store.alternatives_on_path(conversation.id).items()} == {edited.id: [u2.id]}
+
+    # An alternative of a turn off the active path switches the path back through its ancestors.
+    b4 = store.add_alternative(b2.id, "d again")
+    assert [t.id for t in store.turns(conversation.id)] == [u1.id, b1.id, u2.id, b4.id]
+    assert [t.active for t in store.alternatives(edited.id)] == [True, False]
+    assert [t.active for t in store.alternatives(b3.id)] == [False]
+    assert {k: [t.id for t in v] for k, v in store.alternatives_on_path(conversation.id).items()} == {
+        u2.id: [edited.id],
+        b4.id: [b2.id],
+    }
+    assert store.list_conversations()[0].num_turns == 4
+
+    first = store.add_alternative(u1.id, "a edited")  # the root: siblings have no parent
+    assert (first.parent_id, first.position) == (None, 0)
+    assert [t.text for t in store.turns(conversation.id)] == ["a edited"]
+    assert [t.id for t in store.alternatives(u1.id)] == [u1.id, first.id]
+    assert {k: [t.id for t in v] for k, v in store.alternatives_on_path(conversation.id).items()} == {first.id: [u1.id]}
+
+
+def test_unknown_turn(db_url):
+    store = ConversationStore(db_url)
+    with pytest.raises(ConversationNotFoundError, match="no turn with id 999"):
+        store.add_alternative(999, "text")
+    with pytest.raises(ConversationNotFoundError, match="no turn with id 999"):
+        store.alternatives(999)
+
+
+def test_the_active_path_is_read_through_the_index(db_url):
+    store = ConversationStore(db_url)
+    conversation = store.create_conversation()
+    for position in range(6):
+        turn = store.add_turn(conversation.id, ("user", "bot")[position % 2], str(position))
+    store.add_alternative(turn.id, "again")
+    statements = []
+    event.listen(store.engine, "before_cursor_execute", lambda conn, cursor, sql, params, *_: statements.append((sql, params)))
+    assert [t.text for t in store.turns(conversation.id, last=2)] == ["4", "again"]
+    [(sql, params)] = statements
+    with store.engine.connect() as connection:
+        plan = " | ".join(row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params))
+    assert "USING INDEX ix_turns_conversation_active_position" in plan and "TEMP B-TREE" not in plan, plan

@@ -14,7 +14,6 @@ import math
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from chatbot.corpus import Dialogue
 from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
@@ -115,8 +114,10 @@ class WindowBatches:
                 array[b, t, : len(utterance)] = utterance
         return array
 
-    def dataset(self) -> tf.data.Dataset:
+    def dataset(self):
         """A `tf.data.Dataset` of `(batch_size, num_turns, utterance_length)` int32 batches, prefetched."""
+        import tensorflow as tf  # here, so chat start-up (which frames contexts) does not import it
+
         spec = tf.TensorSpec(shape=(None, None, None), dtype=tf.int32)
         dataset = tf.data.Dataset.from_generator(self._batches, output_signature=spec)
         return dataset.apply(tf.data.experimental.assert_cardinality(self.num_batches)).prefetch(tf.data.AUTOTUNE)

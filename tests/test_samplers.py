@@ -1,0 +1,165 @@
+"""Samplers against fake step functions whose preferred sequences are known (as keras-hub tests its samplers),
+then the compiled generator against the eager reference path on a real tiny model."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from chatbot.decoding import DecodingConfig
+from chatbot.samplers import Knobs, make_sampler, ngram_bans, sequences
+from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+
+VOCAB = 12
+SPECIALS = (PAD_ID, UNK_ID, BOS_ID)
+
+
+def fake_step(table):
+    """A step function reading logits from `table[step, previous_token]` `(T, V, V)`; the state is the step."""
+    table = tf.constant(table, tf.float32)
+
+    def step_fn(token_ids, state):
+        (step,) = state
+        logits = tf.gather_nd(table, tf.stack([tf.minimum(step, table.shape[0] - 1), token_ids], -1))
+        return logits, (step + 1,)
+
+    return step_fn
+
+
+def run(table, seed=0, context=None, **settings):
+    """Decode with a fake step; returns [(ids, log_prob, score, ended)] in batch order."""
+    config = DecodingConfig(**{"max_reply_tokens": 6, "no_repeat_ngram": 0, **settings})
+    sampler = make_sampler(config, VOCAB)
+    batch = config.num_beams if config.sampler == "beam" else config.num_return_sequences
+    context = np.zeros((batch, 4), np.int32) if context is None else np.repeat(np.asarray([context], np.int32), batch, 0)
+    output = sampler(fake_step(table), (tf.zeros([batch], tf.int32),), tf.constant(context), tf.constant(seed), Knobs.of(config))
+    return sequences(output)
+
+
+def preferring(sequence, strength=4.0, steps=8):
+    """Logits that prefer `sequence` then the end token, whatever the previous token."""
+    table = np.zeros((steps, VOCAB, VOCAB), np.float32)
+    for step, token in enumerate(list(sequence) + [EOS_ID] * (steps - len(sequence))):
+        table[step, :, token] = strength
+    table[:, :, list(SPECIALS)] = -10.0
+    return table
+
+
+def best(results):
+    return max(results, key=lambda r: r[2])
+
+
+def test_greedy_returns_the_preferred_sequence():
+    ids, log_prob, _, ended = run(preferring([5, 6, 7]), sampler="greedy")[0]
+    assert ids == [5, 6, 7] and ended
+    assert log_prob < 0
+
+
+def test_beam_finds_a_better_sequence_than_greedy():
+    table = np.full((4, VOCAB, VOCAB), -10.0, np.float32)
+    table[0, BOS_ID, 4], table[0, BOS_ID, 5] = np.log(0.5), np.log(0.4)  # greedy takes 4 ...
+    table[1, 4, 4:12] = np.log(1 / 8)  # ... after which nothing is likely
+    table[1, 5, 6] = np.log(0.95)  # 5 leads to a confident 6: 0.38 > 0.5 / 8
+    table[2:, :, EOS_ID] = 0.0
+    greedy = run(table, sampler="greedy")[0]
+    beam = best(run(table, sampler="beam", num_beams=3, num_return_sequences=2, length_penalty=0.0))
+    assert greedy[0][0] == 4
+    assert beam[0] == [5, 6] and beam[3]
+    assert beam[1] > greedy[1] + 1.0  # log 0.38 vs log 0.0625
+
+
+def test_beam_length_penalty_and_minimum_length():
+    table = preferring([5, 6, 7])
+    table[1, :, EOS_ID] = 3.9  # ending after one token is almost as likely as going on
+    shortest = best(run(table, sampler="beam", num_beams=4, length_penalty=0.0))
+    assert shortest[0] == [5]
+    assert best(run(table, sampler="beam", num_beams=4, length_penalty=0.0, min_reply_tokens=3))[0] == [5, 6, 7]
+
+
+def test_top_k_never_leaves_the_k_best():
+    rng = np.random.default_rng(1)
+    table = np.repeat(rng.normal(size=(8, 1, VOCAB)).astype(np.float32), VOCAB, axis=1)
+    table[:, :, list(SPECIALS) + [EOS_ID]] = -10.0
+    allowed = np.argsort(-table[:, 0], axis=1)[:, :3]
+    seen = set()
+    for seed in range(30):
+        ids = run(table, seed=seed, sampler="top_k", top_k=3, temperature=1.5, num_return_sequences=2)[0][0]
+        assert len(ids) == 6
+        for step, token in enumerate(ids):
+            assert token in allowed[step]
+            seen.add((step, token))
+    assert len(seen) > 6  # it does sample, not only the best
+
+
+def test_top_p_never_leaves_the_nucleus():
+    probabilities = np.array([0, 0, 0, 0, 0.5, 0.3, 0.15, 0.05, 0, 0, 0, 0]) + 1e-9
+    table = np.broadcast_to(np.log(probabilities).astype(np.float32), (8, VOCAB, VOCAB)).copy()
+    emitted = set()
+    for seed in range(40):
+        for ids, *_ in run(table, seed=seed, sampler="top_p", top_p=0.75, temperature=1.0, num_return_sequences=3):
+            emitted.update(ids)
+    assert emitted == {4, 5}  # 0.5 + 0.3 reaches 0.75: token 6 (0.15) is outside the nucleus
+
+
+def test_temperature_towards_zero_equals_greedy():
+    rng = np.random.default_rng(2)
+    table = rng.normal(size=(8, VOCAB, VOCAB)).astype(np.float32)
+    greedy = run(table, sampler="greedy")[0][0]
+    for seed in range(5):
+        assert run(table, seed=seed, sampler="sample", temperature=1e-4)[0][0] == greedy
+
+
+def test_same_seed_same_reply_and_seeds_differ():
+    table = np.zeros((8, VOCAB, VOCAB), np.float32)
+    replies = {seed: run(table, seed=seed, sampler="sample", temperature=1.0, num_return_sequences=2) for seed in range(6)}
+    for seed in range(6):
+        assert run(table, seed=seed, sampler="sample", temperature=1.0, num_return_sequences=2) == replies[seed]
+    assert len({tuple(r[0][0]) for r in replies.values()}) > 1
+    assert replies[0][0][0] != replies[0][1][0]  # two candidates, two draws
+
+
+def test_repeated_ngrams_are_blocked():
+    loop = preferring([5, 6, 5, 6, 5, 6, 5, 6], steps=8)
+    assert run(loop, sampler="greedy", max_reply_tokens=8)[0][0] == [5, 6, 5, 6, 5, 6, 5, 6]
+    blocked = run(loop, sampler="greedy", max_reply_tokens=8, no_repeat_ngram=2)[0][0]
+    bigrams = list(zip(blocked, blocked[1:]))
+    assert len(bigrams) == len(set(bigrams)) and blocked[:2] == [5, 6]
+
+
+def test_ngrams_from_the_context_are_blocked():
+    table = preferring([5, 6, 7])
+    context = [BOS_ID, 5, 6, 7, EOS_ID, 0, 0]
+    assert run(table, sampler="greedy", context=context)[0][0] == [5, 6, 7]
+    ids, _, _, ended = run(table, sampler="greedy", context=context, no_context_ngram=3)[0]
+    assert ids[:2] == [5, 6] and ids[2:3] != [7]
+    assert run(table, sampler="greedy", context=[BOS_ID, 5, 6, EOS_ID], no_context_ngram=3)[0][0] == [5, 6, 7]
+
+
+def test_unknown_token_is_suppressed_unless_allowed():
+    table = preferring([5, 6])
+    table[0, :, UNK_ID] = 9.0
+    assert run(table, sampler="greedy")[0][0] == [5, 6]
+    assert run(table, sampler="greedy", allow_unknown=True)[0][0] == [UNK_ID, 6]
+
+
+def test_ngram_bans_direct():
+    history = tf.constant([[5, 6, 7, 5, 6, 0]])
+    bans = ngram_bans(history, tf.constant([[5, 6]]), VOCAB).numpy()[0]
+    assert np.flatnonzero(bans).tolist() == [7]  # "5 6" was followed by 7 (and by padding, never banned)
+    assert np.flatnonzero(ngram_bans(history, tf.zeros((1, 0), tf.int32), VOCAB).numpy()[0]).tolist() == [5, 6, 7]
+
+
+@pytest.mark.parametrize("settings", [dict(sampler="greedy"), dict(sampler="beam", num_beams=4, num_return_sequences=3)])
+def test_compiled_path_equals_eager_reference(tiny_checkpoint, settings):
+    from chatbot.generation import ReplyGenerator
+    from chatbot.training.data import context_array
+
+    tokenizer = tiny_checkpoint.tokenizer
+    context = context_array(tokenizer.encode_batch(["hello there", "hi! how are you?", "i am fine, thank you"]), 24)
+    config = DecodingConfig(max_reply_tokens=10, **settings)
+    shape = (5, 24)
+    compiled = ReplyGenerator(tiny_checkpoint.model, shape).candidates(context, config, seed=3)
+    eager = ReplyGenerator(tiny_checkpoint.model, shape, compiled=False).candidates(context, config, seed=3)
+    assert [c.token_ids for c in compiled] == [c.token_ids for c in eager]
+    np.testing.assert_allclose([c.score for c in compiled], [c.score for c in eager], rtol=1e-4)
+    assert len(compiled) == config.num_return_sequences
+    assert all(a.score >= b.score for a, b in zip(compiled, compiled[1:]))
