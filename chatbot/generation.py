@@ -55,11 +55,14 @@ class ReplyGenerator:
             `latent_dim > 0` (VHRED) takes `encode_context(context_tokens, latent_noise)`.
         context_shape: (turns, utterance_length) of the longest context, in turns and tokens.
         compiled: run compiled graphs (True), or the same code eagerly, op by op (the reference path).
+        background_compile: when a reply needs graphs not compiled yet, compile them in a
+            background thread and answer eagerly meanwhile (the chat: a new setting answers in
+            a second instead of waiting seconds for XLA). Off: compile on the spot (eval, benchmarks).
     """
 
     UTTERANCE_BUCKET = 16  # tokens: utterance lengths are padded up to a multiple of this
 
-    def __init__(self, model, context_shape: tuple[int, int], compiled: bool = True):
+    def __init__(self, model, context_shape: tuple[int, int], compiled: bool = True, background_compile: bool = False):
         self.model = model
         self.context_shape = (int(context_shape[0]), int(context_shape[1]))
         self.compiled = compiled
@@ -67,7 +70,9 @@ class ReplyGenerator:
         self.vocabulary_size = int(model.vocabulary_size)
         self._functions: dict[tuple, object] = {}
         self._lock = threading.Lock()
+        self.background_compile = background_compile
         self._compiling: set[tuple] = set()  # keys a background warm-up is compiling
+        self._compiled: set[tuple] = set()  # keys whose graphs have run compiled
 
     # --- graphs ---------------------------------------------------------------
 
@@ -146,7 +151,9 @@ class ReplyGenerator:
             raise ValueError(f"context {context_tokens.shape[1:]} exceeds the generator's context shape {self.context_shape}")
         full = np.zeros((1, turns, length), np.int32)
         full[:, :given_turns, :given_length] = context_tokens
-        bucket = min(length, -(-max(given_length, 1) // self.UTTERANCE_BUCKET) * self.UTTERANCE_BUCKET)
+        used = np.flatnonzero(full.any(axis=(0, 1)))  # token columns holding any real token
+        longest = int(used[-1]) + 1 if used.size else 1
+        bucket = min(length, -(-longest // self.UTTERANCE_BUCKET) * self.UTTERANCE_BUCKET)
         return full[:, :, :bucket], full.reshape(1, -1)
 
     def expect_warm_up(self, config: DecodingConfig) -> None:
@@ -154,16 +161,18 @@ class ReplyGenerator:
         with self._lock:
             self._compiling.update(self._keys(config, self.UTTERANCE_BUCKET))
 
-    def warm_up(self, config: DecodingConfig) -> None:
-        """Compile the graphs `config` needs for short contexts (what a conversation starts with).
-        Meant for a background thread: until it returns, replies with this config run eagerly
-        (same code, same tokens) instead of waiting for the compiler."""
-        keys = self._keys(config, self.UTTERANCE_BUCKET)
-        self.expect_warm_up(config)
+    def warm_up(self, config: DecodingConfig, context_tokens: np.ndarray | None = None) -> None:
+        """Compile the graphs `config` needs for `context_tokens`' shape (default: a short context,
+        what a conversation starts with). Meant for a background thread: until it returns,
+        replies with this config run eagerly (same code, same tokens) instead of waiting."""
+        if context_tokens is None:
+            context_tokens = np.zeros((1, 1, 2), np.int32)
+            context_tokens[0, 0] = (BOS_ID, EOS_ID)
+        keys = self._keys(config, self.padded(context_tokens)[0].shape[-1])
+        with self._lock:
+            self._compiling.update(keys)
         try:
-            context = np.zeros((1, 1, 2), np.int32)
-            context[0, 0] = (BOS_ID, EOS_ID)
-            self._candidates(context, config, 0, eager=False)
+            self._candidates(context_tokens, config, 0, eager=False)
         finally:
             with self._lock:
                 self._compiling.difference_update(keys)
@@ -190,9 +199,15 @@ class ReplyGenerator:
             seed: the candidates are a pure function of (model, context, config, seed):
                 it seeds the latent noise (VHRED) and every random draw.
         """
+        keys = self._keys(config, self.padded(context_tokens)[0].shape[-1])
         with self._lock:
-            compiling = bool(self._compiling.intersection(self._keys(config, self.padded(context_tokens)[0].shape[-1])))
-        return self._candidates(context_tokens, config, seed, eager=compiling)
+            compiling = bool(self._compiling.intersection(keys))
+            start = self.compiled and self.background_compile and not compiling and not self._compiled.issuperset(keys)
+            if start:
+                self._compiling.update(keys)
+        if start:
+            threading.Thread(target=self.warm_up, args=(config, context_tokens), name="chatbot-compile", daemon=True).start()
+        return self._candidates(context_tokens, config, seed, eager=compiling or start)
 
     def _candidates(self, context_tokens: np.ndarray, config: DecodingConfig, seed: int, eager: bool) -> list[Candidate]:
         copies = self.num_sequences(config)
@@ -205,6 +220,9 @@ class ReplyGenerator:
             encode, decode = encode.python_function, decode.python_function
         state = encode(tf.constant(encoder_input), noise)
         output = decode(state, tf.constant(context_ids), tf.constant(seed, tf.int32), Knobs.of(config))
+        if self.compiled and not eager:
+            with self._lock:
+                self._compiled.update(self._keys(config, encoder_input.shape[-1]))
         found = [Candidate(tuple(ids), log_prob, score, ended) for ids, log_prob, score, ended in sequences(output)]
         replies = output.replies
         if config.sampler == "beam":  # the pool's unused slots and never-started beams

@@ -171,12 +171,13 @@ def default_context_turns(checkpoint: Checkpoint) -> int:
     return checkpoint.model_config.max_turns - 1
 
 
-def make_generator(checkpoint: Checkpoint, context_turns: int | None = None):
+def make_generator(checkpoint: Checkpoint, context_turns: int | None = None, background_compile: bool = False):
     """A ReplyGenerator sized for this checkpoint's contexts (imports TensorFlow)."""
     from chatbot.generation import ReplyGenerator
 
     turns = default_context_turns(checkpoint) if context_turns is None else context_turns
-    return ReplyGenerator(checkpoint.model, (max(turns, 1), checkpoint.model_config.max_utterance_length))
+    shape = (max(turns, 1), checkpoint.model_config.max_utterance_length)
+    return ReplyGenerator(checkpoint.model, shape, background_compile=background_compile)
 
 
 def decoding_of(turn: Turn) -> dict:

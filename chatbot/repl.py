@@ -16,6 +16,7 @@ from chatbot.checkpoint import check_model_dir
 from chatbot.transcript import session_lines, transcript_lines
 
 RESUME_SHOWN_TURNS = 6  # turns printed when a conversation is resumed
+WARM_UP_DELAY_S = 10.0  # seconds after loading that compiling waits for a first reply to finish
 
 HELP = """commands:
   /help              this list
@@ -49,7 +50,8 @@ SETTINGS: dict[str, tuple[Callable[[str], dict], str]] = {
 class ModelLoader:
     """Loads the model in a background thread while the person types, then compiles the
     decoding graphs; replies wait only for the load (until the graphs are compiled they run
-    eagerly, with the same tokens).
+    eagerly, with the same tokens). Compiling starts after the first reply, or after
+    WARM_UP_DELAY_S seconds without one, so it does not compete with that reply for the CPU.
 
     Args:
         store: the conversation store (opened on the main thread; all SQL stays there).
@@ -64,6 +66,7 @@ class ModelLoader:
         self._error: BaseException | None = None
         self._manager: DialogueManager | None = None
         self._ready = threading.Event()
+        self._first_reply = threading.Event()
 
         def run():
             try:
@@ -73,6 +76,7 @@ class ModelLoader:
             finally:
                 self._ready.set()
             if self._loaded is not None:
+                self._first_reply.wait(WARM_UP_DELAY_S)
                 try:
                     warm_up(self._loaded[1])
                 except Exception:  # noqa: BLE001 - a failed warm-up only means replies compile on first use
@@ -80,6 +84,10 @@ class ModelLoader:
 
         self._thread = threading.Thread(target=run, name="chatbot-model-load", daemon=True)
         self._thread.start()
+
+    def replied(self) -> None:
+        """A reply was given: the background compile may start."""
+        self._first_reply.set()
 
     def manager(self, waiting: Callable[[], None] = lambda: None) -> DialogueManager:
         """The DialogueManager, once the model is loaded. Raises what loading raised."""
@@ -116,6 +124,7 @@ class ChatREPL:
         seed: int | None = None,
     ):
         self._manager = manager
+        self._loader = manager if isinstance(manager, ModelLoader) else None
         self.store = manager.store
         self.decoding = decoding
         self.prompt_session = prompt_session
@@ -180,6 +189,8 @@ class ChatREPL:
         chosen = self._pick(candidates) if len(candidates.texts) > 1 else 0
         turn = manager.add_bot_turn(self.conversation_id, candidates, chosen, replaces=replaces)
         self.write(f"bot> {turn.text}")
+        if self._loader is not None:
+            self._loader.replied()
 
     def _pick(self, candidates) -> int:
         for number, (text, found) in enumerate(zip(candidates.texts, candidates.found), start=1):
@@ -283,7 +294,7 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
 
         checkpoint = load_checkpoint(model_dir)
         turns = default_context_turns(checkpoint) if args.context_turns is None else args.context_turns
-        generator = make_generator(checkpoint, turns) if turns >= 1 else None
+        generator = make_generator(checkpoint, turns, background_compile=True) if turns >= 1 else None
         if generator is not None:
             generator.expect_warm_up(decoding)  # replies run eagerly until the graphs are compiled
         return checkpoint, generator
