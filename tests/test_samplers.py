@@ -163,3 +163,39 @@ def test_compiled_path_equals_eager_reference(tiny_checkpoint, settings):
     np.testing.assert_allclose([c.score for c in compiled], [c.score for c in eager], rtol=1e-4)
     assert len(compiled) == config.num_return_sequences
     assert all(a.score >= b.score for a, b in zip(compiled, compiled[1:]))
+
+
+def test_mmi_rerank_rescores_the_same_candidates(tiny_checkpoint):
+    """MMI-antiLM keeps the sampled candidates and adds -lambda * log U(T) >= 0 to each score."""
+    from chatbot.generation import MMI_CANDIDATES, ReplyGenerator
+    from chatbot.training.data import context_array
+
+    context = context_array(tiny_checkpoint.tokenizer.encode_batch(["what is your favorite book?"]), 24)
+    generator = ReplyGenerator(tiny_checkpoint.model, (5, 24))
+    plain = generator.candidates(context, DecodingConfig(num_return_sequences=MMI_CANDIDATES), seed=9)
+    reranked = generator.candidates(context, DecodingConfig(num_return_sequences=MMI_CANDIDATES, mmi_weight=0.5), seed=9)
+    by_tokens = {c.token_ids: c for c in plain}
+    assert sorted(by_tokens) == sorted(c.token_ids for c in reranked)
+    bonuses = [c.score - by_tokens[c.token_ids].score for c in reranked]
+    assert all(b >= 0 for b in bonuses) and max(bonuses) > 0
+    assert [c.log_probability for c in reranked] == [by_tokens[c.token_ids].log_probability for c in reranked]
+    assert generator.candidates(context, DecodingConfig(mmi_weight=0.5), seed=9)[0] == reranked[0]
+
+
+def test_decoding_flags():
+    import argparse
+
+    from chatbot.decoding import add_decoding_arguments, decoding_from_args
+    from chatbot.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    add_decoding_arguments(parser)
+    parse = lambda *flags: decoding_from_args(parser.parse_args(list(flags)))  # noqa: E731
+    assert parse() == DecodingConfig()
+    assert parse("--beam", "3", "--candidates", "2").to_dict() == DecodingConfig(sampler="beam", num_beams=3, num_return_sequences=2).to_dict()
+    assert parse("--top-k", "7").sampler == "top_k" and parse("--greedy").sampler == "greedy"
+    assert parse("--sampler", "sample", "--no-context-ngram", "2", "--allow-unknown").no_context_ngram == 2
+    with pytest.raises(ConfigError, match="conflicting decoding flags: greedy and beam"):
+        parse("--greedy", "--beam", "2")
+    with pytest.raises(ConfigError, match="--top-p must be in"):
+        parse("--top-p", "2")
