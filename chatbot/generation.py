@@ -73,6 +73,7 @@ class ReplyGenerator:
         self.background_compile = background_compile
         self._compiling: set[tuple] = set()  # keys a background warm-up is compiling
         self._compiled: set[tuple] = set()  # keys whose graphs have run compiled
+        self._eager_only: set[tuple] = set()  # keys whose background compile failed
 
     # --- graphs ---------------------------------------------------------------
 
@@ -93,15 +94,19 @@ class ReplyGenerator:
             def encode(context_tokens, noise):
                 if self.latent_dim and per_copy_latent:
                     return self.model.encode_context(tf.repeat(context_tokens, copies, axis=0), noise)
-                if self.latent_dim:
-                    state = self.model.encode_context(context_tokens, noise[:1])
-                else:
-                    state = self.model.encode_context(context_tokens)
-                return tf.nest.map_structure(lambda s: tf.repeat(s, copies, axis=0), state)
+                return self._tiled_state(context_tokens, noise, copies)
 
             return encode
 
         return self._function(("encode", copies, per_copy_latent, utterance_length), build)
+
+    def _tiled_state(self, context_tokens, noise, copies):
+        """Encode one context (a latent model with the first noise row) and repeat the state `copies` times."""
+        if self.latent_dim:
+            state = self.model.encode_context(context_tokens, noise[:1])
+        else:
+            state = self.model.encode_context(context_tokens)
+        return tf.nest.map_structure(lambda s: tf.repeat(s, copies, axis=0), state)
 
     def _decode_function(self, config: DecodingConfig, copies: int):
         def build():
@@ -120,11 +125,7 @@ class ReplyGenerator:
         def build():
             def score(context_tokens, noise, replies):
                 copies = tf.shape(replies)[0]
-                if self.latent_dim:
-                    state = self.model.encode_context(context_tokens, noise[:1])
-                else:
-                    state = self.model.encode_context(context_tokens)
-                state = tf.nest.map_structure(lambda s: tf.repeat(s, copies, axis=0), state)
+                state = self._tiled_state(context_tokens, noise, copies)
                 inputs = tf.concat([tf.fill([copies, 1], BOS_ID), replies[:, :-1]], axis=1)
 
                 def body(step, state, total):
@@ -156,23 +157,14 @@ class ReplyGenerator:
         bucket = min(length, -(-longest // self.UTTERANCE_BUCKET) * self.UTTERANCE_BUCKET)
         return full[:, :, :bucket], full.reshape(1, -1)
 
-    def expect_warm_up(self, config: DecodingConfig) -> None:
-        """Mark `config`'s graphs as being compiled: until `warm_up(config)` returns, replies run eagerly."""
-        with self._lock:
-            self._compiling.update(self._keys(config, self.UTTERANCE_BUCKET))
-
-    def warm_up(self, config: DecodingConfig, context_tokens: np.ndarray | None = None) -> None:
-        """Compile the graphs `config` needs for `context_tokens`' shape (default: a short context,
-        what a conversation starts with). Meant for a background thread: until it returns,
-        replies with this config run eagerly (same code, same tokens) instead of waiting."""
-        if context_tokens is None:
-            context_tokens = np.zeros((1, 1, 2), np.int32)
-            context_tokens[0, 0] = (BOS_ID, EOS_ID)
-        keys = self._keys(config, self.padded(context_tokens)[0].shape[-1])
-        with self._lock:
-            self._compiling.update(keys)
+    def _compile_in_background(self, padded, config: DecodingConfig, keys: list[tuple]) -> None:
+        """Compile `keys`' graphs by running them once (in a thread); replies needing them run
+        eagerly (same code, same tokens) until this returns. If compiling fails, they stay eager."""
         try:
-            self._candidates(context_tokens, config, 0, eager=False)
+            self._candidates(padded, config, 0, eager=False)
+        except Exception:  # noqa: BLE001 - the eager path gives the same tokens; never a traceback in the chat
+            with self._lock:
+                self._eager_only.update(keys)
         finally:
             with self._lock:
                 self._compiling.difference_update(keys)
@@ -199,19 +191,23 @@ class ReplyGenerator:
             seed: the candidates are a pure function of (model, context, config, seed):
                 it seeds the latent noise (VHRED) and every random draw.
         """
-        keys = self._keys(config, self.padded(context_tokens)[0].shape[-1])
+        padded = self.padded(context_tokens)
+        keys = self._keys(config, padded[0].shape[-1])
         with self._lock:
-            compiling = bool(self._compiling.intersection(keys))
+            compiling = bool(self._compiling.intersection(keys) or self._eager_only.intersection(keys))
             start = self.compiled and self.background_compile and not compiling and not self._compiled.issuperset(keys)
             if start:
                 self._compiling.update(keys)
-        if start:
-            threading.Thread(target=self.warm_up, args=(config, context_tokens), name="chatbot-compile", daemon=True).start()
-        return self._candidates(context_tokens, config, seed, eager=compiling or start)
+        found = self._candidates(padded, config, seed, eager=compiling or start)
+        if start:  # after the eager reply, so the compiler does not compete with it for the cores
+            thread = threading.Thread(target=self._compile_in_background, args=(padded, config, keys), name="chatbot-compile", daemon=True)
+            thread.start()
+        return found
 
-    def _candidates(self, context_tokens: np.ndarray, config: DecodingConfig, seed: int, eager: bool) -> list[Candidate]:
+    def _candidates(self, padded, config: DecodingConfig, seed: int, eager: bool) -> list[Candidate]:
+        """Candidates for `padded` = `self.padded(context_tokens)`, compiled or (eager) op by op."""
         copies = self.num_sequences(config)
-        encoder_input, context_ids = self.padded(context_tokens)
+        encoder_input, context_ids = padded
         noise = np.random.default_rng(seed).standard_normal((copies, max(self.latent_dim, 1))).astype(np.float32)
         noise = tf.constant(noise[:, : self.latent_dim])
         encode = self._encode_function(copies, config.sampler != "beam", encoder_input.shape[-1])

@@ -130,12 +130,6 @@ class DialogueManager:
             raise ConfigError("nothing to retry: the conversation does not end with a bot reply")
         return turns[-1], turns[:-1]
 
-    def retry(self, conversation_id: int, decoding: DecodingConfig, seed: int | None = None) -> Turn:
-        """Replace the last bot reply with a fresh one (a new seed); the earlier reply stays stored as an alternative."""
-        previous, history = self.last_bot_turn(conversation_id)
-        found = self.candidates(history, decoding, new_seed() if seed is None else seed)
-        return self.add_bot_turn(conversation_id, found, replaces=previous)
-
     # --- context --------------------------------------------------------
 
     def context(self, conversation_id: int) -> list[Turn]:

@@ -9,14 +9,13 @@ from typing import Callable
 from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
+from chatbot.checkpoint import check_model_dir
 from chatbot.decoding import DecodingConfig, decoding_from_args, describe
 from chatbot.errors import ChatbotError, CheckpointError, ConfigError
 from chatbot.manager import DialogueManager, new_seed
-from chatbot.checkpoint import check_model_dir
 from chatbot.transcript import session_lines, transcript_lines
 
 RESUME_SHOWN_TURNS = 6  # turns printed when a conversation is resumed
-WARM_UP_DELAY_S = 10.0  # seconds after loading that compiling waits for a first reply to finish
 
 HELP = """commands:
   /help              this list
@@ -48,25 +47,22 @@ SETTINGS: dict[str, tuple[Callable[[str], dict], str]] = {
 
 
 class ModelLoader:
-    """Loads the model in a background thread while the person types, then compiles the
-    decoding graphs; replies wait only for the load (until the graphs are compiled they run
-    eagerly, with the same tokens). Compiling starts after the first reply, or after
-    WARM_UP_DELAY_S seconds without one, so it does not compete with that reply for the CPU.
+    """Loads the model in a background thread while the person types; the first reply waits
+    only for the load. (The decoding graphs compile in the background after the replies that
+    need them, which run eagerly meanwhile: see ReplyGenerator's `background_compile`.)
 
     Args:
         store: the conversation store (opened on the main thread; all SQL stays there).
         load: builds `(checkpoint, generator)` (imports TensorFlow; runs in the thread).
-        warm_up: called with the generator in the thread once loading is done.
     """
 
-    def __init__(self, store, load: Callable[[], tuple], warm_up: Callable[[object], None], context_turns: int | None):
+    def __init__(self, store, load: Callable[[], tuple], context_turns: int | None):
         self.store = store
         self.context_turns = context_turns
         self._loaded: tuple | None = None
         self._error: BaseException | None = None
         self._manager: DialogueManager | None = None
         self._ready = threading.Event()
-        self._first_reply = threading.Event()
 
         def run():
             try:
@@ -75,19 +71,8 @@ class ModelLoader:
                 self._error = exc
             finally:
                 self._ready.set()
-            if self._loaded is not None:
-                self._first_reply.wait(WARM_UP_DELAY_S)
-                try:
-                    warm_up(self._loaded[1])
-                except Exception:  # noqa: BLE001 - a failed warm-up only means replies compile on first use
-                    pass
 
-        self._thread = threading.Thread(target=run, name="chatbot-model-load", daemon=True)
-        self._thread.start()
-
-    def replied(self) -> None:
-        """A reply was given: the background compile may start."""
-        self._first_reply.set()
+        threading.Thread(target=run, name="chatbot-model-load", daemon=True).start()
 
     def manager(self, waiting: Callable[[], None] = lambda: None) -> DialogueManager:
         """The DialogueManager, once the model is loaded. Raises what loading raised."""
@@ -124,7 +109,6 @@ class ChatREPL:
         seed: int | None = None,
     ):
         self._manager = manager
-        self._loader = manager if isinstance(manager, ModelLoader) else None
         self.store = manager.store
         self.decoding = decoding
         self.prompt_session = prompt_session
@@ -189,8 +173,6 @@ class ChatREPL:
         chosen = self._pick(candidates) if len(candidates.texts) > 1 else 0
         turn = manager.add_bot_turn(self.conversation_id, candidates, chosen, replaces=replaces)
         self.write(f"bot> {turn.text}")
-        if self._loader is not None:
-            self._loader.replied()
 
     def _pick(self, candidates) -> int:
         for number, (text, found) in enumerate(zip(candidates.texts, candidates.found), start=1):
@@ -295,15 +277,9 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
         checkpoint = load_checkpoint(model_dir)
         turns = default_context_turns(checkpoint) if args.context_turns is None else args.context_turns
         generator = make_generator(checkpoint, turns, background_compile=True) if turns >= 1 else None
-        if generator is not None:
-            generator.expect_warm_up(decoding)  # replies run eagerly until the graphs are compiled
         return checkpoint, generator
 
-    def warm_up(generator) -> None:
-        if generator is not None:
-            generator.warm_up(decoding)
-
-    loader = ModelLoader(store, load, warm_up, args.context_turns)
+    loader = ModelLoader(store, load, args.context_turns)
     print(f"model {model_dir} loading in the background; decoding: {describe(decoding)}", file=sys.stderr, flush=True)
     session = prompt_session or PromptSession(history=private_history(storage_dir() / "repl_history"))
     return ChatREPL(loader, decoding, session, write=write, conversation_id=args.resume, seed=args.seed).run()
