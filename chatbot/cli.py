@@ -7,18 +7,19 @@ import os
 import sys
 from pathlib import Path
 
-from chatbot.errors import ChatbotError, ConfigError
+from chatbot.errors import ChatbotError, CheckpointError, ConfigError
 from chatbot.native_logs import native_logs_silenced
 
 # Quiet TensorFlow's C++ logging after start-up (start-up lines ignore it: see native_logs).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", help="SQLAlchemy database URL (default: sqlite:///storage/chatbot.db)")
+def _add_db(parser: argparse.ArgumentParser, nested: bool = False) -> None:
+    # A nested subcommand must not reset a --db given before it (argparse copies subparser defaults over).
+    parser.add_argument("--db", default=argparse.SUPPRESS if nested else None, help="SQLAlchemy database URL (default: sqlite:///storage/chatbot.db)")
 
 
-def _add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> None:
+def _add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> argparse._ArgumentGroup:
     from chatbot.decoding import add_decoding_arguments
 
     group = add_decoding_arguments(parser)
@@ -27,6 +28,7 @@ def _add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> N
     else:
         group.add_argument("--seed", type=int, default=seed, help=f"seed of context sampling and replies; reply i uses seed + i (default {seed})")
     group.add_argument("--context-turns", type=int, help="stored turns fed to the model as context (default: the model's max_turns - 1)")
+    return group
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding(chat)
 
     train = commands.add_parser("train", help="train a model on a corpus")
-    train.add_argument("--corpus", default="chitchat", help="corpus SPEC: chitchat, chatterbot:LANG, FILE.txt or FILE.jsonl (default chitchat)")
+    train.add_argument("--corpus", default="chitchat", help="corpus SPEC: chitchat, chatterbot:LANG, db: (stored conversations; db:URL for another database), FILE.txt or FILE.jsonl (default chitchat)")
     train.add_argument("--format", choices=["txt", "jsonl"], help="corpus file format (default: from the extension)")
-    train.add_argument("--model", default="hred", choices=["seq2seq", "hred", "vhred"], help="architecture (default hred)")
+    train.add_argument("--model", choices=["seq2seq", "hred", "vhred"], help="architecture (default hred, or that of --init-from)")
     train.add_argument("--out", required=True, help="model directory to write")
     train.add_argument("--preset", default="small", help="sizes: tiny (tests), small (CPU), base (GPU); default small")
     train.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
@@ -54,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=int, default=2, help="early stopping: epochs without improvement (default 2)")
     train.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant", help="constant, or cosine decay to 10%% over --epochs (default constant)")
     train.add_argument("--clipnorm", type=float, default=1.0, help="gradient norm clipping threshold (default 1.0)")
-    train.add_argument("--init-from", metavar="DIR", help="start the embedding and encoders from a trained model (e.g. VHRED from HRED); its tokenizer is reused")
+    train.add_argument("--init-from", metavar="DIR", help="start from a trained model: the same architecture fine-tunes all its weights; another (e.g. VHRED from HRED) starts from its embedding and encoders. Its tokenizer is reused")
     sizes = train.add_argument_group("model (default: the preset's)")
     sizes.add_argument("--cell", choices=["gru", "lstm"], help="RNN cell (default gru)")
     sizes.add_argument("--bidirectional", action="store_true", default=None, help="bidirectional utterance encoder")
@@ -86,13 +88,39 @@ def build_parser() -> argparse.ArgumentParser:
     corpus.add_argument("--format", choices=["txt", "jsonl"], help="corpus file format (default: from the extension)")
     corpus.add_argument("--vocabulary-size", type=int, default=8000, help="tokenizer used for token counts (default 8000)")
 
-    sessions = commands.add_parser("sessions", help="list stored conversations")
-    sessions.add_argument("--limit", type=int, default=50, help="most recent N (default 50)")
+    sessions = commands.add_parser("sessions", help="list, show, rename, delete and export stored conversations")
     _add_db(sessions)
+    actions = sessions.add_subparsers(dest="action", metavar="ACTION")
+    listing = actions.add_parser("list", help="most recent conversations first (the default action)")
+    listing.add_argument("--limit", type=int, default=50, help="most recent N (default 50)")
+    listing.add_argument("--search", metavar="TEXT", help="only conversations whose title or any message contains TEXT (any case)")
+    show = actions.add_parser("show", help="print one conversation (as `chatbot replay ID`)")
+    show.add_argument("id", type=int, help="conversation id")
+    show.add_argument("--all-branches", action="store_true", help="also print the alternatives made by /retry and /edit")
+    rename = actions.add_parser("rename", help="change a conversation's title")
+    rename.add_argument("id", type=int, help="conversation id")
+    rename.add_argument("title", nargs="+", help="the new title")
+    remove = actions.add_parser("delete", help="delete a conversation with all its branches (asks first)")
+    remove.add_argument("id", type=int, help="conversation id")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    export = actions.add_parser("export", help="write conversations (their active paths) as JSONL, Markdown or text")
+    export.add_argument("ids", type=int, nargs="*", metavar="ID", help="conversation ids (or --all)")
+    export.add_argument("--all", action="store_true", help="every stored conversation")
+    export.add_argument("--format", choices=["jsonl", "md", "txt"], default="jsonl", help="jsonl: a corpus `chatbot train` reads, speakers kept (default); md: readable; txt: the plain-text corpus format")
+    export.add_argument("--output", metavar="FILE", help="write to FILE, readable by its owner only (default: standard output)")
+    for sub in (listing, show, rename, remove, export):
+        _add_db(sub, nested=True)
 
-    replay = commands.add_parser("replay", help="print a stored conversation with its settings")
-    replay.add_argument("id", type=int, help="conversation id (see `chatbot sessions`)")
+    replay = commands.add_parser("replay", help="print, regenerate, or re-answer stored conversations")
+    replay.add_argument("ids", type=int, nargs="*", metavar="ID", help="conversation ids (see `chatbot sessions list`)")
+    replay.add_argument("--all", action="store_true", help="every stored conversation")
+    replay.add_argument("--all-branches", action="store_true", help="also print the alternatives made by /retry and /edit")
+    replay.add_argument("--regenerate", action="store_true", help="re-run every bot turn with its stored model, settings and seed, and report whether each reply is identical")
+    replay.add_argument("--model", metavar="DIR", help="answer the stored histories with this model and show its replies beside the stored ones")
+    replay.add_argument("--format", choices=["md", "json"], help="also write the comparison to a file in this format")
+    replay.add_argument("--output", metavar="FILE", help="where --format writes (default storage/replays/replay-TIME.FORMAT)")
     _add_db(replay)
+    _add_decoding(replay)
     return parser
 
 
@@ -122,12 +150,19 @@ def _run(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from chatbot.checkpoint import read_config
     from chatbot.config import TrainConfig, model_config
     from chatbot.training.trainer import train
 
+    architecture = args.model or "hred"
+    if args.model is None and args.init_from and not args.resume:
+        try:
+            architecture = read_config(Path(args.init_from))[0].model
+        except CheckpointError as exc:
+            raise CheckpointError(f"--init-from: {exc}") from None
     config = model_config(
         args.preset,
-        model=args.model,
+        model=architecture,
         cell=args.cell,
         bidirectional=args.bidirectional,
         embedding_dim=args.embedding_dim,
@@ -236,12 +271,51 @@ def cmd_chat(args) -> int:
 
 
 def cmd_sessions(args) -> int:
-    from chatbot.transcript import print_sessions
+    from chatbot.store import open_store
+    from chatbot.transcript import session_lines, transcript_lines, write_export
 
-    return print_sessions(args)
+    action = args.action or "list"
+    store = open_store(args.db)
+    if action == "list":
+        limit = getattr(args, "limit", 50)
+        if limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {limit}")
+        print("\n".join(session_lines(store.list_conversations(limit, search=getattr(args, "search", None)))))
+    elif action == "show":
+        print("\n".join(transcript_lines(store, args.id, all_branches=args.all_branches)))
+    elif action == "rename":
+        try:
+            conversation = store.rename_conversation(args.id, " ".join(args.title))
+        except ValueError as exc:
+            raise ConfigError(f"rename: {exc}") from None
+        print(f"conversation {conversation.id} is now titled: {conversation.title}")
+    elif action == "delete":
+        conversation = store.get_conversation(args.id)
+        turns = len(store.tree(args.id))
+        if not args.yes and not _confirm(f"delete conversation {args.id} ({conversation.title or 'untitled'}, {turns} turns with all branches)? [y/N] "):
+            print(f"conversation {args.id} kept", file=sys.stderr)
+            return 1
+        deleted = store.delete_conversation(args.id)
+        print(f"deleted conversation {args.id} ({deleted} turns)")
+    elif action == "export":
+        if args.all == bool(args.ids):
+            raise ConfigError("export: give conversation ids or --all (not both)")
+        count = write_export(store, None if args.all else args.ids, args.format, args.output)
+        if args.output:
+            print(f"exported {count} conversation(s) as {args.format} to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _confirm(question: str) -> bool:
+    """Ask on the terminal; anything but y/yes (or end of input) means no."""
+    try:
+        answer = input(question)
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def cmd_replay(args) -> int:
-    from chatbot.transcript import print_replay
+    from chatbot.replay import run_replay
 
-    return print_replay(args)
+    return run_replay(args)

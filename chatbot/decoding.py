@@ -11,6 +11,11 @@ import dataclasses
 
 from chatbot.errors import ConfigError
 
+# Bumped whenever the same settings, seed and model could give different tokens
+# (1: the NumPy sampler loop; 2: the in-graph samplers of chatbot.samplers).
+# Stored with every bot turn so `chatbot replay --regenerate` can tell why a reply differs.
+DECODER_VERSION = 2
+
 # The sampler names, in the order the REPL and `--help` list them.
 SAMPLERS = ("greedy", "sample", "top_k", "top_p", "beam")
 

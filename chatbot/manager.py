@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import secrets
 import time
 
 from chatbot.checkpoint import Checkpoint
 from chatbot.corpus.dialogue import normalize_text
-from chatbot.decoding import DecodingConfig
+from chatbot.decoding import DECODER_VERSION, DecodingConfig
 from chatbot.errors import ConfigError
 from chatbot.store import Conversation, ConversationStore, Turn
 from chatbot.training.data import context_array
@@ -26,6 +25,52 @@ class Reply:
     truncated: bool  # the message was longer than the model reads; only its start was used
 
 
+class Responder:
+    """A model answering stored histories: checkpoint, context window and compiled generator. No storage.
+
+    Args:
+        checkpoint: the model that answers.
+        context_turns: turns of a history fed as context (default: the model's window, max_turns - 1).
+        generator: a ReplyGenerator already built for this checkpoint (e.g. loaded in the background).
+
+    Raises:
+        ConfigError: `context_turns` < 1.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, context_turns: int | None = None, generator=None):
+        self.checkpoint = checkpoint
+        self.context_turns = default_context_turns(checkpoint) if context_turns is None else context_turns
+        if self.context_turns < 1:
+            raise ConfigError(f"--context-turns must be at least 1, got {self.context_turns}")
+        self.max_utterance_length = checkpoint.model_config.max_utterance_length
+        self.generator = generator or make_generator(checkpoint, self.context_turns)
+
+    def is_truncated(self, text: str) -> bool:
+        """True when the model reads only the start of `text` (more than max_utterance_length - 2 tokens)."""
+        return len(self.checkpoint.tokenizer.encode(text)) > self.max_utterance_length - 2
+
+    def context_tokens(self, history: list[str]):
+        """`(1, num_turns, utterance_length)` int32: the last `context_turns` texts of `history`, framed."""
+        encoded = self.checkpoint.tokenizer.encode_batch(list(history[-self.context_turns :]))
+        return context_array(encoded, self.max_utterance_length)
+
+    def candidates(self, history: list[str], decoding: DecodingConfig, seed: int) -> Candidates:
+        """`decoding.num_return_sequences` candidate replies to the texts of `history`, best first."""
+        started = time.perf_counter()
+        found = self.generator.candidates(self.context_tokens(history), decoding, seed)
+        texts = [normalize_text(self.checkpoint.tokenizer.decode(list(c.token_ids))) or "…" for c in found]
+        return Candidates(texts, found, decoding, seed, (time.perf_counter() - started) * 1000.0)
+
+    def settings(self, candidates: Candidates, chosen: int = 0) -> dict:
+        """What regenerates a stored reply exactly: the decoding settings plus the pick, context window and decoder version."""
+        decoding = candidates.decoding.to_dict()
+        if len(candidates.texts) > 1:
+            decoding["chosen"] = chosen
+        decoding["context_turns"] = self.context_turns
+        decoding["decoder_version"] = DECODER_VERSION
+        return decoding
+
+
 class DialogueManager:
     """Starts and resumes conversations and answers in them.
 
@@ -38,16 +83,19 @@ class DialogueManager:
         checkpoint: the model that answers.
         context_turns: stored turns fed as context (default: the model's window, max_turns - 1).
         generator: a ReplyGenerator already built for this checkpoint (e.g. warmed up in the background).
+
+    Raises:
+        ConfigError: `context_turns` < 1.
+        StorageError: the model cannot be registered in the store.
     """
 
     def __init__(self, store: ConversationStore, checkpoint: Checkpoint, context_turns: int | None = None, generator=None):
         self.store = store
         self.checkpoint = checkpoint
-        self.context_turns = default_context_turns(checkpoint) if context_turns is None else context_turns
-        if self.context_turns < 1:
-            raise ConfigError(f"--context-turns must be at least 1, got {self.context_turns}")
-        self.max_utterance_length = checkpoint.model_config.max_utterance_length
-        self.generator = generator or make_generator(checkpoint, self.context_turns)
+        self.responder = Responder(checkpoint, context_turns, generator)
+        self.context_turns = self.responder.context_turns
+        self.max_utterance_length = self.responder.max_utterance_length
+        self.generator = self.responder.generator
         self.model_id = store.register_model(
             checkpoint.model_id,
             checkpoint.path.name,
@@ -71,8 +119,7 @@ class DialogueManager:
         return normalize_text(text)[:MAX_MESSAGE_CHARS]
 
     def is_truncated(self, text: str) -> bool:
-        """True when the model reads only the start of `text` (more than max_utterance_length - 2 tokens)."""
-        return len(self.checkpoint.tokenizer.encode(text)) > self.max_utterance_length - 2
+        return self.responder.is_truncated(text)
 
     # --- replies --------------------------------------------------------
 
@@ -91,17 +138,12 @@ class DialogueManager:
 
     def candidates(self, history: list[Turn], decoding: DecodingConfig, seed: int) -> Candidates:
         """Generate `decoding.num_return_sequences` candidate replies to `history` (nothing is written)."""
-        started = time.perf_counter()
-        found = self.generator.candidates(self.context_tokens(history), decoding, seed)
-        texts = [self.checkpoint.tokenizer.decode(list(c.token_ids)) or "…" for c in found]
-        return Candidates(texts, found, decoding, seed, (time.perf_counter() - started) * 1000.0)
+        return self.responder.candidates([t.text for t in history], decoding, seed)
 
     def add_bot_turn(self, conversation_id: int, candidates: Candidates, chosen: int = 0, replaces: Turn | None = None) -> Turn:
         """Store candidate `chosen` as the bot's turn; with `replaces`, as an alternative to that
         turn (which is kept, inactive). With several candidates the choice is recorded."""
-        decoding = candidates.decoding.to_dict()
-        if len(candidates.texts) > 1:
-            decoding["chosen"] = chosen
+        decoding = self.responder.settings(candidates, chosen)
         values = dict(model_id=self.model_id, decoding=decoding, seed=candidates.seed, latency_ms=round(candidates.latency_ms, 2))
         if replaces is not None:
             return self.store.add_alternative(replaces.id, candidates.texts[chosen], **values)
@@ -119,6 +161,30 @@ class DialogueManager:
         found = self.candidates(self.context(conversation_id), decoding, new_seed() if seed is None else seed)
         return Reply(user_turn, self.add_bot_turn(conversation_id, found), self.is_truncated(user_turn.text))
 
+    def edit_user_turn(self, conversation_id: int, text: str) -> tuple[Turn, Turn]:
+        """Store `text` as an alternative to the last user message on the active path and make it active.
+
+        The earlier message and the replies after it stay stored, on their own branch.
+
+        Returns:
+            (the new user turn, the turn it replaced).
+        Raises:
+            ConfigError: the conversation has no user message yet, or `text` is empty after cleaning.
+            StorageError: the database cannot be written.
+        """
+        text = self.clean(text)
+        if not text:
+            raise ConfigError("empty message: type some text")
+        previous = self.last_user_turn(conversation_id)
+        return self.store.add_alternative(previous.id, text), previous
+
+    def last_user_turn(self, conversation_id: int) -> Turn:
+        """The last user message on the active path. Raises ConfigError when there is none."""
+        for turn in reversed(self.store.turns(conversation_id, last=2)):
+            if turn.speaker == "user":
+                return turn
+        raise ConfigError("nothing to edit: the conversation has no message of yours yet")
+
     def last_bot_turn(self, conversation_id: int) -> tuple[Turn, list[Turn]]:
         """The last turn of the active path, which must be the bot's, and the history before it.
 
@@ -135,11 +201,6 @@ class DialogueManager:
     def context(self, conversation_id: int) -> list[Turn]:
         """The last `context_turns` turns of the active path."""
         return self.store.turns(conversation_id, last=self.context_turns)
-
-    def context_tokens(self, history: list[Turn]):
-        """`(1, num_turns, utterance_length)` int32: the last `context_turns` of `history`, framed."""
-        encoded = self.checkpoint.tokenizer.encode_batch([t.text for t in history[-self.context_turns :]])
-        return context_array(encoded, self.max_utterance_length)
 
     def generate(self, conversation_id: int, decoding: DecodingConfig, seed: int) -> str:
         """Reply text for the stored history (nothing is written)."""
@@ -172,7 +233,3 @@ def make_generator(checkpoint: Checkpoint, context_turns: int | None = None, bac
     turns = default_context_turns(checkpoint) if context_turns is None else context_turns
     shape = (max(turns, 1), checkpoint.model_config.max_utterance_length)
     return ReplyGenerator(checkpoint.model, shape, background_compile=background_compile)
-
-
-def decoding_of(turn: Turn) -> dict:
-    return json.loads(turn.decoding) if turn.decoding else {}

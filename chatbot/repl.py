@@ -13,7 +13,7 @@ from chatbot.checkpoint import check_model_dir
 from chatbot.decoding import DecodingConfig, decoding_from_args, describe
 from chatbot.errors import ChatbotError, CheckpointError, ConfigError
 from chatbot.manager import DialogueManager, new_seed
-from chatbot.transcript import session_lines, transcript_lines
+from chatbot.transcript import branch_lines, branches, session_lines, transcript_lines
 
 RESUME_SHOWN_TURNS = 6  # turns printed when a conversation is resumed
 
@@ -24,6 +24,10 @@ HELP = """commands:
   /resume ID         continue conversation ID with its history as context
   /history           show this conversation so far
   /retry             replace the last reply with a fresh one (the earlier one is kept as an alternative)
+  /edit [TEXT]       rewrite your last message and answer it again (the earlier exchange stays on its branch)
+  /branches          list this conversation's branches (made by /retry and /edit)
+  /switch N          continue from branch N
+  /title [TEXT]      show or change this conversation's title
   /candidates N      show N candidate replies with scores and pick one (1 = off)
   /settings          show the decoding settings
   /greedy            always the most probable token
@@ -157,12 +161,16 @@ class ChatREPL:
         manager = self.manager  # load before the message is stored: a failed load stores nothing
         if self.conversation_id is None:
             self.conversation_id = manager.start().id
-        user_turn = manager.add_user_turn(self.conversation_id, line)
+        self._answer_message(manager.add_user_turn(self.conversation_id, line))
+        return True
+
+    def _answer_message(self, user_turn) -> None:
+        """Reply to a just-stored user message, noting first when the model reads only its start."""
+        manager = self.manager
         if manager.is_truncated(user_turn.text):
             limit = manager.max_utterance_length - 2
             self.write(f"(note: the model reads only the first {limit} tokens of a message; the rest was ignored)")
-        self._answer(manager.context(self.conversation_id))
-        return True
+        self._answer(manager.context(user_turn.conversation_id))
 
     def _answer(self, history, replaces=None) -> None:
         """Generate for `history`, let the person pick when there are several candidates, store, print."""
@@ -219,6 +227,25 @@ class ChatREPL:
             previous, history = self.manager.last_bot_turn(self.conversation_id)
             self._answer(history, replaces=previous)
             self.write(f"(the earlier reply is kept as an alternative: {previous.text})")
+        elif name == "/edit":
+            self._edit(argument)
+        elif name == "/branches":
+            for text in branch_lines(branches(self.store.tree(self._current("no branches yet")))):
+                self.write(text)
+            self.write("(/switch N continues from branch N)")
+        elif name == "/switch":
+            conversation_id = self._current("no branches yet")
+            found = branches(self.store.tree(conversation_id))
+            if not argument.isdigit() or not 1 <= int(argument) <= len(found):
+                raise ConfigError(f"usage: /switch N with N from 1 to {len(found)} (see /branches)")
+            self.store.activate(found[int(argument) - 1].path[-1].id)
+            self.write(f"switched to branch {argument}")
+            self._show_resumed()
+        elif name == "/title":
+            conversation_id = self._current("no conversation yet: send a message first")
+            if argument:
+                self.store.rename_conversation(conversation_id, argument)
+            self.write(f"title: {self.store.get_conversation(conversation_id).title}")
         elif name == "/settings":
             self.write(f"decoding: {describe(self.decoding)}")
         elif name in SETTINGS:
@@ -236,6 +263,27 @@ class ChatREPL:
         else:
             self.write(f"unknown command {name}; /help lists the commands")
         return True
+
+    def _current(self, nothing: str) -> int:
+        """The current conversation's id; ConfigError(`nothing`) before the first message."""
+        if self.conversation_id is None:
+            raise ConfigError(nothing)
+        return self.conversation_id
+
+    def _edit(self, text: str) -> None:
+        """/edit: replace the last user message (asking for the new text, prefilled, when none is given)."""
+        conversation_id = self._current("nothing to edit yet: send a message first")
+        manager = self.manager
+        if not text:
+            previous = manager.last_user_turn(conversation_id)
+            try:
+                text = self.prompt_session.prompt("edit> ", default=previous.text)
+            except (EOFError, KeyboardInterrupt):
+                self.write("(edit cancelled)")
+                return
+        user_turn, previous = manager.edit_user_turn(conversation_id, text)
+        self._answer_message(user_turn)
+        self.write(f"(your earlier message is kept on another branch: {previous.text}; /branches lists them)")
 
     def _show_resumed(self) -> None:
         turns = self.store.turns(self.conversation_id)

@@ -24,19 +24,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from sqlalchemy import (
-    Boolean,
-    Column,
-    DateTime,
-    Double,
     ForeignKey,
     Index,
-    Integer,
-    MetaData,
     String,
-    Table,
     Text,
     create_engine,
     event,
+    delete,
+    false,
     func,
     select,
     true,
@@ -45,12 +40,11 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, sessionmaker
-from sqlalchemy.schema import CreateColumn
 
 from chatbot.errors import ConversationNotFoundError, StorageError
+from chatbot.migrations import MIGRATIONS, SCHEMA_VERSION, TITLE_LENGTH
 
 SPEAKERS = ("user", "bot")
-TITLE_LENGTH = 60  # characters of the first user message kept as the conversation title
 
 
 def utc_now() -> dt.datetime:
@@ -112,90 +106,6 @@ class SchemaMigration(Base):
     applied_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
 
 
-def _initial(connection: Connection) -> None:
-    """Version 1: models, conversations and a flat list of turns (one per position).
-
-    Spelled out rather than taken from the ORM classes, which describe the
-    latest schema: a new database then goes through the same steps as an
-    upgraded one and ends identical to it.
-    """
-    metadata = MetaData()
-    Table(
-        "models",
-        metadata,
-        Column("id", Integer, primary_key=True),
-        Column("checksum", String(64), nullable=False, unique=True),
-        Column("name", String(200), nullable=False),
-        Column("path", Text, nullable=False),
-        Column("config", Text, nullable=False),
-        Column("created_at", DateTime, nullable=False),
-    )
-    Table(
-        "conversations",
-        metadata,
-        Column("id", Integer, primary_key=True),
-        Column("title", String(TITLE_LENGTH + 1)),
-        Column("created_at", DateTime, nullable=False),
-        Column("model_id", Integer, ForeignKey("models.id")),
-    )
-    turns = Table(
-        "turns",
-        metadata,
-        Column("id", Integer, primary_key=True),
-        Column("conversation_id", Integer, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
-        Column("position", Integer, nullable=False),
-        Column("speaker", String(8), nullable=False),
-        Column("text", Text, nullable=False),
-        Column("created_at", DateTime, nullable=False),
-        Column("model_id", Integer, ForeignKey("models.id")),
-        Column("decoding", Text),
-        Column("seed", Integer),
-        Column("latency_ms", Double),
-    )
-    Index("ix_turns_conversation_position", turns.c.conversation_id, turns.c.position, unique=True)
-    metadata.create_all(connection)
-
-
-def _turn_tree(connection: Connection) -> None:
-    """Version 2: turns gain ``parent_id`` and ``active``; siblings may share a position.
-
-    Existing turns become a single active path, each pointing to the turn
-    before it in its conversation.
-    """
-    metadata = MetaData()
-    turns = Table(
-        "turns",
-        metadata,
-        Column("id", Integer, primary_key=True),
-        Column("conversation_id", Integer),
-        Column("position", Integer),
-        Column("parent_id", Integer, ForeignKey("turns.id")),
-        Column("active", Boolean, nullable=False, server_default=true()),
-    )
-    preparer = connection.dialect.identifier_preparer
-    for column in (turns.c.parent_id, turns.c.active):
-        spec = CreateColumn(column).compile(dialect=connection.dialect)
-        if column.foreign_keys:  # SQLite cannot add a table constraint, only an inline REFERENCES clause
-            spec = f"{spec} REFERENCES {preparer.quote('turns')} ({preparer.quote('id')})"
-        connection.exec_driver_sql(f"ALTER TABLE {preparer.quote('turns')} ADD COLUMN {spec}")
-    previous = turns.alias("previous")
-    parent = (
-        select(previous.c.id)
-        .where(previous.c.conversation_id == turns.c.conversation_id, previous.c.position < turns.c.position)
-        .order_by(previous.c.position.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    connection.execute(update(turns).values(parent_id=parent))
-    Index("ix_turns_conversation_position", turns.c.conversation_id, turns.c.position).drop(connection)
-    Index("ix_turns_conversation_active_position", turns.c.conversation_id, turns.c.active, turns.c.position).create(
-        connection
-    )
-
-
-# Ordered, named migrations: (version, name, function). Append, never edit.
-MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [(1, "initial", _initial), (2, "turn_tree", _turn_tree)]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,8 +113,9 @@ class ConversationSummary:
     id: int
     title: str | None
     created_at: dt.datetime
-    num_turns: int
+    num_turns: int  # turns on the active path
     model_name: str | None
+    last_turn_at: dt.datetime | None = None  # when the newest turn was stored
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -214,6 +125,14 @@ def _sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return Path(parsed.database)
     return None
+
+
+def _display_name(url: str) -> str:
+    """How messages name a database: the file of a SQLite URL (URI form included), else the URL without its password."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return parsed.database.removeprefix("file:")
+    return parsed.render_as_string(hide_password=True)
 
 
 def _storage_error(exc: Exception, where: str) -> StorageError:
@@ -228,6 +147,17 @@ def _storage_error(exc: Exception, where: str) -> StorageError:
     if "unable to open" in message:
         return StorageError(f"{where}: cannot open the database file; check that its folder exists and is writable")
     return StorageError(f"{where}: database error: {getattr(exc, 'orig', exc)}")
+
+
+def auto_title(text: str) -> str:
+    """The title a conversation gets from its first user message: the message, cut to TITLE_LENGTH characters."""
+    return text if len(text) <= TITLE_LENGTH else text[: TITLE_LENGTH - 1] + "…"
+
+
+def _like_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its wildcards taken literally (escape character backslash)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _active_path(conversation_id: int):
@@ -277,7 +207,7 @@ class ConversationStore:
 
     def __init__(self, url: str):
         self.url = url
-        self.where = str(_sqlite_path(url) or make_url(url).render_as_string(hide_password=True))
+        self.where = _display_name(url)
         self.backup_path: Path | None = None
         path = _sqlite_path(url)
         if path is not None:
@@ -453,7 +383,7 @@ class ConversationStore:
                 turn = _new_turn(parent, conversation_id, speaker, text, model_id, decoding, seed, latency_ms)
                 session.add(turn)
                 if speaker == "user" and conversation.title is None:
-                    conversation.title = text if len(text) <= TITLE_LENGTH else text[: TITLE_LENGTH - 1] + "…"
+                    conversation.title = auto_title(text)
             return turn
 
         return self._guard(write)
@@ -472,6 +402,7 @@ class ConversationStore:
         `turn_id` and the active turns after it become inactive; they stay
         stored and `alternatives` still lists them. If `turn_id` is itself off
         the active path, the path is switched to run through the new turn.
+        Editing the first user message retitles the conversation unless it was renamed.
 
         Raises:
             ConversationNotFoundError: no turn with id `turn_id`.
@@ -484,7 +415,9 @@ class ConversationStore:
                 if original is None:
                     raise ConversationNotFoundError(f"no turn with id {turn_id}")
                 conversation_id = original.conversation_id
-                session.get(Conversation, conversation_id, with_for_update=True)  # one writer per conversation
+                conversation = session.get(Conversation, conversation_id, with_for_update=True)  # one writer per conversation
+                if original.position == 0 and original.speaker == "user" and conversation.title == auto_title(original.text):
+                    conversation.title = auto_title(text)
                 # The new turn's ancestors must be active: walk up to the first one already on the path.
                 inactive_ancestors, fork_position = [], -1
                 parent_id = original.parent_id
@@ -509,6 +442,86 @@ class ConversationStore:
 
         return self._guard(write)
 
+    def activate(self, turn_id: int) -> list[Turn]:
+        """Make the path through turn `turn_id` the active one and return it.
+
+        The path runs from the first turn down to `turn_id`, then on through the
+        newest child of each turn to a leaf: switching to a leaf selects exactly
+        that branch. Nothing is deleted.
+
+        Raises:
+            ConversationNotFoundError: no turn with id `turn_id`.
+            StorageError: the database cannot be written.
+        """
+
+        def write():
+            with self._writing() as session:
+                target = session.get(Turn, turn_id)
+                if target is None:
+                    raise ConversationNotFoundError(f"no turn with id {turn_id}")
+                conversation_id = target.conversation_id
+                session.get(Conversation, conversation_id, with_for_update=True)
+                every = session.scalars(select(Turn).where(Turn.conversation_id == conversation_id)).all()
+                by_id = {turn.id: turn for turn in every}
+                newest_child: dict[int, Turn] = {}
+                for turn in every:
+                    if turn.parent_id is not None and turn.id > getattr(newest_child.get(turn.parent_id), "id", -1):
+                        newest_child[turn.parent_id] = turn
+                path, turn = [], target
+                while turn is not None:
+                    path.append(turn)
+                    turn = by_id.get(turn.parent_id) if turn.parent_id is not None else None
+                path.reverse()
+                while path[-1].id in newest_child:
+                    path.append(newest_child[path[-1].id])
+                on_path = {turn.id for turn in path}
+                for turn in every:
+                    turn.active = turn.id in on_path
+            return path
+
+        return self._guard(write)
+
+    def rename_conversation(self, conversation_id: int, title: str) -> Conversation:
+        """Set a conversation's title (whitespace collapsed, cut to TITLE_LENGTH characters).
+
+        Raises:
+            ValueError: the title is empty.
+            ConversationNotFoundError: unknown conversation.
+            StorageError: the database cannot be written.
+        """
+        title = " ".join(title.split())
+        if not title:
+            raise ValueError("a title needs some text")
+
+        def write():
+            with self._writing() as session:
+                conversation = session.get(Conversation, conversation_id, with_for_update=True)
+                if conversation is None:
+                    raise self._not_found(conversation_id)
+                conversation.title = auto_title(title)
+            return conversation
+
+        return self._guard(write)
+
+    def delete_conversation(self, conversation_id: int) -> int:
+        """Delete a conversation and every turn of it (all branches); returns the number of turns deleted.
+
+        Raises:
+            ConversationNotFoundError: unknown conversation.
+            StorageError: the database cannot be written.
+        """
+
+        def write():
+            with self._writing() as session:
+                conversation = session.get(Conversation, conversation_id, with_for_update=True)
+                if conversation is None:
+                    raise self._not_found(conversation_id)
+                deleted = session.execute(delete(Turn).where(Turn.conversation_id == conversation_id)).rowcount
+                session.delete(conversation)
+            return deleted
+
+        return self._guard(write)
+
     # --- reads ----------------------------------------------------------
 
     def get_conversation(self, conversation_id: int) -> Conversation:
@@ -516,10 +529,48 @@ class ConversationStore:
         with self._sessions() as session:
             conversation = self._guard(session.get, Conversation, conversation_id)
         if conversation is None:
-            raise ConversationNotFoundError(
-                f"no conversation with id {conversation_id} in {self.where}; `chatbot sessions` lists them"
-            )
+            raise self._not_found(conversation_id)
         return conversation
+
+    def _not_found(self, conversation_id: int) -> ConversationNotFoundError:
+        return ConversationNotFoundError(
+            f"no conversation with id {conversation_id} in {self.where} (never created, or deleted); "
+            "`chatbot sessions list` shows the stored ones"
+        )
+
+    def tree(self, conversation_id: int) -> list[Turn]:
+        """Every turn of a conversation, all branches, by position then age (parents before children)."""
+        query = select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.position, Turn.id)
+        with self._sessions() as session:
+            return self._guard(lambda: list(session.scalars(query)))
+
+    def active_paths(self, conversation_ids: list[int] | None = None) -> Iterator[tuple[Conversation, list[Turn]]]:
+        """(conversation, its active path) for the given conversations, or all of them, oldest first.
+
+        Raises:
+            ConversationNotFoundError: one of `conversation_ids` is unknown (checked before anything is yielded).
+        """
+        with self._sessions() as session:
+            query = select(Conversation).order_by(Conversation.id)
+            if conversation_ids is not None:
+                query = query.where(Conversation.id.in_(conversation_ids))
+            conversations = self._guard(lambda: list(session.scalars(query)))
+            missing = sorted(set(conversation_ids or ()) - {c.id for c in conversations})
+            if missing:
+                raise self._not_found(missing[0])
+            turns = select(Turn).where(Turn.active == true()).order_by(Turn.conversation_id, Turn.position)
+            if conversation_ids is not None:
+                turns = turns.where(Turn.conversation_id.in_(conversation_ids))
+            paths: dict[int, list[Turn]] = {c.id: [] for c in conversations}
+            for turn in self._guard(lambda: list(session.scalars(turns))):
+                paths[turn.conversation_id].append(turn)
+        for conversation in conversations:
+            yield conversation, paths[conversation.id]
+
+    def models(self) -> dict[int, ModelRecord]:
+        """Every registered model by id."""
+        with self._sessions() as session:
+            return self._guard(lambda: {m.id: m for m in session.scalars(select(ModelRecord))})
 
     def turns(self, conversation_id: int, last: int | None = None) -> list[Turn]:
         """The active path of a conversation in order; with `last`, only its final `last` turns."""
@@ -564,7 +615,7 @@ class ConversationStore:
                 (Turn.conversation_id == on_path.conversation_id)
                 & (Turn.position == on_path.position)
                 & Turn.parent_id.is_not_distinct_from(on_path.parent_id)
-                & (Turn.id != on_path.id),
+                & (Turn.active == false()),  # a sibling of an active turn is inactive: lets the index cover the join
             )
             .where(on_path.conversation_id == conversation_id, on_path.active == true())
             .order_by(on_path.position, Turn.id)
@@ -580,24 +631,37 @@ class ConversationStore:
         with self._sessions() as session:
             return self._guard(session.get, ModelRecord, model_id)
 
-    def list_conversations(self, limit: int = 50) -> list[ConversationSummary]:
-        """Most recent first; `num_turns` counts the active path."""
-        counts = (
-            select(Turn.conversation_id, func.count(Turn.id).label("num_turns"))
-            .where(Turn.active == true())
-            .group_by(Turn.conversation_id)
-            .subquery()
-        )
+    def list_conversations(self, limit: int | None = 50, search: str | None = None) -> list[ConversationSummary]:
+        """Most recent first; `num_turns` counts the active path.
+
+        Args:
+            limit: at most this many (None: all).
+            search: keep conversations whose title or any turn (any branch) contains this text, ignoring case.
+
+        The counts are per listed conversation through the (conversation_id, active,
+        position) index, so the cost follows `limit`, not the number of turns stored.
+        """
+        active = Turn.active == true()
+        num_turns = select(func.count(Turn.id)).where(Turn.conversation_id == Conversation.id, active).scalar_subquery()
+        last_turn_at = select(func.max(Turn.created_at)).where(Turn.conversation_id == Conversation.id).scalar_subquery()
         query = (
-            select(Conversation, func.coalesce(counts.c.num_turns, 0), ModelRecord.name)
-            .outerjoin(counts, counts.c.conversation_id == Conversation.id)
+            select(Conversation, num_turns, ModelRecord.name, last_turn_at)
             .outerjoin(ModelRecord, ModelRecord.id == Conversation.model_id)
             .order_by(Conversation.id.desc())
             .limit(limit)
         )
+        if search:
+            pattern = _like_pattern(search)
+            mentions = select(Turn.id).where(Turn.conversation_id == Conversation.id, Turn.text.ilike(pattern, escape="\\"))
+            query = query.where(Conversation.title.ilike(pattern, escape="\\") | mentions.exists())
         with self._sessions() as session:
             rows = self._guard(lambda: session.execute(query).all())
-        return [ConversationSummary(c.id, c.title, c.created_at, n, name) for c, n, name in rows]
+        return [ConversationSummary(c.id, c.title, c.created_at, n, name, last) for c, n, name, last in rows]
+
+
+def decoding_of(turn: Turn) -> dict:
+    """The settings stored with a bot turn (JSON of DecodingConfig plus chosen, context_turns, decoder_version); {} for none."""
+    return json.loads(turn.decoding) if turn.decoding else {}
 
 
 def open_store(url: str | None = None) -> ConversationStore:

@@ -1,13 +1,22 @@
-"""Text renderings of stored conversations: `chatbot sessions`, `chatbot replay`, REPL /history."""
+"""Renderings of stored conversations: `chatbot sessions`, `chatbot replay`, exports, REPL /history and /branches.
+
+No TensorFlow and no SQL here: everything is read through ConversationStore.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
+import os
 import sys
+from typing import Iterable
 
 from chatbot.decoding import describe
-from chatbot.manager import decoding_of
-from chatbot.store import ConversationStore, ConversationSummary, Turn, open_store
+from chatbot.errors import StorageError
+from chatbot.store import Conversation, ConversationStore, ConversationSummary, ModelRecord, Turn, decoding_of
+
+EXPORT_FORMATS = ("jsonl", "md", "txt")
 
 
 def _time(value: dt.datetime, with_date: bool = False) -> str:
@@ -16,57 +25,211 @@ def _time(value: dt.datetime, with_date: bool = False) -> str:
 
 def session_lines(summaries: list[ConversationSummary]) -> list[str]:
     if not summaries:
-        return ["no conversations yet; start one with `chatbot chat`"]
-    lines = [f"{'id':>5}  {'started (UTC)':<19}  {'turns':>5}  {'model':<20}  title"]
+        return ["no conversations found; start one with `chatbot chat`"]
+    lines = [f"{'id':>5}  {'started (UTC)':<19}  {'last turn (UTC)':<19}  {'turns':>5}  {'model':<20}  title"]
     for s in summaries:
-        lines.append(f"{s.id:>5}  {_time(s.created_at, True):<19}  {s.num_turns:>5}  {(s.model_name or '-'):<20}  {s.title or ''}")
+        last = _time(s.last_turn_at, True) if s.last_turn_at else "-"
+        lines.append(f"{s.id:>5}  {_time(s.created_at, True):<19}  {last:<19}  {s.num_turns:>5}  {(s.model_name or '-'):<20}  {s.title or ''}")
     return lines
 
 
-def turn_line(turn: Turn, model_names: dict[int, str] | None = None) -> str:
-    """``[12:00:01] bot: text  (model NAME · top-p 0.9, temperature 0.8, ≤40 tokens, seed 5 · 18 ms)``."""
-    line = f"[{_time(turn.created_at)}] {turn.speaker}: {turn.text}"
-    if turn.speaker == "bot":
-        model = (model_names or {}).get(turn.model_id, f"#{turn.model_id}")
+def model_names(models: dict[int, ModelRecord]) -> dict[int, str]:
+    """``NAME (checksum prefix)`` of every model, by id."""
+    return {model_id: f"{record.name} ({record.checksum[:8]})" for model_id, record in models.items()}
+
+
+def turn_line(turn: Turn, names: dict[int, str] | None = None) -> str:
+    """``4. [12:00:01] bot: text  (model NAME · top-p 0.9 · temperature 0.8 · ≤40 tokens · seed 5 · 18 ms)``."""
+    line = f"{turn.position + 1}. [{_time(turn.created_at)}] {turn.speaker}: {turn.text}"
+    if turn.speaker == "bot" and (turn.model_id is not None or turn.decoding):  # (imported turns may have neither)
+        model = (names or {}).get(turn.model_id, f"#{turn.model_id}")
         latency = f" · {turn.latency_ms:.0f} ms" if turn.latency_ms is not None else ""
         line += f"  (model {model} · {describe(decoding_of(turn), turn.seed)}{latency})"
     return line
 
 
-def transcript_lines(store: ConversationStore, conversation_id: int) -> list[str]:
-    """Header and one line per turn of the active path; a turn that replaced others (/retry)
-    is followed by them, marked as alternatives. Raises ConversationNotFoundError."""
+@dataclasses.dataclass(frozen=True)
+class Branch:
+    """One root-to-leaf path of a conversation's tree of turns.
+
+    Attributes:
+        number: 1-based, in the order the branches' last turns were stored (what /switch takes).
+        path: the turns from the first to the leaf.
+        fork: index in `path` of the first turn off the active path; None for the active branch.
+    """
+
+    number: int
+    path: list[Turn]
+    fork: int | None
+
+    @property
+    def active(self) -> bool:
+        return self.fork is None
+
+
+def branches(tree: list[Turn]) -> list[Branch]:
+    """The branches of a conversation given all its turns (`ConversationStore.tree`)."""
+    by_id = {turn.id: turn for turn in tree}
+    parents = {turn.parent_id for turn in tree}
+    found = []
+    for number, leaf in enumerate(sorted((t for t in tree if t.id not in parents), key=lambda t: t.id), start=1):
+        path, turn = [], leaf
+        while turn is not None:
+            path.append(turn)
+            turn = by_id.get(turn.parent_id)
+        path.reverse()
+        fork = next((index for index, turn in enumerate(path) if not turn.active), None)
+        found.append(Branch(number, path, fork))
+    return found
+
+
+def branch_lines(found: list[Branch]) -> list[str]:
+    """/branches: one line per branch, the active one starred."""
+    lines = []
+    for branch in found:
+        start = 0 if branch.fork is None else branch.fork
+        differs = "the active path" if branch.active else f"differs from turn {start + 1}: {_short(branch.path[start].text)}"
+        last = branch.path[-1]
+        lines.append(
+            f"{'*' if branch.active else ' '} {branch.number}. {len(branch.path)} turns · {differs} · ends {last.speaker}: {_short(last.text)}"
+        )
+    return lines
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def transcript_lines(store: ConversationStore, conversation_id: int, all_branches: bool = False) -> list[str]:
+    """Header and one line per turn of the active path; where a turn has alternatives (from /retry
+    or /edit) a line says which branches hold them. With `all_branches`, every other branch
+    follows, from the turn where it leaves the active path.
+
+    Raises:
+        ConversationNotFoundError: unknown conversation.
+    """
     conversation = store.get_conversation(conversation_id)
-    turns = store.turns(conversation_id)
     alternatives = store.alternatives_on_path(conversation_id)
-    every = turns + [a for group in alternatives.values() for a in group]
-    names = {}
-    for model_id in {t.model_id for t in every if t.model_id is not None} | {conversation.model_id}:
-        record = store.get_model(model_id) if model_id is not None else None
-        if record is not None:
-            names[model_id] = f"{record.name} ({record.checksum[:8]})"
+    if alternatives or all_branches:
+        tree = store.tree(conversation_id)  # ordered by position: its active turns are the active path
+        turns, found = [turn for turn in tree if turn.active], branches(tree)
+    else:
+        turns, found = store.turns(conversation_id), []
+    names = model_names(store.models())
     header = (
         f"conversation {conversation.id} · {conversation.title or '(untitled)'} · "
         f"started {_time(conversation.created_at, True)} UTC · {len(turns)} turns"
     )
+    if len(found) > 1:
+        header += f" · {len(found)} branches"
     lines = [header]
+    holding = {}  # turn id → numbers of the branches through it
+    for branch in found:
+        for turn in branch.path:
+            holding.setdefault(turn.id, []).append(branch.number)
     for turn in turns:
         lines.append(turn_line(turn, names))
-        for other in alternatives.get(turn.id, []):
-            lines.append(f"    alternative (not on the path): {turn_line(other, names)}")
+        others = alternatives.get(turn.id, [])
+        if others:
+            numbers = sorted({n for other in others for n in holding.get(other.id, [])})
+            where = ", ".join(map(str, numbers))
+            hint = "shown below" if all_branches else "`chatbot replay --all-branches` or /branches shows them"
+            plural = "s" if len(others) > 1 else ""
+            lines.append(f"   ↳ {len(others)} alternative{plural} here, on branch{'es' if len(numbers) > 1 else ''} {where} ({hint})")
+    if all_branches:
+        for branch in found:
+            if branch.active:
+                continue
+            lines.append("")
+            lines.append(f"branch {branch.number} · leaves the active path at turn {branch.fork + 1} · {len(branch.path)} turns")
+            lines.extend(f"  {turn_line(turn, names)}" for turn in branch.path[branch.fork :])
     return lines
 
 
-def print_sessions(args) -> int:
-    store = open_store(args.db)
-    print("\n".join(session_lines(store.list_conversations(args.limit))))
-    return 0
+# --- exports ------------------------------------------------------------
 
 
-def print_replay(args) -> int:
-    store = open_store(args.db)
-    sys.stdout.write("\n".join(transcript_lines(store, args.id)) + "\n")
-    return 0
+def export_record(conversation: Conversation, path: list[Turn], models: dict[int, ModelRecord]) -> dict:
+    """One conversation's active path as a JSONL corpus record (`chatbot train --corpus FILE.jsonl` reads it).
+
+    ``{"id": "session-N", "title", "created_at", "turns": [{"speaker": "user"|"bot", "text", "created_at", ...}]}``;
+    bot turns add the model (name and checksum), decoding settings, seed and latency in milliseconds.
+    """
+    turns = []
+    for turn in path:
+        record = {"speaker": turn.speaker, "text": turn.text, "created_at": turn.created_at.isoformat()}
+        if turn.speaker == "bot":
+            model = models.get(turn.model_id)
+            record.update(
+                model=model.name if model else None,
+                model_checksum=model.checksum if model else None,
+                decoding=decoding_of(turn),
+                seed=turn.seed,
+                latency_ms=turn.latency_ms,
+            )
+        turns.append(record)
+    return {"id": f"session-{conversation.id}", "title": conversation.title, "created_at": conversation.created_at.isoformat(), "turns": turns}
+
+
+def export_text(conversations: Iterable[tuple[Conversation, list[Turn]]], format: str, models: dict[int, ModelRecord]) -> Iterable[str]:
+    """Chunks of text of the export in `format` (one of EXPORT_FORMATS).
+
+    jsonl: one `export_record` per line. txt: the plain-text corpus format (one utterance per line,
+    a blank line between conversations). md: a readable transcript per conversation.
+    Conversations with no turns are left out.
+    """
+    first = True
+    for conversation, path in conversations:
+        if not path:
+            continue
+        if format == "jsonl":
+            yield json.dumps(export_record(conversation, path, models), ensure_ascii=False) + "\n"
+        elif format == "txt":
+            yield ("" if first else "\n") + "".join(f"{turn.text}\n" for turn in path)
+        else:
+            title = conversation.title or "(untitled)"
+            names = model_names({turn.model_id: models[turn.model_id] for turn in path if turn.model_id in models})
+            used = ", ".join(sorted(set(names.values()))) or "none"
+            lines = [f"{'' if first else chr(10)}## {conversation.id}. {title}", "", f"*started {_time(conversation.created_at, True)} UTC · {len(path)} turns · model {used}*", ""]
+            for turn in path:
+                lines.append(f"**{turn.speaker}:** {turn.text}" + ("  " if turn.speaker == "bot" else ""))
+                if turn.speaker == "bot":
+                    lines.append(f"<sub>{describe(decoding_of(turn), turn.seed)}</sub>")
+                lines.append("")
+            yield "\n".join(lines)
+        first = False
+
+
+def private_output(path: str | os.PathLike):
+    """Open `path` for writing text, created readable by its owner only (exports hold private conversations).
+
+    Raises:
+        StorageError: the file cannot be created.
+    """
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot write: {exc.strerror}") from exc
+    return os.fdopen(descriptor, "w", encoding="utf-8")
+
+
+def write_export(store: ConversationStore, conversation_ids: list[int] | None, format: str, output: str | None) -> int:
+    """Write conversations (None: all) in `format` to `output` (None: stdout); returns how many were written.
+
+    Raises:
+        ConversationNotFoundError: an id is unknown (nothing is written).
+        StorageError: the output cannot be written.
+    """
+    paths = list(store.active_paths(conversation_ids))
+    models = store.models()
+    handle = private_output(output) if output else sys.stdout
+    try:
+        for chunk in export_text(paths, format, models):
+            handle.write(chunk)
+    finally:
+        if output:
+            handle.close()
+    return sum(1 for _, path in paths if path)
 
 
 def _number(value, digits: int = 3) -> str:

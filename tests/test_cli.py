@@ -9,12 +9,12 @@ from chatbot.store import ConversationStore
 from tests.conftest import CORPORA, REPO
 
 
-def run(*args, env=None):
+def run(*args, env=None, input=None):
     # The launcher runs the first python3 on PATH (as in an activated virtualenv): make it this one.
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     environment = {**os.environ, "PATH": path, **(env or {})}
     return subprocess.run(
-        [os.path.join(REPO, "bin", "chatbot"), *args], capture_output=True, text=True, env=environment, timeout=300
+        [os.path.join(REPO, "bin", "chatbot"), *args], capture_output=True, text=True, env=environment, timeout=300, input=input
     )
 
 
@@ -46,7 +46,8 @@ def test_unknown_id_is_one_line_and_nonzero(db_url):
     result = run("replay", "999", "--db", db_url)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"chatbot: error: no conversation with id 999 in {db_url.removeprefix('sqlite:///')}; `chatbot sessions` lists them"
+        f"chatbot: error: no conversation with id 999 in {db_url.removeprefix('sqlite:///')} (never created, or deleted); "
+        "`chatbot sessions list` shows the stored ones"
     ]
 
 

@@ -136,7 +136,44 @@ def test_retry_keeps_the_earlier_reply_as_an_alternative(tiny_model_dir, db_url)
     assert [f"bot> {t.text}" for t in kept] == replies and len({t.seed for t in kept}) == 3
     assert [t.active for t in kept] == [False, False, True]
     history = chat(tiny_model_dir, db_url, "/history\n" + CTRL_D, "--resume", "1")
-    assert sum("alternative (not on the path)" in line for line in history) == 2
+    assert any("2 alternatives here, on branches 1, 2" in line for line in history)
+
+
+def test_edit_branches_switch_and_title(tiny_model_dir, db_url):
+    keys = (
+        "/edit\n/branches\nhello there\nwhat is your name?\n/edit where do you live?\n/branches\n"
+        "/switch 9\n/switch 1\n/title\n/title  Names   and places \n" + CTRL_D
+    )
+    lines = chat(tiny_model_dir, db_url, keys, "--seed", "3")
+    assert "error: nothing to edit yet: send a message first" in lines
+    assert "error: no branches yet" in lines
+    switched = lines.index("switched to branch 1")
+    assert len(bot_lines(lines[:switched])) == 3
+    assert lines[switched + 1].startswith("resumed conversation 1 (4 turns)")
+    assert "(your earlier message is kept on another branch: what is your name?; /branches lists them)" in lines
+    listing = [line for line in lines if line[:4] in ("* 1.", "  1.", "* 2.", "  2.")]
+    assert listing[0].startswith("  1. 4 turns · differs from turn 3: what is your name?")
+    assert listing[1].startswith("* 2. 4 turns · the active path · ends bot: ")
+    assert "error: usage: /switch N with N from 1 to 2 (see /branches)" in lines
+    assert "switched to branch 1" in lines
+    assert "title: hello there" in lines and "title: Names and places" in lines
+
+    store = ConversationStore(db_url)
+    path = store.turns(1)
+    assert [t.text for t in path][:3] == ["hello there", path[1].text, "what is your name?"]  # branch 1 is active again
+    edited = store.alternatives(path[2].id)
+    assert [t.text for t in edited] == ["what is your name?", "where do you live?"]
+    assert store.get_conversation(1).title == "Names and places"
+    replay = chat(tiny_model_dir, db_url, "/history\n" + CTRL_D, "--resume", "1")
+    assert any("1 alternative here, on branch 2" in line for line in replay)
+
+
+def test_edit_without_text_prefills_the_last_message(tiny_model_dir, db_url):
+    # Enter on the prefilled prompt would resend it; typing over it (Ctrl-U clears the line) replaces it.
+    lines = chat(tiny_model_dir, db_url, "hello there\n/edit\n\x15good morning\n" + CTRL_D, "--seed", "4")
+    assert len(bot_lines(lines)) == 2
+    texts = [t.text for t in ConversationStore(db_url).turns(1)]
+    assert texts[0] == "good morning" and len(texts) == 2
 
 
 def test_a_corrupt_model_fails_with_one_line_and_stores_nothing(tmp_path, tiny_model_dir, db_url):

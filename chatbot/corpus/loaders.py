@@ -1,7 +1,8 @@
 """Readers for every supported corpus: registered names and files.
 
-A corpus SPEC is a registered name (``chitchat``, ``chatterbot:LANG``) or a
-file path (``.txt`` or ``.jsonl``; ``format=`` overrides the extension).
+A corpus SPEC is a registered name (``chitchat``, ``chatterbot:LANG``), the
+stored conversations (``db:`` for the default database, ``db:URL`` for another),
+or a file path (``.txt`` or ``.jsonl``; ``format=`` overrides the extension).
 Every reader returns dialogues whose texts are whitespace-normalised and
 whose consecutive same-speaker messages are joined into one turn.
 """
@@ -80,6 +81,34 @@ def load_chatterbot(language: str) -> list[Dialogue]:
             texts = [t for t in texts if t]
             if len(texts) >= 2:
                 dialogues.append(Dialogue(f"chatterbot:{language}:{content_id(texts)}", _alternating(texts)))
+    return dialogues
+
+
+def load_stored(url: str | None = None) -> list[Dialogue]:
+    """The stored conversations of a chatbot database, each along its active path.
+
+    Speakers stay ``user`` and ``bot``; the dialogue id is ``session-N`` (as in
+    `chatbot sessions export`), so a conversation falls in the same split either way.
+    Conversations of fewer than two turns are left out.
+
+    Raises:
+        StorageError: the database cannot be opened.
+        CorpusError: it holds no conversation of two turns or more.
+    """
+    from chatbot.paths import default_database_url
+    from chatbot.store import ConversationStore
+
+    store = ConversationStore(url or default_database_url())
+    try:
+        dialogues = [
+            Dialogue(f"session-{conversation.id}", merge_runs(Utterance(turn.speaker, turn.text) for turn in path))
+            for conversation, path in store.active_paths()
+            if len(path) >= 2
+        ]
+    finally:
+        store.close()
+    if not dialogues:
+        raise CorpusError(f"db:{url or ''}: no stored conversation has two turns yet; chat first (`chatbot chat`)")
     return dialogues
 
 
@@ -188,10 +217,12 @@ def load_dialogues(spec: str, format: str | None = None) -> list[Dialogue]:
         return load_chitchat()
     if spec.startswith("chatterbot:"):
         return load_chatterbot(spec.split(":", 1)[1])
+    if spec == "db" or spec.startswith("db:"):
+        return load_stored(spec[3:] or None)
     path = Path(spec)
     if not path.exists():
         raise CorpusError(
-            f"unknown corpus {spec!r}: not a registered name (chitchat, chatterbot:LANG) and no such file"
+            f"unknown corpus {spec!r}: not a registered name (chitchat, chatterbot:LANG, db:[URL]) and no such file"
         )
     if path.is_dir():
         raise CorpusError(f"{spec}: is a directory; give a .txt or .jsonl file")

@@ -103,8 +103,12 @@ def train(
 
     corpus = load_corpus(train_config.corpus, train_config.corpus_format, train_config.max_dialogues)
     splits = {name: corpus.split(name) for name in ("train", "valid")}
+    if not corpus.dialogues:
+        raise CorpusError(f"{train_config.corpus}: no dialogues to train on")
     if not splits["train"]:
-        raise CorpusError(f"{train_config.corpus}: the train split is empty; the corpus needs more dialogues")
+        # A handful of stored conversations may all hash into valid/test: fine-tuning on them is still wanted.
+        log(f"warning: none of the {len(corpus.dialogues)} dialogues falls in the train split; training on all of them")
+        splits["train"] = list(corpus.dialogues)
     if not splits["valid"]:
         # Tiny corpora may hash no dialogue into valid; validate on train rather than not at all.
         log("warning: the valid split is empty; validating on the train split")
@@ -116,8 +120,12 @@ def train(
             source = load_checkpoint(train_config.init_from)
         except CheckpointError as exc:
             raise CheckpointError(f"--init-from: {exc}") from exc
-        model_config = inherit_sizes(model_config, source.model_config)
-        log(f"starting from {train_config.init_from}: its tokenizer, embedding and encoders (sizes taken from it)")
+        if source.model_config.model == model_config.model:
+            model_config = source.model_config
+            log(f"fine-tuning {train_config.init_from}: all its weights, sizes and tokenizer")
+        else:
+            model_config = inherit_sizes(model_config, source.model_config)
+            log(f"starting from {train_config.init_from}: its tokenizer, embedding and encoders (sizes taken from it)")
     out_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         tokenizer = Tokenizer.load(out_dir / TOKENIZER_FILENAME)
@@ -157,7 +165,9 @@ def train(
     )
 
     model = build_model(model_config, seed=train_config.seed)
-    if source is not None:
+    if source is not None and source.model_config == model_config:
+        model.set_weights(source.model.get_weights())
+    elif source is not None:
         copied = copy_encoder_weights(model, source.model)
         log(f"initialised {', '.join(copied)} from {train_config.init_from}")
     learning_rate = train_config.learning_rate

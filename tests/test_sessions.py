@@ -1,0 +1,282 @@
+"""Saved conversations as data: exact replay, comparison, branches, session management, export and
+training on stored conversations, with real tiny models and real SQLite files."""
+
+import json
+import os
+import shutil
+import sqlite3
+import stat
+
+import pytest
+
+from chatbot.cli import main
+from chatbot.corpus import load_corpus
+from chatbot.decoding import DecodingConfig
+from chatbot.manager import DialogueManager
+from chatbot.store import ConversationStore
+from tests.test_cli import run
+from tests.test_store import snapshot, write_v1_database
+
+MESSAGES = [
+    ["hello there", "how are you?", "what do you like to do?"],
+    ["good morning", "do you like music?"],
+    ["what is your name?", "where do you live?", "tell me a joke"],
+    ["hi", "is it raining?"],
+    ["i like pizza", "what about you?", "really?"],
+    ["goodbye", "see you tomorrow"],
+]
+
+
+def chatted(checkpoint, db_url, conversations=MESSAGES[:1]) -> DialogueManager:
+    """Store conversations as the chat does, with several samplers, a pick among candidates, a
+    /retry and an /edit, so every kind of stored reply is exercised."""
+    manager = DialogueManager(ConversationStore(db_url), checkpoint)
+    settings = [DecodingConfig(), DecodingConfig(sampler="beam", num_beams=3, num_return_sequences=2), DecodingConfig(sampler="greedy")]
+    for number, messages in enumerate(conversations):
+        conversation = manager.start()
+        for index, text in enumerate(messages):
+            manager.reply(conversation.id, text, settings[index % len(settings)], seed=100 * number + index)
+        if number == 0:
+            previous, history = manager.last_bot_turn(conversation.id)  # /retry, picking candidate 2
+            found = manager.candidates(history, DecodingConfig(num_return_sequences=2), seed=7)
+            manager.add_bot_turn(conversation.id, found, chosen=1, replaces=previous)
+            manager.edit_user_turn(conversation.id, "what do you do for fun?")  # /edit
+            manager.add_bot_turn(conversation.id, manager.candidates(manager.context(conversation.id), DecodingConfig(top_p=0.5), seed=8))
+    return manager
+
+
+def output_of(capsys, *argv) -> tuple[int, list[str]]:
+    status = main(list(argv))
+    return status, capsys.readouterr().out.splitlines()
+
+
+def test_regenerate_reproduces_every_reply_and_names_a_changed_model(tiny_model_dir, tiny_vhred_dir, tmp_path, db_url, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    from chatbot.checkpoint import load_checkpoint
+
+    chatted(load_checkpoint(model), db_url)
+    status, lines = output_of(capsys, "replay", "1", "--regenerate", "--all-branches", "--db", db_url)
+    assert status == 0, lines
+    assert lines[-1] == "5 of 5 replies identical"  # 3 on the path, the first reply to the edited message and its retry
+    assert sum(" identical  bot: " in line for line in lines) == 5
+    assert any("(off the active path)" in line for line in lines)
+
+    shutil.copy(tiny_vhred_dir / "model.keras", model / "model.keras")  # same place, other weights
+    status, lines = output_of(capsys, "replay", "1", "--regenerate", "--db", db_url)
+    assert status == 1
+    problems = [line for line in lines if "CANNOT REGENERATE" in line]
+    assert len(problems) == 3 and f"model model (" in problems[0] and f"at {model.resolve()} has changed since" in problems[0]
+    assert lines[-1] == "0 of 3 replies identical, 3 could not be regenerated"
+
+    shutil.rmtree(model)
+    status, lines = output_of(capsys, "replay", "1", "--regenerate", "--db", db_url)
+    assert status == 1 and "is missing; restore it there" in lines[1]
+
+
+def test_replay_against_another_model_side_by_side_in_md_and_json(tiny_checkpoint, tiny_vhred_dir, tmp_path, db_url, capsys):
+    chatted(tiny_checkpoint, db_url, MESSAGES[:2])
+    stored = {c.id: [t for t in path if t.speaker == "bot"] for c, path in ConversationStore(db_url).active_paths()}
+    report = tmp_path / "compare.json"
+    status, lines = output_of(capsys, "replay", "--all", "--model", str(tiny_vhred_dir), "--greedy", "--format", "json", "--output", str(report), "--db", db_url)
+    assert status == 0
+    assert lines[0].startswith("comparing stored replies with model tiny-vhred (") and "greedy" in lines[0]
+    data = json.loads(report.read_text())
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    assert [c["id"] for c in data["conversations"]] == [1, 2]
+    for conversation in data["conversations"]:
+        assert [t["stored"]["text"] for t in conversation["turns"]] == [t.text for t in stored[conversation["id"]]]
+        for turn in conversation["turns"]:
+            assert turn["new"]["text"] and turn["identical"] == (turn["new"]["text"] == turn["stored"]["text"])
+            assert turn["context"][-1] in " ".join(lines)
+    summary = data["summary"]
+    assert summary["conversations"] == 2 and summary["replies"] == sum(len(v) for v in stored.values())
+    assert 0 <= summary["new"]["distinct_2"] <= 1 and summary["new"]["mean_length_words"] > 0
+    assert any(line.startswith(f"{summary['replies']} replies in 2 conversations · identical") for line in lines)
+
+    markdown = tmp_path / "compare.md"
+    assert main(["replay", "2", "--model", str(tiny_vhred_dir), "--greedy", "--format", "md", "--output", str(markdown), "--db", db_url]) == 0
+    text = markdown.read_text()
+    assert text.startswith("# Replay comparison: stored replies vs model tiny-vhred")
+    assert "## Conversation 2: good morning" in text and "| turn | last message | stored reply | new reply | same |" in text
+    assert stored[2][0].text.replace("|", "\\|") in text
+
+
+def test_the_stored_model_under_other_settings_is_deterministic(tiny_checkpoint, db_url, capsys):
+    chatted(tiny_checkpoint, db_url, MESSAGES[1:2])
+    first = output_of(capsys, "replay", "1", "--beam", "2", "--db", db_url)
+    second = output_of(capsys, "replay", "1", "--beam", "2", "--db", db_url)
+    assert first == second and first[0] == 0
+    assert first[1][0].startswith("comparing stored replies with the stored model · beam 2")
+
+
+def test_replay_marks_alternatives_and_prints_every_branch(tiny_checkpoint, db_url, capsys):
+    chatted(tiny_checkpoint, db_url)
+    status, lines = output_of(capsys, "replay", "1", "--db", db_url)
+    assert status == 0
+    assert lines[0].endswith("· 6 turns · 3 branches")
+    assert [line.split("] ")[1].split(":")[0] for line in lines[1:] if "] " in line] == ["user", "bot", "user", "bot", "user", "bot"]
+    assert lines[5].startswith("5. [") and "user: what do you do for fun?" in lines[5]
+    assert lines[6] == "   ↳ 1 alternative here, on branches 1, 2 (`chatbot replay --all-branches` or /branches shows them)"
+
+    status, every = output_of(capsys, "replay", "1", "--all-branches", "--db", db_url)
+    assert every[: len(lines)] == [line.replace("(`chatbot replay --all-branches` or /branches shows them)", "(shown below)") for line in lines]
+    assert "branch 1 · leaves the active path at turn 5 · 6 turns" in every
+    assert "branch 2 · leaves the active path at turn 5 · 6 turns" in every
+    branch_one = every[every.index("branch 1 · leaves the active path at turn 5 · 6 turns") + 1 :]
+    assert "user: what do you like to do?" in branch_one[0] and "· greedy ·" in branch_one[1]
+    branch_two = every[every.index("branch 2 · leaves the active path at turn 5 · 6 turns") + 1 :]
+    assert "user: what do you like to do?" in branch_two[0] and "picked 2 of 2" in branch_two[1]
+
+    assert output_of(capsys, "sessions", "show", "1", "--all-branches", "--db", db_url) == (0, every)
+
+
+def test_sessions_list_search_rename_delete(tiny_checkpoint, db_url, capsys):
+    chatted(tiny_checkpoint, db_url, MESSAGES[:3])
+    status, lines = output_of(capsys, "sessions", "list", "--db", db_url)
+    assert status == 0 and [line.split()[0] for line in lines[1:]] == ["3", "2", "1"]
+    assert lines[0].split()[:3] == ["id", "started", "(UTC)"]
+    assert output_of(capsys, "sessions", "--db", db_url, "list", "--limit", "1")[1][1].split()[0] == "3"
+    found = output_of(capsys, "sessions", "list", "--search", "MUSIC", "--db", db_url)[1]
+    assert [line.split()[0] for line in found[1:]] == ["2"]
+    assert output_of(capsys, "sessions", "list", "--search", "100%_", "--db", db_url)[1] == ["no conversations found; start one with `chatbot chat`"]
+
+    assert output_of(capsys, "sessions", "rename", "2", "Music", "talk", "--db", db_url) == (0, ["conversation 2 is now titled: Music talk"])
+    assert "Music talk" in output_of(capsys, "sessions", "list", "--db", db_url)[1][2]
+
+    answered_no = run("sessions", "delete", "2", "--db", db_url, input="n\n")
+    assert answered_no.returncode == 1 and "conversation 2 kept" in answered_no.stderr
+    assert ConversationStore(db_url).get_conversation(2).title == "Music talk"
+    answered_yes = run("sessions", "delete", "2", "--db", db_url, input="y\n")
+    assert answered_yes.returncode == 0 and "delete conversation 2 (Music talk, 4 turns with all branches)? [y/N]" in answered_yes.stdout
+    assert output_of(capsys, "sessions", "delete", "1", "--yes", "--db", db_url) == (0, ["deleted conversation 1 (9 turns)"])
+    assert [line.split()[0] for line in output_of(capsys, "sessions", "list", "--db", db_url)[1][1:]] == ["3"]
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as raw:
+        assert raw.execute("SELECT DISTINCT conversation_id FROM turns").fetchall() == [(3,)]
+
+
+def test_export_formats_and_the_jsonl_round_trip_keeps_speakers(tiny_checkpoint, tmp_path, db_url, capsys):
+    chatted(tiny_checkpoint, db_url, MESSAGES[:2])
+    store = ConversationStore(db_url)
+    paths = {c.id: path for c, path in store.active_paths()}
+
+    exported = tmp_path / "sessions.jsonl"
+    assert main(["sessions", "export", "--all", "--format", "jsonl", "--output", str(exported), "--db", db_url]) == 0
+    assert stat.S_IMODE(exported.stat().st_mode) == 0o600
+    records = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["session-1", "session-2"]
+    assert records[0]["turns"][1]["model"] == "tiny" and records[0]["turns"][1]["seed"] == paths[1][1].seed
+
+    corpus = load_corpus(str(exported))
+    from_db = load_corpus(f"db:{db_url}")
+    for loaded in (corpus, from_db):
+        assert [d.id for d in loaded.dialogues] == ["session-1", "session-2"]
+        for dialogue, path in zip(loaded.dialogues, paths.values()):
+            assert [(u.speaker, u.text) for u in dialogue.turns] == [(t.speaker, t.text) for t in path]
+
+    assert main(["sessions", "export", "2", "--format", "txt", "--db", db_url]) == 0
+    assert capsys.readouterr().out.splitlines() == [t.text for t in paths[2]]
+    assert main(["sessions", "export", "1", "2", "--format", "md", "--db", db_url]) == 0
+    markdown = capsys.readouterr().out
+    assert markdown.startswith("## 1. hello there\n") and "\n## 2. good morning\n" in markdown
+    assert f"**bot:** {paths[2][1].text}" in markdown and "seed 100" in markdown
+
+
+def test_fine_tuning_on_stored_conversations(tiny_model_dir, tiny_checkpoint, tmp_path, db_url, capsys):
+    chatted(tiny_checkpoint, db_url, MESSAGES)
+    out = tmp_path / "tuned"
+    status = main(["train", "--corpus", f"db:{db_url}", "--init-from", str(tiny_model_dir), "--out", str(out), "--epochs", "1", "--batch-size", "4"])
+    assert status == 0, capsys.readouterr().err
+    from chatbot.checkpoint import load_checkpoint, read_config
+
+    tuned = load_checkpoint(out)
+    assert read_config(out)[0] == tiny_checkpoint.model_config  # same architecture: every size kept
+    assert tuned.tokenizer.vocabulary_size == tiny_checkpoint.tokenizer.vocabulary_size
+    before, after = tiny_checkpoint.model.get_weights(), tuned.model.get_weights()
+    assert len(before) == len(after)
+    changed = sum(not (b == a).all() for b, a in zip(before, after))
+    # Started from the source (most weights moved only a little), then trained on the stored chats.
+    assert changed > 0
+    assert max(float(abs(b - a).max()) for b, a in zip(before, after)) < 0.5
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["corpus"] == f"db:{db_url}" and metrics["data"]["train_dialogues"] >= 1
+
+
+# --- bad input: one line, nonzero exit, nothing changed ---------------------------
+
+
+def test_unknown_and_deleted_ids_change_nothing(tiny_checkpoint, db_url):
+    chatted(tiny_checkpoint, db_url, MESSAGES[1:3])
+    assert main(["sessions", "delete", "1", "--yes", "--db", db_url]) == 0
+    path = db_url.removeprefix("sqlite:///")
+    before = snapshot(path)
+    for argv in (
+        ["sessions", "show", "1"],
+        ["sessions", "rename", "1", "x"],
+        ["sessions", "delete", "1", "--yes"],
+        ["sessions", "export", "2", "1"],
+        ["replay", "1"],
+        ["replay", "9", "--regenerate"],
+        ["replay", "2", "77", "--greedy"],
+    ):
+        result = run(*argv, "--db", db_url)
+        assert result.returncode == 1, argv
+        number = "77" if "77" in argv else "9" if "9" in argv else "1"
+        assert result.stderr.splitlines() == [
+            f"chatbot: error: no conversation with id {number} in {path} (never created, or deleted); `chatbot sessions list` shows the stored ones"
+        ], argv
+        assert result.stdout == ""
+    assert snapshot(path) == before
+
+
+def test_not_a_database(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"my notes, not a database\n" * 100)
+    for argv in (["sessions", "list"], ["replay", "1"], ["sessions", "export", "--all"]):
+        result = run(*argv, "--db", f"sqlite:///{path}")
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [f"chatbot: error: {path}: not a SQLite database (or corrupt); move it away or pass another --db"]
+    assert path.read_bytes() == b"my notes, not a database\n" * 100
+
+
+def test_a_read_only_database_reads_and_replays_but_refuses_writes(tiny_checkpoint, db_url, capsys):
+    chatted(tiny_checkpoint, db_url).store.close()
+    path = db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as raw:  # as a copied or archived database: no WAL beside it
+        raw.execute("PRAGMA journal_mode=DELETE")
+    before = snapshot(path)
+    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"
+    assert main(["sessions", "list", "--db", read_only]) == 0
+    assert main(["replay", "1", "--all-branches", "--db", read_only]) == 0
+    assert main(["replay", "1", "--regenerate", "--db", read_only]) == 0
+    assert "3 of 3 replies identical" in capsys.readouterr().out
+    for argv in (["sessions", "rename", "1", "new title"], ["sessions", "delete", "1", "--yes"]):
+        result = run(*argv, "--db", read_only)
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [f"chatbot: error: {path}: the database is read-only; check the file's permissions or pass another --db"]
+    assert snapshot(path) == before
+
+
+def test_an_older_schema_is_upgraded_with_a_backup_by_any_command(tmp_path, capsys):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:
+        write_v1_database(raw)
+    os.chmod(path, 0o600)
+    assert main(["sessions", "list", "--db", f"sqlite:///{path}"]) == 0
+    captured = capsys.readouterr()
+    backups = list(tmp_path.glob("old.db.v1-backup-*"))
+    assert len(backups) == 1 and f"the previous file is kept as {backups[0]}" in captured.err
+    assert [line.split()[0] for line in captured.out.splitlines()[1:]] == ["2", "1"]
+    assert main(["replay", "1", "--db", f"sqlite:///{path}"]) == 0
+    assert [line.split("] ")[1] for line in capsys.readouterr().out.splitlines()[1:]] == ["user: hello", "bot: hi there", "user: how are you"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["replay"], "replay: give conversation ids or --all (not both)"),
+    (["replay", "1", "--regenerate", "--greedy"], "--regenerate uses the stored model and settings; leave out --model, --format and decoding flags"),
+    (["sessions", "export"], "export: give conversation ids or --all (not both)"),
+    (["sessions", "list", "--limit", "0"], "--limit must be at least 1, got 0"),
+])
+def test_conflicting_options(db_url, argv, message):
+    result = run(*argv, "--db", db_url)
+    assert result.returncode == 1 and result.stderr.splitlines() == [f"chatbot: error: {message}"]
