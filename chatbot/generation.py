@@ -31,12 +31,15 @@ class Candidate:
     log_probability: model log p(reply | context) in nats (temperature 1), end token included when reached.
     score: what candidates are ranked by: length-normalised log-probability, or the MMI score when reranked.
     ended: the model ended the reply (False: cut at max_reply_tokens).
+    compiled: made by the XLA-compiled graphs (False: the same code run eagerly, whose floating-point
+        rounding can differ, so a sampled reply is regenerated exactly only on the same path).
     """
 
     token_ids: tuple[int, ...]
     log_probability: float
     score: float
     ended: bool
+    compiled: bool = True
 
 
 class ReplyGenerator:
@@ -183,15 +186,18 @@ class ReplyGenerator:
             return max(config.num_return_sequences, MMI_CANDIDATES)
         return config.num_return_sequences
 
-    def candidates(self, context_tokens: np.ndarray, config: DecodingConfig, seed: int) -> list[Candidate]:
+    def candidates(self, context_tokens: np.ndarray, config: DecodingConfig, seed: int, eager: bool = False) -> list[Candidate]:
         """The `config.num_return_sequences` best candidate replies, best first.
 
         Args:
             context_tokens: `(1, num_turns, utterance_length)` int32 framed history, 0 = padding.
-            seed: the candidates are a pure function of (model, context, config, seed):
+            seed: the candidates are a pure function of (model, context, config, seed, path):
                 it seeds the latent noise (VHRED) and every random draw.
+            eager: run the graphs' code eagerly even when compiled (to regenerate a reply made that way).
         """
         padded = self.padded(context_tokens)
+        if eager:
+            return self._candidates(padded, config, seed, eager=True)
         keys = self._keys(config, padded[0].shape[-1])
         with self._lock:
             compiling = bool(self._compiling.intersection(keys) or self._eager_only.intersection(keys))
@@ -219,7 +225,8 @@ class ReplyGenerator:
         if self.compiled and not eager:
             with self._lock:
                 self._compiled.update(self._keys(config, encoder_input.shape[-1]))
-        found = [Candidate(tuple(ids), log_prob, score, ended) for ids, log_prob, score, ended in sequences(output)]
+        compiled = self.compiled and not eager
+        found = [Candidate(tuple(ids), log_prob, score, ended, compiled) for ids, log_prob, score, ended in sequences(output)]
         replies = output.replies
         if config.sampler == "beam":  # the pool's unused slots and never-started beams
             valid = [c.score > INVALID for c in found]

@@ -54,20 +54,23 @@ class Responder:
         encoded = self.checkpoint.tokenizer.encode_batch(list(history[-self.context_turns :]))
         return context_array(encoded, self.max_utterance_length)
 
-    def candidates(self, history: list[str], decoding: DecodingConfig, seed: int) -> Candidates:
-        """`decoding.num_return_sequences` candidate replies to the texts of `history`, best first."""
+    def candidates(self, history: list[str], decoding: DecodingConfig, seed: int, eager: bool = False) -> Candidates:
+        """`decoding.num_return_sequences` candidate replies to the texts of `history`, best first
+        (with `eager`, on the eager path even when the generator is compiled)."""
         started = time.perf_counter()
-        found = self.generator.candidates(self.context_tokens(history), decoding, seed)
+        found = self.generator.candidates(self.context_tokens(history), decoding, seed, eager=eager)
         texts = [normalize_text(self.checkpoint.tokenizer.decode(list(c.token_ids))) or "…" for c in found]
         return Candidates(texts, found, decoding, seed, (time.perf_counter() - started) * 1000.0)
 
     def settings(self, candidates: Candidates, chosen: int = 0) -> dict:
-        """What regenerates a stored reply exactly: the decoding settings plus the pick, context window and decoder version."""
+        """What regenerates a stored reply exactly: the decoding settings plus the pick, context window,
+        decoder version and path (compiled or eager)."""
         decoding = candidates.decoding.to_dict()
         if len(candidates.texts) > 1:
             decoding["chosen"] = chosen
         decoding["context_turns"] = self.context_turns
         decoding["decoder_version"] = DECODER_VERSION
+        decoding["compiled"] = all(c.compiled for c in candidates.found)
         return decoding
 
 

@@ -238,9 +238,8 @@ class ChatREPL:
             found = branches(self.store.tree(conversation_id))
             if not argument.isdigit() or not 1 <= int(argument) <= len(found):
                 raise ConfigError(f"usage: /switch N with N from 1 to {len(found)} (see /branches)")
-            self.store.activate(found[int(argument) - 1].path[-1].id)
-            self.write(f"switched to branch {argument}")
-            self._show_resumed()
+            path = self.store.activate(found[int(argument) - 1].path[-1].id)
+            self._show_resumed(f"switched to branch {argument} ({len(path)} turns); the last ones:")
         elif name == "/title":
             conversation_id = self._current("no conversation yet: send a message first")
             if argument:
@@ -285,9 +284,9 @@ class ChatREPL:
         self._answer_message(user_turn)
         self.write(f"(your earlier message is kept on another branch: {previous.text}; /branches lists them)")
 
-    def _show_resumed(self) -> None:
+    def _show_resumed(self, heading: str | None = None) -> None:
         turns = self.store.turns(self.conversation_id)
-        self.write(f"resumed conversation {self.conversation_id} ({len(turns)} turns); the last ones:")
+        self.write(heading or f"resumed conversation {self.conversation_id} ({len(turns)} turns); the last ones:")
         for turn in turns[-RESUME_SHOWN_TURNS:]:
             self.write(f"{'you' if turn.speaker == 'user' else 'bot'}> {turn.text}")
 

@@ -132,9 +132,19 @@ def regenerate(
         turns = int(settings.get("context_turns") or checkpoint.model_config.max_turns - 1)
         responder = models.responder(checkpoint, turns)
         decoding = DecodingConfig.from_dict(settings)
-        candidates = responder.candidates(history, decoding, turn.seed)
-        chosen = min(int(settings.get("chosen", 0)), len(candidates.texts) - 1)
-        results.append(Regenerated(turn, candidates.texts[chosen], note))
+        chosen = int(settings.get("chosen", 0))
+
+        def reply(eager: bool) -> str:
+            texts = responder.candidates(history, decoding, turn.seed, eager=eager).texts
+            return texts[min(chosen, len(texts) - 1)]
+
+        # The chat answers on the eager path while a setting compiles; older replies did not store which path.
+        text = reply(eager=settings.get("compiled") is False)
+        if "compiled" not in settings and text.split() != turn.text.split():
+            eager_text = reply(eager=True)  # unknown path: the eager one is the other possibility
+            if eager_text.split() == turn.text.split():
+                text, note = eager_text, "matched on the eager path"
+        results.append(Regenerated(turn, text, note))
     return results
 
 

@@ -53,7 +53,8 @@ class Branch:
     """One root-to-leaf path of a conversation's tree of turns.
 
     Attributes:
-        number: 1-based, in the order the branches' last turns were stored (what /switch takes).
+        number: 1-based and stable: branch 1 is the conversation as first written, and every
+            /retry or /edit starts the next number (what /switch takes).
         path: the turns from the first to the leaf.
         fork: index in `path` of the first turn off the active path; None for the active branch.
     """
@@ -68,11 +69,23 @@ class Branch:
 
 
 def branches(tree: list[Turn]) -> list[Branch]:
-    """The branches of a conversation given all its turns (`ConversationStore.tree`)."""
+    """The branches of a conversation given all its turns (`ConversationStore.tree`), by number.
+
+    A turn continues its parent's branch if it is the parent's first child, and starts a
+    new branch if the parent already had one (a /retry or /edit), so numbers never change
+    as branches grow.
+    """
     by_id = {turn.id: turn for turn in tree}
-    parents = {turn.parent_id for turn in tree}
+    number_of: dict[int, int] = {}
+    leaf_of: dict[int, Turn] = {}
+    has_child: set[int | None] = set()
+    for turn in sorted(tree, key=lambda t: t.id):
+        number = len(leaf_of) + 1 if turn.parent_id in has_child else number_of.get(turn.parent_id, 1)
+        has_child.add(turn.parent_id)
+        number_of[turn.id] = number
+        leaf_of[number] = turn
     found = []
-    for number, leaf in enumerate(sorted((t for t in tree if t.id not in parents), key=lambda t: t.id), start=1):
+    for number, leaf in sorted(leaf_of.items()):
         path, turn = [], leaf
         while turn is not None:
             path.append(turn)

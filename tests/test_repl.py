@@ -147,15 +147,14 @@ def test_edit_branches_switch_and_title(tiny_model_dir, db_url):
     lines = chat(tiny_model_dir, db_url, keys, "--seed", "3")
     assert "error: nothing to edit yet: send a message first" in lines
     assert "error: no branches yet" in lines
-    switched = lines.index("switched to branch 1")
+    switched = lines.index("switched to branch 1 (4 turns); the last ones:")
     assert len(bot_lines(lines[:switched])) == 3
-    assert lines[switched + 1].startswith("resumed conversation 1 (4 turns)")
+    assert lines[switched + 3] == "you> what is your name?"
     assert "(your earlier message is kept on another branch: what is your name?; /branches lists them)" in lines
     listing = [line for line in lines if line[:4] in ("* 1.", "  1.", "* 2.", "  2.")]
     assert listing[0].startswith("  1. 4 turns · differs from turn 3: what is your name?")
     assert listing[1].startswith("* 2. 4 turns · the active path · ends bot: ")
     assert "error: usage: /switch N with N from 1 to 2 (see /branches)" in lines
-    assert "switched to branch 1" in lines
     assert "title: hello there" in lines and "title: Names and places" in lines
 
     store = ConversationStore(db_url)

@@ -280,3 +280,17 @@ def test_an_older_schema_is_upgraded_with_a_backup_by_any_command(tmp_path, caps
 def test_conflicting_options(db_url, argv, message):
     result = run(*argv, "--db", db_url)
     assert result.returncode == 1 and result.stderr.splitlines() == [f"chatbot: error: {message}"]
+
+
+def test_a_chat_regenerates_exactly_including_replies_made_while_compiling(tiny_model_dir, db_url, capsys):
+    from tests.test_repl import CTRL_D, chat
+
+    chat(tiny_model_dir, db_url, "hello there\nwhat is your name?\n/beam 2\nwhere do you live?\n/retry\n" + CTRL_D, "--seed", "5")
+    settings = [json.loads(t.decoding) for t in ConversationStore(db_url).tree(1) if t.speaker == "bot"]
+    assert settings[0]["compiled"] is False  # the first reply ran eagerly while its graphs compiled
+    from chatbot.checkpoint import read_config
+
+    window = read_config(tiny_model_dir)[0].max_turns - 1
+    assert all(s["decoder_version"] == 2 and s["context_turns"] == window for s in settings), settings
+    status, lines = output_of(capsys, "replay", "1", "--regenerate", "--all-branches", "--db", db_url)
+    assert status == 0 and lines[-1] == "4 of 4 replies identical", lines
