@@ -147,6 +147,9 @@ def _run(args) -> int:
     except KeyboardInterrupt:
         print("chatbot: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `chatbot sessions export --all | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def cmd_train(args) -> int:
@@ -280,7 +283,8 @@ def cmd_sessions(args) -> int:
         limit = getattr(args, "limit", 50)
         if limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {limit}")
-        print("\n".join(session_lines(store.list_conversations(limit, search=getattr(args, "search", None)))))
+        search = getattr(args, "search", None)
+        print("\n".join(session_lines(store.list_conversations(limit, search=search), search)))
     elif action == "show":
         print("\n".join(transcript_lines(store, args.id, all_branches=args.all_branches)))
     elif action == "rename":

@@ -205,6 +205,10 @@ class DialogueManager:
         """The last `context_turns` turns of the active path."""
         return self.store.turns(conversation_id, last=self.context_turns)
 
+    def context_tokens(self, history: list[Turn]):
+        """`(1, num_turns, utterance_length)` int32: the last `context_turns` of `history`, framed."""
+        return self.responder.context_tokens([t.text for t in history])
+
     def generate(self, conversation_id: int, decoding: DecodingConfig, seed: int) -> str:
         """Reply text for the stored history (nothing is written)."""
         return self.candidates(self.context(conversation_id), decoding, seed).texts[0]

@@ -23,9 +23,9 @@ def _time(value: dt.datetime, with_date: bool = False) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
 
 
-def session_lines(summaries: list[ConversationSummary]) -> list[str]:
+def session_lines(summaries: list[ConversationSummary], search: str | None = None) -> list[str]:
     if not summaries:
-        return ["no conversations found; start one with `chatbot chat`"]
+        return [f"no conversation mentions {search!r}" if search else "no conversations yet; start one with `chatbot chat`"]
     lines = [f"{'id':>5}  {'started (UTC)':<19}  {'last turn (UTC)':<19}  {'turns':>5}  {'model':<20}  title"]
     for s in summaries:
         last = _time(s.last_turn_at, True) if s.last_turn_at else "-"

@@ -49,7 +49,7 @@ def test_new_resume_and_history(tiny_model_dir, db_url):
     assert "resumed conversation 1 (2 turns); the last ones:" in lines
     assert "you> first conversation" in lines
     assert [t.text for t in store.turns(1)][::2] == ["first conversation", "back again"]
-    history = [line for line in lines if line.startswith("[")]
+    history = [line for line in lines if line[:1].isdigit() and ". [" in line]
     assert len(history) == 4 and "user: back again" in history[2]
     assert "(model tiny" in history[3] and "seed" in history[3]
 

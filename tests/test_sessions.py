@@ -139,7 +139,7 @@ def test_sessions_list_search_rename_delete(tiny_checkpoint, db_url, capsys):
     assert output_of(capsys, "sessions", "--db", db_url, "list", "--limit", "1")[1][1].split()[0] == "3"
     found = output_of(capsys, "sessions", "list", "--search", "MUSIC", "--db", db_url)[1]
     assert [line.split()[0] for line in found[1:]] == ["2"]
-    assert output_of(capsys, "sessions", "list", "--search", "100%_", "--db", db_url)[1] == ["no conversations found; start one with `chatbot chat`"]
+    assert output_of(capsys, "sessions", "list", "--search", "100%_", "--db", db_url)[1] == ["no conversation mentions '100%_'"]
 
     assert output_of(capsys, "sessions", "rename", "2", "Music", "talk", "--db", db_url) == (0, ["conversation 2 is now titled: Music talk"])
     assert "Music talk" in output_of(capsys, "sessions", "list", "--db", db_url)[1][2]
