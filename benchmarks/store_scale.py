@@ -23,8 +23,7 @@ Then, after one untimed warm-up run of each command, it times --runs runs each,
 wall clock from spawn until exit, stdout read fully through a pipe (so printing
 is included):
 
-  python -m chatbot sessions list --db URL   (falls back to `sessions --db URL` while the
-                                              `list` form does not exist: exit status 2)
+  python -m chatbot sessions list --db URL   (checked: exit 0, a line per listed conversation)
   python -m chatbot replay 1 --db URL        (checked: exit 0, at least --big-turns lines)
 
 and, to show where that time goes, in the same run:
@@ -218,16 +217,10 @@ def main() -> int:
         rows["store.list_conversations(50)"] = time_call(lambda: store.list_conversations(50), args.runs)
         rows[f"store.turns({big})"] = time_call(lambda: store.turns(big), args.runs)
         rows[f"store.alternatives_on_path({big})"] = time_call(lambda: store.alternatives_on_path(big), args.runs)
-        if hasattr(store, "tree"):  # what replay also reads when the path has alternatives
-            rows[f"store.tree({big})"] = time_call(lambda: store.tree(big), args.runs)
+        rows[f"store.tree({big})"] = time_call(lambda: store.tree(big), args.runs)  # replay reads it when the path has alternatives
         store.close()
 
         sessions_form = ["sessions", "list"]
-        _, probe = run_command(python + ["-m", "chatbot", *sessions_form, "--db", url], env, args.timeout)
-        fallback_reason = None
-        if probe.returncode == 2:  # argparse usage error: no `list` subcommand yet
-            fallback_reason = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else "exit status 2"
-            sessions_form = ["sessions"]
         listed = min(50, layout["conversations"]) + 1
 
         def check_sessions(out: str) -> str | None:
@@ -270,10 +263,6 @@ def main() -> int:
         goal = f"{s['goal_ms']:.0f}" if s["goal_ms"] is not None else "-"
         met = "-" if s["met"] is None else ("yes" if s["met"] else "NO")
         print(f"{label:<40} {s['median_ms']:>10.1f} {s['min_ms']:>8.1f} {goal:>8}  {met}")
-    if fallback_reason:
-        print(f"note: `chatbot sessions list` is not available yet ({fallback_reason}); timed `chatbot sessions` instead")
-    else:
-        print("note: timed `chatbot sessions list`")
     print(f"replay printed {replay_lines[-1]:,} lines (header, {args.big_turns:,} turns, "
           f"{layout['big_conversation_alternatives']} alternatives)")
 
@@ -286,7 +275,6 @@ def main() -> int:
             "database_mb": round(size_mb, 2),
             "fill_s": round(fill_s, 3),
             "sessions_command": sessions_label,
-            "sessions_fallback_reason": fallback_reason,
             "replay_lines": replay_lines[-1],
             "runs": args.runs,
             "timings_ms": {label: [round(t, 2) for t in times] for label, times in rows.items()},
