@@ -5,6 +5,7 @@ Layout (written by `chatbot train`):
     tokenizer.model  SentencePiece protobuf
     config.json      ModelConfig + TrainConfig
     metrics.json     per-epoch training and validation metrics
+    curves.png       perplexity (and VHRED's KL and beta) per epoch, drawn from metrics.json
     backup/          the last finished epoch with optimizer state (for --resume)
     logs/            TensorBoard event files
 """

@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--contexts", type=int, default=200, help="contexts to generate replies for (default 200)")
     evaluate.add_argument("--ngram-baseline", action="store_true", help="add an interpolated Kneser-Ney 3-gram row over the first model's tokens")
     evaluate.add_argument("--output", metavar="FILE", help="JSON report (default storage/eval/eval-SPLIT-TIME.json)")
+    evaluate.add_argument("--plot", metavar="FILE.png", help="also draw the models' perplexity and distinct-2 side by side as a PNG")
     _add_decoding(evaluate, seed=1234)
 
     corpus = commands.add_parser("corpus", help="inspect a corpus")
@@ -243,6 +244,10 @@ def cmd_eval(args) -> int:
     output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print_eval_table(rows)
     print(f"report: {output}")
+    if args.plot:
+        from chatbot.plots import eval_comparison
+
+        print(f"plot: {eval_comparison(rows, Path(args.plot))}")
     return 0
 
 

@@ -40,9 +40,13 @@ def test_eval_writes_every_field_and_repeats_exactly(tmp_path, tiny_model_dir, t
     for run in range(2):
         output = tmp_path / f"eval-{run}.json"
         argv = ["eval", "--model", str(tiny_model_dir), "--model", str(tiny_vhred_dir), "--corpus", "chatterbot:english"]
-        assert main(argv + ["--contexts", "6", "--ngram-baseline", "--output", str(output)]) == 0
+        assert main(argv + ["--contexts", "6", "--ngram-baseline", "--output", str(output), "--plot", str(tmp_path / "eval.png")]) == 0
         reports.append(json.loads(output.read_text()))
     printed = capsys.readouterr().out
+    from tests.test_plots import assert_drawn
+
+    assert_drawn(tmp_path / "eval.png", 1100, 400)
+    assert f"plot: {tmp_path / 'eval.png'}" in printed
     assert "kn-3gram" in printed and "vhred" in printed and "report:" in printed
     first, second = reports
     assert [row["architecture"] for row in first["rows"]] == ["kn-3gram", "hred", "vhred"]

@@ -1,4 +1,4 @@
-"""Keras callbacks of a training run: the wall-time budget and metrics.json."""
+"""Keras callbacks of a training run: the wall-time budget, metrics.json and its curves.png."""
 
 from __future__ import annotations
 
@@ -55,6 +55,29 @@ class MetricsLog(keras.callbacks.Callback):
     def best_val_perplexity(self) -> float | None:
         best = self.payload.get("best")
         return best["val_perplexity"] if best else None
+
+
+class CurvesPlot(keras.callbacks.Callback):
+    """Redraws the PNG of perplexity (and VHRED's KL and beta) per epoch after every epoch, from the
+    metrics MetricsLog has just written (so it must come after it in the callback list).
+
+    A failure to draw is reported through `write` and never stops training.
+    """
+
+    def __init__(self, metrics_log: MetricsLog, path: Path, title: str = "", write=print):
+        super().__init__()
+        self.metrics_log = metrics_log
+        self.path = Path(path)
+        self.title = title
+        self.write = write
+
+    def on_epoch_end(self, epoch, logs=None):
+        from chatbot.plots import training_curves
+
+        try:
+            training_curves(self.metrics_log.payload, self.path, self.title)
+        except Exception as exc:  # noqa: BLE001 - a picture is never worth a lost training run
+            self.write(f"warning: could not draw {self.path}: {exc}")
 
 
 class ProgressLog(keras.callbacks.Callback):

@@ -85,7 +85,8 @@ def train(
     import keras
 
     from chatbot.models import build_model
-    from chatbot.training.callbacks import MetricsLog, PosteriorCollapseWarning, ProgressLog, TimeBudget
+    from chatbot.plots import CURVES_FILENAME
+    from chatbot.training.callbacks import CurvesPlot, MetricsLog, PosteriorCollapseWarning, ProgressLog, TimeBudget
     from chatbot.training.data import WindowBatches, dialogue_windows
 
     out_dir = Path(out_dir)
@@ -191,6 +192,7 @@ def train(
         keras.callbacks.EarlyStopping(monitor="val_perplexity", mode="min", patience=train_config.patience),
         keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
         metrics_log,
+        CurvesPlot(metrics_log, out_dir / CURVES_FILENAME, f"{out_dir.name}: {model_config.model}, {train_config.corpus}", write=log),
     ] + ([budget] if budget else [])
     if getattr(model, "latent_dim", 0):
         callbacks.append(PosteriorCollapseWarning(model_config.kl_anneal_steps, write=log))
