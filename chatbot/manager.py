@@ -164,10 +164,11 @@ class DialogueManager:
         found = self.candidates(self.context(conversation_id), decoding, new_seed() if seed is None else seed)
         return Reply(user_turn, self.add_bot_turn(conversation_id, found), self.is_truncated(user_turn.text))
 
-    def edit_user_turn(self, conversation_id: int, text: str) -> tuple[Turn, Turn]:
+    def edit_user_turn(self, conversation_id: int, text: str, previous: Turn | None = None) -> tuple[Turn, Turn]:
         """Store `text` as an alternative to the last user message on the active path and make it active.
 
         The earlier message and the replies after it stay stored, on their own branch.
+        `previous`: that last user message, when the caller has already read it.
 
         Returns:
             (the new user turn, the turn it replaced).
@@ -178,7 +179,7 @@ class DialogueManager:
         text = self.clean(text)
         if not text:
             raise ConfigError("empty message: type some text")
-        previous = self.last_user_turn(conversation_id)
+        previous = previous or self.last_user_turn(conversation_id)
         return self.store.add_alternative(previous.id, text), previous
 
     def last_user_turn(self, conversation_id: int) -> Turn:

@@ -30,6 +30,14 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
+def _plot_series(axis, epochs: list[dict], series: tuple[tuple[str, str, str], ...]) -> None:
+    """Plot each (metrics key, label, line style) against the epochs that recorded it."""
+    for key, label, style in series:
+        points = [(e["epoch"], e[key]) for e in epochs if key in e]
+        if points:
+            axis.plot(*zip(*points), style, label=label)
+
+
 def training_curves(metrics: dict, path: Path, title: str = "") -> Path:
     """Training and validation perplexity per epoch (log scale), and for a latent model (VHRED) the
     KL term in nats per reply with the KL weight beta (its annealing, Bowman et al. 2016), as a PNG.
@@ -51,10 +59,7 @@ def training_curves(metrics: dict, path: Path, title: str = "") -> Path:
     figure, axes = plt.subplots(1, 2 if latent else 1, figsize=(11 if latent else 6, 4), squeeze=False)
     numbers = [e["epoch"] for e in epochs]
     perplexity = axes[0][0]
-    for key, label, style in (("perplexity", "training", "o-"), ("val_perplexity", "validation", "s-")):
-        points = [(e["epoch"], e[key]) for e in epochs if key in e]
-        if points:
-            perplexity.plot(*zip(*points), style, label=label)
+    _plot_series(perplexity, epochs, (("perplexity", "training", "o-"), ("val_perplexity", "validation", "s-")))
     perplexity.set_yscale("log")
     perplexity.set_xlabel("epoch")
     perplexity.set_ylabel("perplexity (log scale; VHRED: ELBO bound)")
@@ -63,10 +68,7 @@ def training_curves(metrics: dict, path: Path, title: str = "") -> Path:
     perplexity.legend()
     if latent:
         kl = axes[0][1]
-        for key, label, style in (("kl", "KL, training", "o-"), ("val_kl", "KL, validation", "s-")):
-            points = [(e["epoch"], e[key]) for e in epochs if key in e]
-            if points:
-                kl.plot(*zip(*points), style, label=label)
+        _plot_series(kl, epochs, (("kl", "KL, training", "o-"), ("val_kl", "KL, validation", "s-")))
         kl.set_xlabel("epoch")
         kl.set_ylabel("KL (nats per reply)")
         kl.set_xticks(numbers)

@@ -273,14 +273,14 @@ class ChatREPL:
         """/edit: replace the last user message (asking for the new text, prefilled, when none is given)."""
         conversation_id = self._current("nothing to edit yet: send a message first")
         manager = self.manager
+        previous = manager.last_user_turn(conversation_id)
         if not text:
-            previous = manager.last_user_turn(conversation_id)
             try:
                 text = self.prompt_session.prompt("edit> ", default=previous.text)
             except (EOFError, KeyboardInterrupt):
                 self.write("(edit cancelled)")
                 return
-        user_turn, previous = manager.edit_user_turn(conversation_id, text)
+        user_turn, previous = manager.edit_user_turn(conversation_id, text, previous)
         self._answer_message(user_turn)
         self.write(f"(your earlier message is kept on another branch: {previous.text}; /branches lists them)")
 

@@ -368,7 +368,7 @@ def run_replay(args, log: Callable[[str], None] | None = None) -> int:
         raise ConfigError("--regenerate uses the stored model and settings; leave out --model, --format and decoding flags")
     store = open_store(args.db)
     ids = None if args.all else args.ids
-    conversations = [conversation for conversation, _ in store.active_paths(ids)]  # unknown ids fail here
+    conversations = store.conversations(ids)  # unknown ids fail here, before any model loads
     if args.regenerate:
         models = ModelCache(log)
         status = 0

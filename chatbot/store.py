@@ -191,6 +191,54 @@ def _new_turn(
     )
 
 
+def _locked_turn(session: Session, turn_id: int) -> Turn:
+    """Turn `turn_id`, with its conversation locked for writing (one writer per conversation).
+
+    Raises:
+        ConversationNotFoundError: no turn with id `turn_id`.
+    """
+    turn = session.get(Turn, turn_id)
+    if turn is None:
+        raise ConversationNotFoundError(f"no turn with id {turn_id}")
+    session.get(Conversation, turn.conversation_id, with_for_update=True)
+    return turn
+
+
+def _activate_path(session: Session, turn: Turn) -> None:
+    """Make the path through `turn` the active one: up to the first turn, and down through the
+    newest child of each turn to a leaf. Only the turns that change are touched: the inactive
+    ancestors up to where the path joins the active one, and the active turns below that point.
+    """
+    inactive_ancestors, fork_position = [], -1
+    parent_id = turn.parent_id
+    while parent_id is not None:
+        ancestor = session.get(Turn, parent_id)
+        if ancestor.active:
+            fork_position = ancestor.position
+            break
+        inactive_ancestors.append(ancestor)
+        parent_id = ancestor.parent_id
+    descendants, current = [], turn
+    while True:
+        child = session.scalar(
+            select(Turn)
+            .where(Turn.conversation_id == turn.conversation_id, Turn.parent_id == current.id)
+            .order_by(Turn.id.desc())
+            .limit(1)
+        )
+        if child is None:
+            break
+        descendants.append(child)
+        current = child
+    session.execute(
+        update(Turn)
+        .where(Turn.conversation_id == turn.conversation_id, Turn.active == true(), Turn.position > fork_position)
+        .values(active=False)
+    )
+    for on_path in [*inactive_ancestors, turn, *descendants]:
+        on_path.active = True
+
+
 class ConversationStore:
     """All reads and writes of conversations, turns and models.
 
@@ -411,33 +459,15 @@ class ConversationStore:
 
         def write():
             with self._writing() as session:
-                original = session.get(Turn, turn_id)
-                if original is None:
-                    raise ConversationNotFoundError(f"no turn with id {turn_id}")
-                conversation_id = original.conversation_id
-                conversation = session.get(Conversation, conversation_id, with_for_update=True)  # one writer per conversation
+                original = _locked_turn(session, turn_id)
+                conversation = session.get(Conversation, original.conversation_id)
                 if original.position == 0 and original.speaker == "user" and conversation.title == auto_title(original.text):
                     conversation.title = auto_title(text)
-                # The new turn's ancestors must be active: walk up to the first one already on the path.
-                inactive_ancestors, fork_position = [], -1
-                parent_id = original.parent_id
-                while parent_id is not None:
-                    ancestor = session.get(Turn, parent_id)
-                    if ancestor.active:
-                        fork_position = ancestor.position
-                        break
-                    inactive_ancestors.append(ancestor)
-                    parent_id = ancestor.parent_id
-                session.execute(
-                    update(Turn)
-                    .where(Turn.conversation_id == conversation_id, Turn.active == true(), Turn.position > fork_position)
-                    .values(active=False)
-                )
-                for ancestor in inactive_ancestors:
-                    ancestor.active = True
                 parent = session.get(Turn, original.parent_id) if original.parent_id is not None else None
-                turn = _new_turn(parent, conversation_id, original.speaker, text, model_id, decoding, seed, latency_ms)
+                turn = _new_turn(parent, original.conversation_id, original.speaker, text, model_id, decoding, seed, latency_ms)
                 session.add(turn)
+                session.flush()  # gives the turn its id
+                _activate_path(session, turn)
             return turn
 
         return self._guard(write)
@@ -456,30 +486,11 @@ class ConversationStore:
 
         def write():
             with self._writing() as session:
-                target = session.get(Turn, turn_id)
-                if target is None:
-                    raise ConversationNotFoundError(f"no turn with id {turn_id}")
-                conversation_id = target.conversation_id
-                session.get(Conversation, conversation_id, with_for_update=True)
-                every = session.scalars(select(Turn).where(Turn.conversation_id == conversation_id)).all()
-                by_id = {turn.id: turn for turn in every}
-                newest_child: dict[int, Turn] = {}
-                for turn in every:
-                    if turn.parent_id is not None and turn.id > getattr(newest_child.get(turn.parent_id), "id", -1):
-                        newest_child[turn.parent_id] = turn
-                path, turn = [], target
-                while turn is not None:
-                    path.append(turn)
-                    turn = by_id.get(turn.parent_id) if turn.parent_id is not None else None
-                path.reverse()
-                while path[-1].id in newest_child:
-                    path.append(newest_child[path[-1].id])
-                on_path = {turn.id for turn in path}
-                for turn in every:
-                    turn.active = turn.id in on_path
-            return path
+                target = _locked_turn(session, turn_id)
+                _activate_path(session, target)
+            return target.conversation_id
 
-        return self._guard(write)
+        return self.turns(self._guard(write))
 
     def rename_conversation(self, conversation_id: int, title: str) -> Conversation:
         """Set a conversation's title (whitespace collapsed, cut to TITLE_LENGTH characters).
@@ -544,20 +555,30 @@ class ConversationStore:
         with self._sessions() as session:
             return self._guard(lambda: list(session.scalars(query)))
 
+    def conversations(self, conversation_ids: list[int] | None = None) -> list[Conversation]:
+        """The given conversations, or all of them, oldest first (no turns are read).
+
+        Raises:
+            ConversationNotFoundError: one of `conversation_ids` is unknown.
+        """
+        query = select(Conversation).order_by(Conversation.id)
+        if conversation_ids is not None:
+            query = query.where(Conversation.id.in_(conversation_ids))
+        with self._sessions() as session:
+            conversations = self._guard(lambda: list(session.scalars(query)))
+        missing = sorted(set(conversation_ids or ()) - {c.id for c in conversations})
+        if missing:
+            raise self._not_found(missing[0])
+        return conversations
+
     def active_paths(self, conversation_ids: list[int] | None = None) -> Iterator[tuple[Conversation, list[Turn]]]:
         """(conversation, its active path) for the given conversations, or all of them, oldest first.
 
         Raises:
             ConversationNotFoundError: one of `conversation_ids` is unknown (checked before anything is yielded).
         """
+        conversations = self.conversations(conversation_ids)
         with self._sessions() as session:
-            query = select(Conversation).order_by(Conversation.id)
-            if conversation_ids is not None:
-                query = query.where(Conversation.id.in_(conversation_ids))
-            conversations = self._guard(lambda: list(session.scalars(query)))
-            missing = sorted(set(conversation_ids or ()) - {c.id for c in conversations})
-            if missing:
-                raise self._not_found(missing[0])
             turns = select(Turn).where(Turn.active == true()).order_by(Turn.conversation_id, Turn.position)
             if conversation_ids is not None:
                 turns = turns.where(Turn.conversation_id.in_(conversation_ids))
