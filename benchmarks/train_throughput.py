@@ -1,11 +1,41 @@
-"""Training throughput on the Chit-Chat train split, for several architectures and batch sizes, side by side.
+"""Training throughput against this machine's arithmetic limit, side by side in one run.
 
-Usage: python benchmarks/train_throughput.py [--preset small] [--models hred vhred ...] [--batch-sizes 32 64 128] [--seconds 60]
+Usage: python benchmarks/train_throughput.py [--preset small] [--rows ROW ...] [--seconds 40] [--batch-size 64]
 
---models takes seq2seq, seq2seq+additive, seq2seq+dot, hred, vhred. For each
-architecture and batch size it trains on the same windows for about
-`--seconds` after a warm-up (graph tracing excluded) and prints target tokens
-per second and the share of padding in the batches. Run it on an otherwise idle machine.
+Each ROW is MODEL[:VARIANT[+VARIANT...]], MODEL one of seq2seq, hred, vhred,
+or hred@reference (the sizes of the public PyTorch HRED reference: vocabulary
+8,000, embedding 256, bidirectional encoder 256, context 512, decoder 512).
+Variants (the default is what `chatbot train` does: length buckets of 8 tokens,
+HRED/VHRED RNNs over 4 length-sorted chunks of each batch, float32, no XLA,
+full softmax, a prefetched tf.data pipeline):
+
+    unbucketed  batches drawn at random, without length buckets
+    ungrouped   HRED/VHRED: each RNN over the whole padded batch (`--length-groups 1`),
+                instead of 4 length-sorted chunks
+    bf16        Keras mixed_bfloat16 policy (`chatbot train --precision mixed_bfloat16`)
+    xla         model.compile(jit_compile=True)
+    sampled     training-time sampled softmax over 512 classes (tf.nn.sampled_softmax_loss)
+
+Every row trains with `model.fit` on the same windows of the Chit-Chat train
+split for `--seconds` after a warm-up (graph tracing excluded), and prints
+target tokens per second, the share of padding in the token slots its RNNs compute, the
+model's training FLOPs per target token, the achieved GFLOP/s, and that as a
+share of a 2048x2048 matmul's float32 and bfloat16 GFLOP/s measured just before
+and just after the row (their mean), so a busy machine slows both sides alike.
+
+FLOPs per target token (printed at start): a dense or recurrent weight matrix
+used once costs 2 FLOPs per weight (multiply and add) forward and twice that
+backward, so training costs 6 x (weights used). Per target token that is
+
+    6 x [ P_out + P_dec + P_enc x (encoder tokens / target tokens)
+          + (P_ctx + P_init + P_heads) x (turns or replies / target tokens) ]
+
+with P_out the output projection, P_dec the decoder RNN, P_enc the utterance
+encoder (both directions), P_ctx the context RNN, P_init the decoder's
+initial-state projection, P_heads VHRED's prior, posterior and bag-of-words
+projection (per reply), and the token and turn counts of the real (unpadded)
+windows. Padding, element-wise work and the sampled-softmax saving are not
+counted: the ratio is useful arithmetic over peak arithmetic.
 """
 
 from __future__ import annotations
@@ -17,49 +47,205 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras  # noqa: E402  (after the log level is set)
+
+DEFAULT_ROWS = [
+    "hred:unbucketed+ungrouped",
+    "hred:ungrouped",
+    "hred",
+    "hred:bf16",
+    "hred:sampled",
+    "hred:bf16+sampled",
+    "seq2seq",
+    "seq2seq:bf16",
+    "vhred:ungrouped",
+    "vhred",
+    "vhred:bf16",
+    "hred@reference",
+    "hred@reference:bf16",
+    "hred:xla",
+]
+REFERENCE_SIZES = dict(embedding_dim=256, hidden_dim=256, bidirectional=True, context_dim=512, decoder_dim=512)
+SAMPLED_CLASSES = 512
+
+
+def matmul_gflops(dtype: str, n: int = 2048, seconds: float = 2.0) -> float:
+    """GFLOP/s of an n x n matmul in `dtype`, repeated for about `seconds`."""
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
+    product = tf.function(tf.matmul)
+    product(a, b).numpy()
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        result = product(a, b)
+        count += 1
+    result.numpy()
+    return 2 * n**3 * count / (time.perf_counter() - started) / 1e9
+
+
+def window_counts(windows) -> dict:
+    """Real (unpadded) token and turn counts of training windows."""
+    return {
+        "encoder_tokens": sum(len(u) for w in windows for u in w),
+        "target_tokens": sum(len(u) - 1 for w in windows for u in w[1:]),
+        "turns": sum(len(w) for w in windows),
+        "replies": sum(len(w) - 1 for w in windows),
+    }
+
+
+def flops_per_target_token(model, counts: dict) -> tuple[float, dict]:
+    """Training FLOPs per target token (formula in the module docstring) and the weights used per component."""
+
+    def weights(name):
+        layer = getattr(model, name, None)
+        return layer.count_params() if layer is not None else 0
+
+    decoder_rnn = model.decoder.rnn.count_params()
+    initial = weights("decoder") - decoder_rnn
+    parts = {
+        "P_out": weights("output_projection"),
+        "P_dec": decoder_rnn,
+        "P_enc": weights("utterance_encoder") or weights("encoder"),
+        "P_ctx": weights("context_encoder"),
+        "P_init": initial,
+        "P_heads": weights("prior") + weights("posterior") + weights("bow_projection"),
+    }
+    per_target = (
+        parts["P_out"]
+        + parts["P_dec"]
+        + parts["P_enc"] * counts["encoder_tokens"] / counts["target_tokens"]
+        + parts["P_ctx"] * counts["turns"] / counts["target_tokens"]
+        + (parts["P_init"] + parts["P_heads"]) * counts["replies"] / counts["target_tokens"]
+    )
+    return 6.0 * per_target, parts
+
+
+def use_sampled_softmax(num_classes: int):
+    """Replace the full-softmax token loss by a sampled softmax (training only) in the model modules."""
+    import tensorflow as tf
+
+    import chatbot.models.hred as hred
+    import chatbot.models.seq2seq as seq2seq
+    import chatbot.models.vhred as vhred
+    from chatbot.models.base import masked_token_nll
+
+    def sampled_token_nll(projection, outputs, targets):
+        mask = tf.not_equal(targets, 0)
+        inputs = tf.cast(tf.boolean_mask(outputs, mask), "float32")  # (M, D)
+        labels = tf.cast(tf.boolean_mask(targets, mask), tf.int64)[:, None]  # (M, 1)
+        loss = tf.nn.sampled_softmax_loss(
+            weights=tf.transpose(projection.kernel), biases=projection.bias, labels=labels, inputs=inputs,
+            num_sampled=num_classes, num_classes=projection.units,
+        )
+        return tf.reduce_sum(loss), tf.cast(tf.shape(labels)[0], "float32")
+
+    for module in (hred, seq2seq, vhred):
+        module.masked_token_nll = sampled_token_nll if num_classes else masked_token_nll
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Stops `fit` after `seconds`; keeps the number of steps, the seconds and the last logs."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.limit = seconds
+
+    def on_train_begin(self, logs=None):
+        self.started, self.steps, self.seconds, self.logs = time.perf_counter(), 0, 0.0, {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps, self.logs = batch + 1, logs or {}
+        self.seconds = time.perf_counter() - self.started
+        if self.seconds >= self.limit:
+            self.model.stop_training = True
+
+
+def run_row(row: str, args, tokenizer, windows_for, counts_for) -> str:
+    from chatbot.config import model_config
+    from chatbot.models import build_model, dtype_policy
+    from chatbot.training.data import WindowBatches
+
+    name, _, variant_text = row.partition(":")
+    variants = set(filter(None, variant_text.split("+")))
+    architecture, _, sizes = name.partition("@")
+    overrides = REFERENCE_SIZES if sizes == "reference" else {}
+    config = model_config(args.preset, vocabulary_size=tokenizer.vocabulary_size, model=architecture, **overrides)
+    windows = windows_for(config)
+    batches = WindowBatches(windows, args.batch_size, seed=0, bucket_width=10**6 if "unbucketed" in variants else 8)
+    before = matmul_gflops("float32"), matmul_gflops("bfloat16")
+    keras.utils.set_random_seed(0)
+    with dtype_policy("mixed_bfloat16" if "bf16" in variants else "float32"):
+        model = build_model(config)
+        groups = 1 if "ungrouped" in variants else 4
+        model.length_groups = groups
+        use_sampled_softmax(SAMPLED_CLASSES if "sampled" in variants else 0)  # after build: the projection exists
+        model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=1.0), jit_compile="xla" in variants)
+        flops, _ = flops_per_target_token(model, counts_for(config))
+        data = batches.dataset().repeat()
+        try:
+            # Trace the step. XLA compiles once per batch shape (minutes on this CPU), so it gets one warm-up step.
+            warmup = 1 if "xla" in variants else args.warmup_steps
+            model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0, shuffle=False)
+            stop = StopAfter(args.seconds)
+            model.fit(data, steps_per_epoch=10**6, epochs=1, verbose=0, shuffle=False, callbacks=[stop])
+        except Exception as exc:  # noqa: BLE001  a variant that cannot run is a result too
+            message = str(exc).strip().splitlines()[0][:90]
+            return f"{row:<24} failed: {type(exc).__name__}: {message}"
+        finally:
+            use_sampled_softmax(0)
+    after = matmul_gflops("float32"), matmul_gflops("bfloat16")
+    fp32, bf16 = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+    tokens_per_second = float(stop.logs["tokens"]) / stop.seconds
+    padding = batches.padding_share(groups if architecture != "seq2seq" else 1)  # Seq2Seq runs unchunked
+    gflops = tokens_per_second * flops / 1e9
+    return (
+        f"{row:<24} {tokens_per_second:>9.0f} {padding:>8.1%} {flops / 1e6:>9.1f} {gflops:>8.1f} "
+        f"{fp32:>7.0f} {gflops / fp32:>7.1%} {bf16:>7.0f} {gflops / bf16:>7.1%} {stop.seconds / stop.steps:>7.2f}"
+    )
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--models", nargs="+", default=["hred"])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128])
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--max-dialogues", type=int, default=1500)
+    parser.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, help="MODEL[:VARIANT[+VARIANT]] (see above)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=40.0, help="timed training per row, after the warm-up")
+    parser.add_argument("--warmup-steps", type=int, default=6)
+    parser.add_argument("--max-dialogues", type=int, default=1500, help="first N Chit-Chat dialogues (their train split)")
     args = parser.parse_args()
 
-    import keras
+    import tensorflow as tf
 
-    from chatbot.config import model_config
     from chatbot.corpus import load_corpus
-    from chatbot.models import build_model
     from chatbot.tokenizer import Tokenizer
-    from chatbot.training.data import WindowBatches, dialogue_windows
+    from chatbot.training.data import dialogue_windows
 
-    keras.utils.set_random_seed(0)
     train = load_corpus("chitchat", max_dialogues=args.max_dialogues).split("train")
     tokenizer = Tokenizer.train([t.text for d in train for t in d.turns], 8000)
-    base = model_config(args.preset, vocabulary_size=tokenizer.vocabulary_size)
-    windows = dialogue_windows(train, tokenizer, base.max_turns, base.max_utterance_length)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; preset {args.preset}; {len(windows)} windows")
-    print(f"{'model':<18} {'batch':>6} {'tokens/s':>10} {'padding':>8} {'s/step':>8}")
-    for name, batch_size in [(m, b) for m in args.models for b in args.batch_sizes]:
-        architecture, _, attention = name.partition("+")
-        config = model_config(args.preset, vocabulary_size=tokenizer.vocabulary_size, model=architecture, attention=attention or None)
-        batches = WindowBatches(windows, batch_size, seed=0)
-        model = build_model(config)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=1.0))
-        iterator = iter(batches.dataset().repeat())
-        # Warm-up: trace the step for the shapes that occur.
-        for _ in range(8):
-            model.train_on_batch(next(iterator), return_dict=True)
-        tokens, steps, started = 0.0, 0, time.perf_counter()
-        while time.perf_counter() - started < args.seconds:
-            batch = next(iterator).numpy()
-            model.train_on_batch(batch, return_dict=True)
-            tokens += float((batch[:, 1:, 1:] != 0).sum())
-            steps += 1
-        seconds = time.perf_counter() - started
-        print(f"{name:<18} {batch_size:>6} {tokens / seconds:>10.0f} {batches.padding_share():>8.1%} {seconds / steps:>8.3f}", flush=True)
+    cache: dict = {}
+
+    def windows_for(config):
+        key = (config.max_turns, config.max_utterance_length)
+        if key not in cache:
+            cache[key] = dialogue_windows(train, tokenizer, *key)
+        return cache[key]
+
+    def counts_for(config):
+        return window_counts(windows_for(config))
+
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
+        f"TensorFlow {tf.__version__}; preset {args.preset}, batch {args.batch_size} windows, {len(train)} train dialogues"
+    )
+    print(
+        f"{'row':<24} {'tok/s':>9} {'padding':>8} {'MFLOP/tok':>9} {'GFLOP/s':>8} "
+        f"{'fp32 mm':>7} {'of fp32':>7} {'bf16 mm':>7} {'of bf16':>7} {'s/step':>7}",
+        flush=True,
+    )
+    for row in args.rows:
+        print(run_row(row, args, tokenizer, windows_for, counts_for), flush=True)
 
 
 if __name__ == "__main__":

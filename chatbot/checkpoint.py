@@ -28,6 +28,10 @@ from chatbot.tokenizer import Tokenizer
 MODEL_FILENAME = "model.keras"
 CONFIG_FILENAME = "config.json"
 METRICS_FILENAME = "metrics.json"
+CURVES_FILENAME = "curves.png"
+# The pretrained model in the repository (a source checkout or editable install): `chatbot pack` output
+# of a full Chit-Chat run, float16 weights. Its MODEL_CARD.md says how it was made.
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "storage" / "models" / "default"
 QUICK_TRAIN_COMMAND = "chatbot train --corpus chitchat --model hred --preset small --max-minutes 5 --out storage/models/quick"
 
 
@@ -70,14 +74,20 @@ def model_checksum(directory: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def find_default_model() -> Path:
-    """The model `chatbot chat` uses without --model: $CHATBOT_MODEL, else the newest under storage/models/.
+def find_default_model(shipped: Path | None = None) -> Path:
+    """The model `chatbot chat` uses without --model: $CHATBOT_MODEL, else the model shipped with
+    the project (`SHIPPED_MODEL_DIR`, described by its MODEL_CARD.md), else the newest under storage/models/.
 
+    Args:
+        shipped: the shipped model's directory (default `SHIPPED_MODEL_DIR`).
     Raises:
-        ModelNotFoundError: no trained model exists (the message says how to train one).
+        ModelNotFoundError: no model exists at all (the message says how to train one).
     """
     if os.environ.get("CHATBOT_MODEL"):
         return Path(os.environ["CHATBOT_MODEL"])
+    shipped = SHIPPED_MODEL_DIR if shipped is None else Path(shipped)
+    if (shipped / MODEL_FILENAME).is_file():
+        return shipped
     candidates = sorted(models_dir().glob(f"*/{MODEL_FILENAME}"), key=lambda p: p.stat().st_mtime, reverse=True)
     if not candidates:
         raise ModelNotFoundError(
@@ -111,7 +121,7 @@ def load_checkpoint(directory: Path | str) -> Checkpoint:
     """
     import keras
 
-    import chatbot.models  # noqa: F401  registers the custom layers for deserialisation
+    from chatbot.models import float32_copy  # importing chatbot.models registers the custom layers
 
     directory = Path(directory)
     model_path = check_model_dir(directory)
@@ -121,6 +131,7 @@ def load_checkpoint(directory: Path | str) -> Checkpoint:
         model = keras.models.load_model(model_path, safe_mode=True, compile=False)
     except (zipfile.BadZipFile, ValueError, OSError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{model_path}: cannot load the model ({type(exc).__name__}); the file is corrupt or from another program") from exc
+    model = float32_copy(model, model_config)
     if model.vocabulary_size != tokenizer.vocabulary_size:
         raise CheckpointError(
             f"{directory}: model vocabulary ({model.vocabulary_size}) does not match tokenizer ({tokenizer.vocabulary_size})"

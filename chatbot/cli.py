@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     chat = commands.add_parser("chat", help="chat in the terminal (every turn is saved)")
-    chat.add_argument("--model", help="model directory (default: $CHATBOT_MODEL, else the newest in storage/models/)")
+    chat.add_argument("--model", help="model directory (default: $CHATBOT_MODEL, else the shipped storage/models/default, else the newest in storage/models/)")
     chat.add_argument("--resume", type=int, metavar="ID", help="continue conversation ID")
     _add_db(chat)
     _add_decoding(chat)
@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-minutes", type=float, help="stop after this many minutes; the last epoch is validated and saved")
     train.add_argument("--patience", type=int, default=2, help="early stopping: epochs without improvement (default 2)")
     train.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant", help="constant, or cosine decay to 10%% over --epochs (default constant)")
+    train.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32", help="training arithmetic: mixed_bfloat16 computes in bfloat16 with float32 weights, faster on CPUs with AMX/AVX512-BF16 and recent GPUs (default float32; replies always decode in float32)")
+    train.add_argument("--length-groups", type=int, default=4, help="HRED/VHRED: run each RNN over this many length-sorted chunks of a batch, so short utterances are not padded to the longest (default 4; 1 turns it off; the loss is the same)")
     train.add_argument("--clipnorm", type=float, default=1.0, help="gradient norm clipping threshold (default 1.0)")
     train.add_argument("--init-from", metavar="DIR", help="start from a trained model: the same architecture fine-tunes all its weights; another (e.g. VHRED from HRED) starts from its embedding and encoders. Its tokenizer is reused")
     sizes = train.add_argument_group("model (default: the preset's)")
@@ -82,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", metavar="FILE", help="JSON report (default storage/eval/eval-SPLIT-TIME.json)")
     evaluate.add_argument("--plot", metavar="FILE.png", help="also draw the models' perplexity and distinct-2 side by side as a PNG")
     _add_decoding(evaluate, seed=1234)
+
+    pack = commands.add_parser("pack", help="copy a trained model for shipping: no optimizer state, float16 weights, perplexity checked")
+    pack.add_argument("source", metavar="DIR", help="model directory written by `chatbot train`")
+    pack.add_argument("--out", required=True, metavar="DIR", help="directory to write (must not hold a model)")
+    pack.add_argument("--float32", action="store_true", help="keep float32 weights (default: float16, half the bytes; refused if the perplexity changes by 1%% or more)")
+    pack.add_argument("--max-dialogues", type=int, help="measure the perplexities on the first N dialogues' valid split only (quick runs)")
 
     corpus = commands.add_parser("corpus", help="inspect a corpus")
     corpus.add_argument("action", choices=["stats", "validate"], help="stats: counts per split; validate: parse and report")
@@ -138,6 +146,7 @@ def _run(args) -> int:
             "train": cmd_train,
             "eval": cmd_eval,
             "corpus": cmd_corpus,
+            "pack": cmd_pack,
             "sessions": cmd_sessions,
             "replay": cmd_replay,
         }[args.command]
@@ -196,6 +205,8 @@ def cmd_train(args) -> int:
         max_dialogues=args.max_dialogues,
         max_minutes=args.max_minutes,
         seed=args.seed,
+        precision=args.precision,
+        length_groups=args.length_groups,
     )
     try:
         result = train(Path(args.out), config, train_config, resume=args.resume)
@@ -248,6 +259,20 @@ def cmd_eval(args) -> int:
         from chatbot.plots import eval_comparison
 
         print(f"plot: {eval_comparison(rows, Path(args.plot))}")
+    return 0
+
+
+def cmd_pack(args) -> int:
+    from chatbot.pack import PACK_FILENAME, pack_model
+
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    report = pack_model(args.source, args.out, float16=not args.float32, max_dialogues=args.max_dialogues, log=log)
+    check, dtype = report["perplexity"], report["dtype"]
+    print(
+        f"packed {args.source} → {args.out}: {report['bytes']['source'] / 1e6:.1f} MB → {report['bytes']['packed'] / 1e6:.1f} MB; "
+        f"{check['split']} perplexity {check['float32']['value']} (float32) → {check[dtype]['value']} ({dtype}), "
+        f"{check['change']:+.3%}; model id {report['model_id']}; checksums in {Path(args.out) / PACK_FILENAME}"
+    )
     return 0
 
 

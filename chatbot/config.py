@@ -15,6 +15,9 @@ MODEL_TYPES = ("seq2seq", "hred", "vhred")
 CELL_TYPES = ("gru", "lstm")
 ATTENTION_TYPES = ("none", "additive", "dot")
 LR_SCHEDULES = ("constant", "cosine")
+# Training arithmetic: Keras dtype policies. "mixed_bfloat16" computes in bfloat16 with float32 weights
+# (fast on CPUs with AMX or AVX512-BF16 and on recent GPUs; slow elsewhere). Inference always runs float32.
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +102,14 @@ class TrainConfig:
     max_minutes: float | None = None  # stop training after this many minutes of wall time
     seed: int = 1234  # seeds weight init, shuffling and dropout
     init_from: str | None = None  # model directory whose embedding, utterance encoder and context RNN start this run
+    precision: str = "float32"  # Keras dtype policy while training: "float32" or "mixed_bfloat16"
+    length_groups: int = 4  # HRED/VHRED training runs each RNN over this many length-sorted chunks of a batch (1: off)
 
     def __post_init__(self) -> None:
+        if self.length_groups < 1:
+            raise ConfigError(f"--length-groups must be at least 1, got {self.length_groups}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision!r} is not available; choose one of: {', '.join(PRECISIONS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"--lr-schedule {self.lr_schedule!r} is not available; choose one of: {', '.join(LR_SCHEDULES)}")
         if not self.learning_rate > 0:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-CURVES_FILENAME = "curves.png"
+from chatbot.checkpoint import CURVES_FILENAME  # noqa: F401  (re-exported for the trainer)
 
 
 def _pyplot():

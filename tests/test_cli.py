@@ -4,7 +4,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from chatbot.checkpoint import SHIPPED_MODEL_DIR, find_default_model
 from chatbot.cli import main
+from chatbot.errors import ModelNotFoundError
 from chatbot.store import ConversationStore
 from tests.conftest import CORPORA, REPO
 
@@ -70,12 +74,15 @@ def test_corpus_stats_per_split(capsys):
     assert sum(int(r[2]) for r in rows.values()) == 4 + 4 + 4  # turns
 
 
-def test_chat_without_a_model_says_which_command_trains_one(tmp_path):
-    result = run("chat", env={"CHATBOT_HOME": str(tmp_path)})
-    assert result.returncode == 1
-    assert "no trained model in" in result.stderr
-    assert "chatbot train --corpus chitchat --model hred" in result.stderr
-    assert "Traceback" not in result.stderr and "I0000" not in result.stderr
+def test_without_any_model_the_message_says_which_command_trains_one(tmp_path, monkeypatch):
+    # A checkout always has the shipped model, so the no-model path is reached by pointing past it.
+    monkeypatch.setenv("CHATBOT_HOME", str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match="no trained model in .*chatbot train --corpus chitchat --model hred"):
+        find_default_model(shipped=tmp_path / "not-shipped")
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    (tmp_path / "models" / "mine" / "model.keras").write_bytes(b"")
+    assert find_default_model(shipped=tmp_path / "not-shipped") == tmp_path / "models" / "mine"
+    assert find_default_model() == SHIPPED_MODEL_DIR  # the shipped model comes before the user's models
 
 
 def test_bad_database_file_is_one_line(tmp_path):

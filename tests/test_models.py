@@ -164,3 +164,30 @@ def test_every_architecture_generates_through_the_shared_contract(english, name)
     reply = generator.generate(context, config, seed=5)
     assert 1 <= len(reply) <= 6 and all(4 <= token < vocabulary_size for token in reply)
     assert generator.generate(context, config, seed=5) == reply
+
+
+@pytest.mark.parametrize("name", ["hred", "vhred"])
+def test_length_groups_give_the_same_loss_and_gradients_with_less_padding(english, name):
+    import tensorflow as tf
+
+    vocabulary_size, batches = english
+    model = build_model(model_config("tiny", vocabulary_size=vocabulary_size, dropout=0.0, word_dropout=0.0, **ARCHITECTURES[name]))
+    # Real batches, plus one window alone: fewer utterances than groups leaves some chunks empty.
+    probes = [b for b, _ in zip(batches._batches(), range(3))] + [WindowBatches.pad(batches.windows[:1])]
+    for probe in probes:
+        results = []
+        for groups in (1, 4):
+            model.length_groups = groups
+            if name == "vhred":  # the same posterior noise for both runs
+                model.seed_generator.state.assign(np.array([7, 0]).astype(model.seed_generator.state.dtype))
+            with tf.GradientTape() as tape:
+                terms = model.loss_terms(tf.constant(probe), training=True)
+            gradients = tape.gradient(terms["nll"], model.trainable_weights)
+            results.append((terms, [tf.convert_to_tensor(g).numpy() for g in gradients if g is not None]))
+        (one, one_gradients), (four, four_gradients) = results
+        assert float(one["tokens"]) == float(four["tokens"]) > 0
+        np.testing.assert_allclose(float(one["nll"]), float(four["nll"]), rtol=1e-5)
+        assert len(one_gradients) == len(four_gradients)
+        for a, b in zip(one_gradients, four_gradients):
+            np.testing.assert_allclose(a, b, atol=1e-4)
+    assert batches.padding_share(4) < 0.8 * batches.padding_share(1)

@@ -1,5 +1,9 @@
 """Dialogue models. Each exposes `encode_context` and `decode_step` (see DESIGN.md)."""
 
+import contextlib
+
+import keras
+
 from chatbot.models.base import DialogueModel, Perplexity
 from chatbot.models.hred import HRED
 from chatbot.models.layers import ContextEncoder, UtteranceDecoder, UtteranceEncoder
@@ -8,6 +12,8 @@ from chatbot.models.vhred import VHRED, GaussianHead
 
 __all__ = [
     "build_model",
+    "dtype_policy",
+    "float32_copy",
     "DialogueModel",
     "HRED",
     "VHRED",
@@ -53,3 +59,32 @@ def build_model(config, seed: int = 1234):
         model = HRED(context_dim=config.context_dim, **shared)
     model.build()
     return model
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras's global dtype policy set to `name` ("float32", "float16", "mixed_bfloat16") inside the block.
+
+    Sublayers take the global policy when the model is built, so a model built
+    inside the block computes (and, for "float16", stores its weights) in that type.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def float32_copy(model, config):
+    """`model` itself if it is a float32 model, else a float32 model with its weights (cast).
+
+    Models saved with float16 weights (the shipped model) or trained under
+    mixed bfloat16 are decoded in float32, so replies do not depend on how a model was stored.
+    """
+    if model.dtype_policy.name == "float32" and all(w.dtype == "float32" for w in model.weights):
+        return model
+    with dtype_policy("float32"):
+        copy = build_model(config)
+    copy.set_weights([w.astype("float32") for w in model.get_weights()])
+    return copy

@@ -43,10 +43,60 @@ def masked_token_nll(projection, outputs, targets):
         (summed negative log-likelihood in nats, number of target tokens as float32).
     """
     mask = ops.not_equal(targets, PAD_ID)  # (N, L)
-    logits = projection(tf.boolean_mask(outputs, mask))  # (M, V)
-    labels = tf.boolean_mask(targets, mask)  # (M,)
+    return token_nll(projection, tf.boolean_mask(outputs, mask), tf.boolean_mask(targets, mask))
+
+
+def token_nll(projection, outputs, labels):
+    """Summed token cross-entropy of decoder outputs at real target positions.
+
+    Args:
+        projection: layer mapping `(M, decoder_dim)` → `(M, vocabulary_size)` logits.
+        outputs: `(M, decoder_dim)` decoder outputs, one per target token.
+        labels: `(M,)` int32 target token ids.
+    Returns:
+        (summed negative log-likelihood in nats, M as float32).
+    """
+    # Under mixed precision the projection computes in bfloat16; the softmax and its sum stay float32.
+    logits = ops.cast(projection(outputs), "float32")  # (M, V)
     nll = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)  # (M,)
     return ops.sum(nll), ops.cast(ops.shape(labels)[0], "float32")
+
+
+def chunk_rows(tensor, order, start, end, length=None):
+    """Rows `order[start:end]` of `tensor`, cut to `length` steps; `tensor` itself when `order` is None."""
+    if order is None:
+        return tensor
+    rows = tf.gather(tensor, order[start:end])
+    return rows if length is None else rows[:, :length]
+
+
+def length_sorted_chunks(token_ids, groups: int):
+    """Split rows into `groups` chunks of similar length, each cut to its longest row.
+
+    Rows are sorted by their number of non-padding tokens and cut into `groups`
+    near-equal chunks; a chunk of short rows is then run for fewer time steps,
+    which is where padding costs (an RNN pays for every step of every row).
+
+    Args:
+        token_ids: `(N, L)` int32, right-padded with 0.
+        groups: number of chunks (1: one chunk, the rows in their order).
+    Returns:
+        (order `(N,)` int32, the rows sorted by length, or None for one chunk; a list of
+        `(start, end, length)` scalars: chunk `g` is rows `order[start:end]` cut to `length` steps).
+    """
+    if groups <= 1:
+        return None, [(None, None, None)]
+    lengths = ops.sum(ops.cast(ops.not_equal(token_ids, PAD_ID), "int32"), axis=1)  # (N,)
+    order = tf.argsort(lengths, stable=True)
+    ordered = tf.gather(lengths, order)
+    count = tf.shape(lengths)[0]
+    chunks = []
+    for g in range(groups):
+        start, end = count * g // groups, count * (g + 1) // groups
+        # An empty chunk (fewer rows than groups) gets length 1: zero rows, one step.
+        longest = tf.maximum(tf.reduce_max(tf.concat([ordered[start:end], [0]], axis=0)), 1)
+        chunks.append((start, end, longest))
+    return order, chunks
 
 
 def existing_targets(*tensors, replies):

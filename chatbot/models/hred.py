@@ -12,7 +12,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from chatbot.models.base import DialogueModel, existing_targets, masked_token_nll
+import tensorflow as tf
+
+from chatbot.models.base import DialogueModel, chunk_rows, existing_targets, length_sorted_chunks, token_nll
 from chatbot.models.layers import ContextEncoder, UtteranceDecoder, UtteranceEncoder
 from chatbot.tokenizer import PAD_ID
 
@@ -42,6 +44,10 @@ class HRED(DialogueModel):
         bidirectional: the utterance encoder reads both directions.
         dropout: rate on embeddings and decoder outputs while training.
     """
+
+    # Training runs each RNN over this many length-sorted chunks of its rows (set by the trainer;
+    # 1 = one padded batch). Inference and evaluation always run one chunk. Not saved with the model.
+    length_groups = 1
 
     def __init__(
         self,
@@ -79,9 +85,14 @@ class HRED(DialogueModel):
         shape = ops.shape(tokens)
         batch_size, num_turns, utterance_length = shape[0], shape[1], shape[2]
         flat = ops.reshape(tokens, (-1, utterance_length))  # (B*T, L)
-        vectors = self.utterance_encoder(
-            self.embed(flat, training), token_mask=ops.not_equal(flat, PAD_ID), training=training
-        )  # (B*T, H')
+        order, chunks = length_sorted_chunks(flat, self.length_groups if training else 1)
+        vectors = []
+        for start, end, length in chunks:
+            rows = chunk_rows(flat, order, start, end, length)  # (n, l)
+            vectors.append(
+                self.utterance_encoder(self.embed(rows, training), token_mask=ops.not_equal(rows, PAD_ID), training=training)
+            )
+        vectors = vectors[0] if order is None else tf.gather(ops.concatenate(vectors, axis=0), tf.argsort(order))  # (B*T, H')
         vectors = ops.reshape(vectors, (batch_size, num_turns, self.utterance_encoder.output_dim))  # (B, T, H')
         turn_mask = ops.any(ops.not_equal(tokens, PAD_ID), axis=-1)  # (B, T)
         return self.context_encoder(vectors, turn_mask=turn_mask, training=training), vectors
@@ -103,10 +114,34 @@ class HRED(DialogueModel):
         """Hook for word dropout (VHRED); HRED feeds the reply as is."""
         return inputs
 
+    def target_nll(self, replies, conditioning, training=False):
+        """Teacher forcing and token cross-entropy, summed over the real target tokens.
+
+        While training with `length_groups` > 1 the decoder runs over length-sorted
+        chunks of the replies; the sum is the same, only less padding is computed.
+
+        Args:
+            replies: `(N, utterance_length)` int32 `[BOS] tokens [EOS]`, right-padded.
+            conditioning: `(N, conditioning_dim)`.
+        Returns:
+            (summed negative log-likelihood in nats, number of target tokens as float32).
+        """
+        inputs, targets = self.decoder_inputs(replies[:, :-1], training), replies[:, 1:]  # teacher forcing shift
+        order, chunks = length_sorted_chunks(targets, self.length_groups if training else 1)
+        outputs, labels = [], []
+        for start, end, length in chunks:
+            chunk_targets = chunk_rows(targets, order, start, end, length)
+            chunk_inputs = chunk_rows(inputs, order, start, end, length)
+            decoded = self.decoder(self.embed(chunk_inputs, training), chunk_rows(conditioning, order, start, end), training=training)
+            mask = ops.not_equal(chunk_targets, PAD_ID)
+            outputs.append(tf.boolean_mask(self.output_dropout(decoded, training=training), mask))  # (m, D)
+            labels.append(tf.boolean_mask(chunk_targets, mask))  # (m,)
+        return token_nll(self.output_projection, ops.concatenate(outputs, axis=0), ops.concatenate(labels, axis=0))
+
     def loss_terms(self, tokens, training=False):
         context, _ = self.encode_turns(tokens, training)
         replies, context = existing_targets(context[:, :-1], replies=tokens[:, 1:])  # (N, L), (N, C)
-        nll, count = masked_token_nll(self.output_projection, *self.decode(replies, context, training))
+        nll, count = self.target_nll(replies, context, training)
         return {"nll": nll, "tokens": count}
 
     def call(self, tokens, training=False):

@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from chatbot.models.base import existing_targets, masked_token_nll
+from chatbot.models.base import existing_targets
 from chatbot.models.hred import HRED, last_turn
 from chatbot.tokenizer import BOS_ID, PAD_ID, UNK_ID
 
@@ -130,18 +130,19 @@ class VHRED(HRED):
         replies, context, target_vectors = existing_targets(context[:, :-1], vectors[:, 1:], replies=tokens[:, 1:])
         prior_mean, prior_variance = self.prior(context)  # (N, Z) each
         post_mean, post_variance = self.posterior(ops.concatenate([context, target_vectors], axis=-1))
-        noise = keras.random.normal(ops.shape(post_mean), seed=self.seed_generator)
+        noise = keras.random.normal(ops.shape(post_mean), dtype=post_mean.dtype, seed=self.seed_generator)
         z = post_mean + ops.sqrt(post_variance) * noise  # (N, Z)
         conditioning = ops.concatenate([context, z], axis=-1)  # (N, C + Z)
-        outputs, targets = self.decode(replies, conditioning, training)
-        nll, count = masked_token_nll(self.output_projection, outputs, targets)
-        kl = gaussian_kl(post_mean, post_variance, prior_mean, prior_variance)  # (N,)
+        nll, count = self.target_nll(replies, conditioning, training)
+        targets = replies[:, 1:]  # (N, L-1)
+        # Under mixed precision the heads compute in bfloat16; the KL and the softmax stay float32.
+        kl = gaussian_kl(*(ops.cast(t, "float32") for t in (post_mean, post_variance, prior_mean, prior_variance)))  # (N,)
         # Bag of words: every target token scored by one softmax over [c; z].
-        bow_log_probs = ops.log_softmax(self.bow_projection(conditioning), axis=-1)  # (N, V)
+        bow_log_probs = ops.log_softmax(ops.cast(self.bow_projection(conditioning), "float32"), axis=-1)  # (N, V)
         picked = ops.take_along_axis(bow_log_probs, targets, axis=1)  # (N, L-1)
         bow = -ops.sum(picked * ops.cast(ops.not_equal(targets, PAD_ID), picked.dtype))
         # Active units: variance across replies of the posterior mean, per unit.
-        spread = ops.var(post_mean, axis=0)  # (Z,)
+        spread = ops.var(ops.cast(post_mean, "float32"), axis=0)  # (Z,)
         return {
             "nll": nll,
             "tokens": count,

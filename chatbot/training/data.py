@@ -122,11 +122,18 @@ class WindowBatches:
         dataset = tf.data.Dataset.from_generator(self._batches, output_signature=spec)
         return dataset.apply(tf.data.experimental.assert_cardinality(self.num_batches)).prefetch(tf.data.AUTOTUNE)
 
-    def padding_share(self) -> float:
-        """Share of token slots in the padded batches that are padding (0-1), for one epoch."""
+    def padding_share(self, length_groups: int = 1) -> float:
+        """Share of the token slots an RNN computes over one epoch that are padding (0-1).
+
+        Slots are every `(turn, position)` of the padded batches; with `length_groups`
+        > 1, the utterances of a batch are sorted by length and cut into that many
+        chunks, each padded only to its own longest (as the models do while training).
+        """
         slots = real = 0
         for batch in self._batches():
-            slots += batch.size
-            real += int(np.count_nonzero(batch))
+            lengths = np.sort(np.count_nonzero(batch, axis=-1).ravel())  # (B*T,)
+            real += int(lengths.sum())
+            for chunk in np.array_split(lengths, max(length_groups, 1)):
+                slots += len(chunk) * (int(chunk.max(initial=0)) if length_groups > 1 else batch.shape[-1])
         self._epoch -= 1  # measuring must not shift the training order
         return 1.0 - real / max(slots, 1)

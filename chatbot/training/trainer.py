@@ -84,9 +84,6 @@ def train(
     """
     import keras
 
-    from chatbot.models import build_model
-    from chatbot.plots import CURVES_FILENAME
-    from chatbot.training.callbacks import CurvesPlot, MetricsLog, PosteriorCollapseWarning, ProgressLog, TimeBudget
     from chatbot.training.data import WindowBatches, dialogue_windows
 
     out_dir = Path(out_dir)
@@ -165,7 +162,22 @@ def train(
         f"{summary['train_windows']} windows, {summary['train_target_tokens']} target tokens per epoch"
     )
 
+    from chatbot.models import dtype_policy
+
+    with dtype_policy(train_config.precision):
+        return _fit(out_dir, model_config, train_config, batches, source, summary, verbose, log)
+
+
+def _fit(out_dir, model_config, train_config, batches, source, summary, verbose, log) -> TrainResult:
+    """Build, compile and fit the model on prepared batches (under the run's dtype policy)."""
+    import keras
+
+    from chatbot.models import build_model
+    from chatbot.plots import CURVES_FILENAME
+    from chatbot.training.callbacks import CurvesPlot, MetricsLog, PosteriorCollapseWarning, ProgressLog, TimeBudget
+
     model = build_model(model_config, seed=train_config.seed)
+    model.length_groups = train_config.length_groups  # HRED and VHRED read it while training
     if source is not None and source.model_config == model_config:
         model.set_weights(source.model.get_weights())
     elif source is not None:

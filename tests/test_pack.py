@@ -1,0 +1,68 @@
+"""`chatbot pack` (float16 copies for shipping) and `--precision mixed_bfloat16` training, on tiny real models."""
+
+import json
+import zipfile
+
+import pytest
+
+from chatbot.checkpoint import MODEL_FILENAME, load_checkpoint
+from chatbot.cli import main
+from chatbot.config import model_config
+from chatbot.corpus import load_corpus
+from chatbot.decoding import DecodingConfig
+from chatbot.errors import CheckpointError
+from chatbot.evaluation import perplexity
+from chatbot.manager import Responder
+from chatbot.pack import PACK_FILENAME, file_sha256, pack_model
+from tests.conftest import tiny_train_config
+
+
+@pytest.mark.parametrize("fixture", ["tiny_model_dir", "tiny_vhred_dir"])
+def test_float16_copy_keeps_the_perplexity_within_one_percent(fixture, request, tmp_path):
+    source = request.getfixturevalue(fixture)
+    out = tmp_path / "packed"
+    report = pack_model(source, out)
+    # Measured here again, independently of pack's own check, on the held-out test split.
+    test = load_corpus("chatterbot:english").split("test")
+    original, packed = load_checkpoint(source), load_checkpoint(out)
+    before, after = perplexity(original, test, 32, seed=0)["value"], perplexity(packed, test, 32, seed=0)["value"]
+    assert abs(after / before - 1) < 0.01, (before, after)
+    assert abs(report["perplexity"]["change"]) < 0.01
+    # Half the bytes: float16 weights and no optimizer state.
+    assert (out / MODEL_FILENAME).stat().st_size < 0.6 * (source / MODEL_FILENAME).stat().st_size
+    with zipfile.ZipFile(out / MODEL_FILENAME) as archive:
+        assert "optimizer" not in archive.read("model.weights.h5").decode("latin-1")
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.json", "curves.png", "metrics.json", "model.keras", "pack.json", "tokenizer.model"]
+    )
+    written = json.loads((out / PACK_FILENAME).read_text())
+    assert written["sha256"] == {name: file_sha256(out / name) for name in written["sha256"]}
+    assert written["model_id"] == packed.model_id != original.model_id
+    assert {w.dtype for w in packed.model.weights} == {"float32"}
+
+
+def test_packing_over_a_model_or_from_nothing_is_one_line(tiny_model_dir, tmp_path, capsys):
+    with pytest.raises(CheckpointError, match="already holds a model"):
+        pack_model(tiny_model_dir, tiny_model_dir)
+    assert main(["pack", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such model directory" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_mixed_bfloat16_training_decodes_in_float32(tmp_path):
+    import keras
+
+    from chatbot.training.trainer import train
+
+    out = tmp_path / "bf16"
+    train(out, model_config("tiny"), tiny_train_config(epochs=1, precision="mixed_bfloat16"), verbose=0, log=lambda line: None)
+    assert keras.mixed_precision.global_policy().name == "float32"  # the run's policy does not leak
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.train_config.precision == "mixed_bfloat16"
+    assert checkpoint.model.dtype_policy.name == "float32" and {w.dtype for w in checkpoint.model.weights} == {"float32"}
+    metrics = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert metrics[-1]["val_perplexity"] < 400  # learnt something: the vocabulary is 400
+    history = ["hello", "hi, how are you?"]
+    first = Responder(checkpoint).candidates(history, DecodingConfig(), seed=5).texts
+    assert first == Responder(load_checkpoint(out)).candidates(history, DecodingConfig(), seed=5).texts
