@@ -14,7 +14,7 @@ full softmax, a prefetched tf.data pipeline):
                 instead of 4 length-sorted chunks
     bf16        Keras mixed_bfloat16 policy (`chatbot train --precision mixed_bfloat16`)
     xla         model.compile(jit_compile=True)
-    sampled     training-time sampled softmax over 512 classes (tf.nn.sampled_softmax_loss)
+    sampled     HRED/VHRED: training-time sampled softmax over 512 classes (`--sampled-softmax 512`)
 
 Every row trains with `model.fit` on the same windows of the Chit-Chat train
 split for `--seconds` after a warm-up (graph tracing excluded), and prints
@@ -122,29 +122,6 @@ def flops_per_target_token(model, counts: dict) -> tuple[float, dict]:
     return 6.0 * per_target, parts
 
 
-def use_sampled_softmax(num_classes: int):
-    """Replace the full-softmax token loss by a sampled softmax (training only) in the model modules."""
-    import tensorflow as tf
-
-    import chatbot.models.hred as hred
-    import chatbot.models.seq2seq as seq2seq
-    import chatbot.models.vhred as vhred
-    from chatbot.models.base import masked_token_nll
-
-    def sampled_token_nll(projection, outputs, targets):
-        mask = tf.not_equal(targets, 0)
-        inputs = tf.cast(tf.boolean_mask(outputs, mask), "float32")  # (M, D)
-        labels = tf.cast(tf.boolean_mask(targets, mask), tf.int64)[:, None]  # (M, 1)
-        loss = tf.nn.sampled_softmax_loss(
-            weights=tf.transpose(projection.kernel), biases=projection.bias, labels=labels, inputs=inputs,
-            num_sampled=num_classes, num_classes=projection.units,
-        )
-        return tf.reduce_sum(loss), tf.cast(tf.shape(labels)[0], "float32")
-
-    for module in (hred, seq2seq, vhred):
-        module.masked_token_nll = sampled_token_nll if num_classes else masked_token_nll
-
-
 class StopAfter(keras.callbacks.Callback):
     """Stops `fit` after `seconds`; keeps the number of steps, the seconds and the last logs."""
 
@@ -180,7 +157,7 @@ def run_row(row: str, args, tokenizer, windows_for, counts_for) -> str:
         model = build_model(config)
         groups = 1 if "ungrouped" in variants else 4
         model.length_groups = groups
-        use_sampled_softmax(SAMPLED_CLASSES if "sampled" in variants else 0)  # after build: the projection exists
+        model.sampled_softmax = SAMPLED_CLASSES if "sampled" in variants else 0  # `chatbot train --sampled-softmax 512`
         model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=1.0), jit_compile="xla" in variants)
         flops, _ = flops_per_target_token(model, counts_for(config))
         data = batches.dataset().repeat()
@@ -193,8 +170,6 @@ def run_row(row: str, args, tokenizer, windows_for, counts_for) -> str:
         except Exception as exc:  # noqa: BLE001  a variant that cannot run is a result too
             message = str(exc).strip().splitlines()[0][:90]
             return f"{row:<24} failed: {type(exc).__name__}: {message}"
-        finally:
-            use_sampled_softmax(0)
     after = matmul_gflops("float32"), matmul_gflops("bfloat16")
     fp32, bf16 = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
     tokens_per_second = float(stop.logs["tokens"]) / stop.seconds

@@ -131,9 +131,12 @@ def load_checkpoint(directory: Path | str) -> Checkpoint:
         model = keras.models.load_model(model_path, safe_mode=True, compile=False)
     except (zipfile.BadZipFile, ValueError, OSError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{model_path}: cannot load the model ({type(exc).__name__}); the file is corrupt or from another program") from exc
-    model = float32_copy(model, model_config)
     if model.vocabulary_size != tokenizer.vocabulary_size:
         raise CheckpointError(
             f"{directory}: model vocabulary ({model.vocabulary_size}) does not match tokenizer ({tokenizer.vocabulary_size})"
         )
+    try:
+        model = float32_copy(model, model_config)
+    except ValueError as exc:  # config.json describes other sizes than the model file holds
+        raise CheckpointError(f"{directory}: {CONFIG_FILENAME} does not match {MODEL_FILENAME} ({exc})") from exc
     return Checkpoint(directory, model, tokenizer, model_config, train_config, model_checksum(directory))

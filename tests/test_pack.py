@@ -41,13 +41,15 @@ def test_float16_copy_keeps_the_perplexity_within_one_percent(fixture, request, 
     assert {w.dtype for w in packed.model.weights} == {"float32"}
 
 
-def test_packing_over_a_model_or_from_nothing_is_one_line(tiny_model_dir, tmp_path, capsys):
-    with pytest.raises(CheckpointError, match="already holds a model"):
+def test_packing_over_a_model_or_from_nothing_is_one_line_and_leaves_nothing(tiny_model_dir, tmp_path, capsys):
+    with pytest.raises(CheckpointError, match="already exists and is not an empty directory"):
         pack_model(tiny_model_dir, tiny_model_dir)
-    assert main(["pack", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no such model directory" in err and "Traceback" not in err
-    assert not (tmp_path / "out").exists()
+    # A missing model, and a corpus slice with no valid dialogue to measure the copy on.
+    for source, message in ((tmp_path / "missing", "no such model directory"), (tiny_model_dir, "raise --max-dialogues")):
+        assert main(["pack", str(source), "--out", str(tmp_path / "out"), "--max-dialogues", "0"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+        assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 
 def test_mixed_bfloat16_training_decodes_in_float32(tmp_path):

@@ -80,7 +80,8 @@ def float32_copy(model, config):
     """`model` itself if it is a float32 model, else a float32 model with its weights (cast).
 
     Models saved with float16 weights (the shipped model) or trained under
-    mixed bfloat16 are decoded in float32, so replies do not depend on how a model was stored.
+    mixed bfloat16 are decoded in float32: the stored weights are whatever they
+    were rounded to, but the arithmetic of every reply is float32.
     """
     if model.dtype_policy.name == "float32" and all(w.dtype == "float32" for w in model.weights):
         return model

@@ -70,6 +70,34 @@ def chunk_rows(tensor, order, start, end, length=None):
     return rows if length is None else rows[:, :length]
 
 
+def sampled_token_nll(projection, outputs, labels, num_sampled: int):
+    """Sampled-softmax token cross-entropy (Jean et al. 2015), for training only.
+
+    Each target's softmax runs over its own class and `num_sampled` classes drawn
+    from a log-uniform (Zipf) proposal over the vocabulary, shared by the batch,
+    with the usual correction for the proposal. Cost per target token is
+    proportional to `num_sampled` instead of the vocabulary size. The result is a
+    biased, lower estimate of the full cross-entropy: report the full one (`token_nll`).
+
+    Args:
+        projection: the Dense output projection (its kernel `(decoder_dim, vocabulary_size)` and bias are used).
+        outputs: `(M, decoder_dim)` decoder outputs at the real target positions.
+        labels: `(M,)` int32 target token ids.
+        num_sampled: sampled classes per batch.
+    Returns:
+        (summed sampled loss in nats, M as float32).
+    """
+    loss = tf.nn.sampled_softmax_loss(
+        weights=tf.transpose(projection.kernel),  # (V, D)
+        biases=projection.bias,
+        labels=ops.cast(labels, "int64")[:, None],
+        inputs=ops.cast(outputs, "float32"),
+        num_sampled=num_sampled,
+        num_classes=projection.units,
+    )
+    return ops.sum(loss), ops.cast(ops.shape(labels)[0], "float32")
+
+
 def length_sorted_chunks(token_ids, groups: int):
     """Split rows into `groups` chunks of similar length, each cut to its longest row.
 

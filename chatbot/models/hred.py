@@ -14,7 +14,14 @@ from keras import ops
 
 import tensorflow as tf
 
-from chatbot.models.base import DialogueModel, chunk_rows, existing_targets, length_sorted_chunks, token_nll
+from chatbot.models.base import (
+    DialogueModel,
+    chunk_rows,
+    existing_targets,
+    length_sorted_chunks,
+    sampled_token_nll,
+    token_nll,
+)
 from chatbot.models.layers import ContextEncoder, UtteranceDecoder, UtteranceEncoder
 from chatbot.tokenizer import PAD_ID
 
@@ -48,6 +55,9 @@ class HRED(DialogueModel):
     # Training runs each RNN over this many length-sorted chunks of its rows (set by the trainer;
     # 1 = one padded batch). Inference and evaluation always run one chunk. Not saved with the model.
     length_groups = 1
+    # > 0: training scores each target against this many sampled classes instead of the whole
+    # vocabulary (sampled softmax; set by the trainer). Validation and evaluation use the full softmax.
+    sampled_softmax = 0
 
     def __init__(
         self,
@@ -119,6 +129,7 @@ class HRED(DialogueModel):
 
         While training with `length_groups` > 1 the decoder runs over length-sorted
         chunks of the replies; the sum is the same, only less padding is computed.
+        While training with `sampled_softmax` > 0 the sum is the sampled-softmax loss.
 
         Args:
             replies: `(N, utterance_length)` int32 `[BOS] tokens [EOS]`, right-padded.
@@ -136,7 +147,10 @@ class HRED(DialogueModel):
             mask = ops.not_equal(chunk_targets, PAD_ID)
             outputs.append(tf.boolean_mask(self.output_dropout(decoded, training=training), mask))  # (m, D)
             labels.append(tf.boolean_mask(chunk_targets, mask))  # (m,)
-        return token_nll(self.output_projection, ops.concatenate(outputs, axis=0), ops.concatenate(labels, axis=0))
+        outputs, labels = ops.concatenate(outputs, axis=0), ops.concatenate(labels, axis=0)  # (M, D), (M,)
+        if training and self.sampled_softmax:
+            return sampled_token_nll(self.output_projection, outputs, labels, self.sampled_softmax)
+        return token_nll(self.output_projection, outputs, labels)
 
     def loss_terms(self, tokens, training=False):
         context, _ = self.encode_turns(tokens, training)

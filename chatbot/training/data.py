@@ -125,9 +125,11 @@ class WindowBatches:
     def padding_share(self, length_groups: int = 1) -> float:
         """Share of the token slots an RNN computes over one epoch that are padding (0-1).
 
-        Slots are every `(turn, position)` of the padded batches; with `length_groups`
-        > 1, the utterances of a batch are sorted by length and cut into that many
-        chunks, each padded only to its own longest (as the models do while training).
+        Slots are every `(turn, position)` of the padded batches, as the utterance
+        encoder sees them; with `length_groups` > 1, the utterances of a batch are
+        sorted by length and cut into that many near-equal chunks, each padded only to
+        its own longest (an approximation of the models' chunking: the decoder's own
+        chunks over the replies are not counted separately).
         """
         slots = real = 0
         for batch in self._batches():
