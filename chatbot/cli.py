@@ -57,7 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant", help="constant, or cosine decay to 10%% over --epochs (default constant)")
     train.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32", help="training arithmetic: mixed_bfloat16 computes in bfloat16 with float32 weights, faster on CPUs with AMX/AVX512-BF16 and recent GPUs (default float32; replies always decode in float32)")
     train.add_argument("--length-groups", type=int, default=4, help="HRED/VHRED: run each RNN over this many length-sorted chunks of a batch, so short utterances are not padded to the longest (default 4; 1 turns it off; the loss is the same)")
-    train.add_argument("--sampled-softmax", type=int, default=0, metavar="N", help="HRED/VHRED: train with a sampled softmax over N classes (e.g. 512) instead of the whole vocabulary; the training perplexity shown is then the sampled estimate, validation stays exact (default 0: full softmax)")
     train.add_argument("--clipnorm", type=float, default=1.0, help="gradient norm clipping threshold (default 1.0)")
     train.add_argument("--init-from", metavar="DIR", help="start from a trained model: the same architecture fine-tunes all its weights; another (e.g. VHRED from HRED) starts from its embedding and encoders. Its tokenizer is reused")
     sizes = train.add_argument_group("model (default: the preset's)")
@@ -208,7 +207,6 @@ def cmd_train(args) -> int:
         seed=args.seed,
         precision=args.precision,
         length_groups=args.length_groups,
-        sampled_softmax=args.sampled_softmax,
     )
     try:
         result = train(Path(args.out), config, train_config, resume=args.resume)

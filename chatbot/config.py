@@ -104,11 +104,8 @@ class TrainConfig:
     init_from: str | None = None  # model directory whose embedding, utterance encoder and context RNN start this run
     precision: str = "float32"  # Keras dtype policy while training: "float32" or "mixed_bfloat16"
     length_groups: int = 4  # HRED/VHRED training runs each RNN over this many length-sorted chunks of a batch (1: off)
-    sampled_softmax: int = 0  # HRED/VHRED: > 0 trains with a sampled softmax over this many classes (0: full softmax)
 
     def __post_init__(self) -> None:
-        if self.sampled_softmax < 0:
-            raise ConfigError(f"--sampled-softmax must be >= 0 classes, got {self.sampled_softmax}")
         if self.length_groups < 1:
             raise ConfigError(f"--length-groups must be at least 1, got {self.length_groups}")
         if self.precision not in PRECISIONS:

@@ -177,8 +177,7 @@ def _fit(out_dir, model_config, train_config, batches, source, summary, verbose,
     from chatbot.training.callbacks import CurvesPlot, MetricsLog, PosteriorCollapseWarning, ProgressLog, TimeBudget
 
     model = build_model(model_config, seed=train_config.seed)
-    model.length_groups = train_config.length_groups  # HRED and VHRED read both while training
-    model.sampled_softmax = min(train_config.sampled_softmax, model_config.vocabulary_size - 1)
+    model.length_groups = train_config.length_groups  # HRED and VHRED read it while training
     if source is not None and source.model_config == model_config:
         model.set_weights(source.model.get_weights())
     elif source is not None:
