@@ -42,6 +42,9 @@ class Candidate:
     compiled: bool = True
 
 
+COMPILE_THREAD = "chatbot-compile"  # name of the background compile threads (the chat waits for them at exit)
+
+
 class ReplyGenerator:
     """Generates candidate replies from one model.
 
@@ -206,7 +209,7 @@ class ReplyGenerator:
                 self._compiling.update(keys)
         found = self._candidates(padded, config, seed, eager=compiling or start)
         if start:  # after the eager reply, so the compiler does not compete with it for the cores
-            thread = threading.Thread(target=self._compile_in_background, args=(padded, config, keys), name="chatbot-compile", daemon=True)
+            thread = threading.Thread(target=self._compile_in_background, args=(padded, config, keys), name=COMPILE_THREAD, daemon=True)
             thread.start()
         return found
 

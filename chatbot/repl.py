@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Callable
 
 from prompt_toolkit import PromptSession
@@ -76,7 +77,26 @@ class ModelLoader:
             finally:
                 self._ready.set()
 
-        threading.Thread(target=run, name="chatbot-model-load", daemon=True).start()
+        self._thread = threading.Thread(target=run, name="chatbot-model-load", daemon=True)
+        self._thread.start()
+
+    def finish(self, compile_seconds: float = 5.0) -> bool:
+        """Wait for the loading thread to end, then up to `compile_seconds` for background compiles.
+
+        Leaving the chat while TensorFlow is still importing or compiling in a thread would
+        abort the interpreter at exit ("terminate called without an active exception").
+
+        Returns:
+            True when no background thread is left running.
+        """
+        self._thread.join()
+        from chatbot.generation import COMPILE_THREAD  # TensorFlow is imported by now (or failed to be)
+
+        deadline = time.monotonic() + compile_seconds
+        for thread in threading.enumerate():
+            if thread.name == COMPILE_THREAD:
+                thread.join(max(deadline - time.monotonic(), 0.0))
+        return not any(thread.name == COMPILE_THREAD and thread.is_alive() for thread in threading.enumerate())
 
     def manager(self, waiting: Callable[[], None] = lambda: None) -> DialogueManager:
         """The DialogueManager, once the model is loaded. Raises what loading raised."""
@@ -329,4 +349,15 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
     loader = ModelLoader(store, load, args.context_turns)
     print(f"model {model_dir} loading in the background; decoding: {describe(decoding)}", file=sys.stderr, flush=True)
     session = prompt_session or PromptSession(history=private_history(storage_dir() / "repl_history"))
-    return ChatREPL(loader, decoding, session, write=write, conversation_id=args.resume, seed=args.seed).run()
+    try:
+        status = ChatREPL(loader, decoding, session, write=write, conversation_id=args.resume, seed=args.seed).run()
+    finally:
+        settled = loader.finish()
+    if not settled and prompt_session is None:
+        # A graph is still compiling after every turn was committed: leave without interpreter
+        # finalisation, which would abort in the compiler's thread. (Not for in-process callers.)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        store.close()
+        os._exit(status)
+    return status

@@ -98,3 +98,11 @@ def test_module_entry_point_shows_help():
     assert result.returncode == 0
     for command in ("chat", "train", "corpus", "sessions", "replay"):
         assert command in result.stdout
+
+
+def test_leaving_the_chat_while_the_model_still_loads_exits_cleanly(tiny_model_dir, tmp_path):
+    # End of input at once: the REPL ends while TensorFlow is still being imported in the loader
+    # thread; the interpreter used to abort ("terminate called without an active exception", 134).
+    result = run("chat", "--model", str(tiny_model_dir), "--db", f"sqlite:///{tmp_path / 'c.db'}", input="")
+    assert result.returncode == 0, result.stderr[-500:]
+    assert "terminate called" not in result.stderr and "Traceback" not in result.stderr
