@@ -96,8 +96,8 @@ def window_counts(windows) -> dict:
     }
 
 
-def flops_per_target_token(model, counts: dict) -> tuple[float, dict]:
-    """Training FLOPs per target token (formula in the module docstring) and the weights used per component."""
+def flops_per_target_token(model, counts: dict) -> float:
+    """Training FLOPs per target token (formula in the module docstring)."""
 
     def weights(name):
         layer = getattr(model, name, None)
@@ -120,7 +120,7 @@ def flops_per_target_token(model, counts: dict) -> tuple[float, dict]:
         + parts["P_ctx"] * counts["turns"] / counts["target_tokens"]
         + (parts["P_init"] + parts["P_heads"]) * counts["replies"] / counts["target_tokens"]
     )
-    return 6.0 * per_target, parts
+    return 6.0 * per_target
 
 
 class StopAfter(keras.callbacks.Callback):
@@ -160,7 +160,7 @@ def run_row(row: str, args, tokenizer, windows_for, counts_for) -> str:
         model.length_groups = groups
         model.sampled_softmax = SAMPLED_CLASSES if "sampled" in variants else 0
         model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=1.0), jit_compile="xla" in variants)
-        flops, _ = flops_per_target_token(model, counts_for(config))
+        flops = flops_per_target_token(model, counts_for(config))
         data = batches.dataset().repeat()
         try:
             # Trace the step. XLA compiles once per batch shape (minutes on this CPU), so it gets one warm-up step.

@@ -64,14 +64,19 @@ def read_config(directory: Path) -> tuple[ModelConfig, TrainConfig]:
         raise CheckpointError(f"{path}: unreadable config ({exc}); retrain the model with `chatbot train`") from exc
 
 
-def model_checksum(directory: Path) -> str:
-    """SHA-256 (first 16 hex digits) over the model and tokenizer files: the model's identity."""
+def sha256_of(*paths: Path) -> str:
+    """SHA-256 hex digest over the bytes of `paths`, in order, read 1 MiB at a time."""
     digest = hashlib.sha256()
-    for name in (MODEL_FILENAME, TOKENIZER_FILENAME):
-        with open(Path(directory) / name, "rb") as handle:
+    for path in paths:
+        with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+def model_checksum(directory: Path) -> str:
+    """SHA-256 (first 16 hex digits) over the model and tokenizer files: the model's identity."""
+    return sha256_of(*(Path(directory) / name for name in (MODEL_FILENAME, TOKENIZER_FILENAME)))[:16]
 
 
 def find_default_model(shipped: Path | None = None) -> Path:

@@ -10,7 +10,6 @@ perplexity by 1% or more.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -23,6 +22,7 @@ from chatbot.checkpoint import (
     MODEL_FILENAME,
     load_checkpoint,
     model_checksum,
+    sha256_of,
 )
 from chatbot.errors import CheckpointError
 from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
@@ -30,15 +30,6 @@ from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
 PACK_FILENAME = "pack.json"
 COPIED_FILES = (TOKENIZER_FILENAME, CONFIG_FILENAME, METRICS_FILENAME, CURVES_FILENAME)
 MAX_PERPLEXITY_CHANGE = 0.01  # relative change allowed by float16 weights
-
-
-def file_sha256(path: Path) -> str:
-    """Full SHA-256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pack_model(
@@ -113,7 +104,7 @@ def pack_model(
             "perplexity": {"split": split, "source": before, "packed": after, "change": round(change, 6)},
             "bytes": {"source": (source / MODEL_FILENAME).stat().st_size, "packed": (staging / MODEL_FILENAME).stat().st_size},
             "model_id": model_checksum(staging),
-            "sha256": {name: file_sha256(staging / name) for name in (MODEL_FILENAME, *COPIED_FILES) if (staging / name).exists()},
+            "sha256": {name: sha256_of(staging / name) for name in (MODEL_FILENAME, *COPIED_FILES) if (staging / name).exists()},
         }
         (staging / PACK_FILENAME).write_text(json.dumps(report, indent=2) + "\n")
         if out.exists():

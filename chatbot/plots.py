@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from chatbot.checkpoint import CURVES_FILENAME  # noqa: F401  (re-exported for the trainer)
-
 
 def _pyplot():
     import matplotlib

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from typing import Callable
@@ -90,8 +91,10 @@ class ModelLoader:
             True when no background thread is left running.
         """
         self._thread.join()
-        from chatbot.generation import COMPILE_THREAD  # TensorFlow is imported by now (or failed to be)
-
+        generation = sys.modules.get("chatbot.generation")
+        if generation is None:  # never imported: loading failed early, and nothing compiles
+            return True
+        COMPILE_THREAD = generation.COMPILE_THREAD
         deadline = time.monotonic() + compile_seconds
         for thread in threading.enumerate():
             if thread.name == COMPILE_THREAD:
@@ -324,8 +327,6 @@ def private_history(path: os.PathLike) -> History:
 def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[[str], None] = print) -> int:
     """`chatbot chat`: open the store, show the prompt, and load the model in the background
     (tests pass a session on pipe input)."""
-    import sys
-
     from chatbot.checkpoint import find_default_model
     from chatbot.paths import storage_dir
     from chatbot.store import open_store

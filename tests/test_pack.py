@@ -13,7 +13,8 @@ from chatbot.decoding import DecodingConfig
 from chatbot.errors import CheckpointError
 from chatbot.evaluation import perplexity
 from chatbot.manager import Responder
-from chatbot.pack import PACK_FILENAME, file_sha256, pack_model
+from chatbot.checkpoint import sha256_of
+from chatbot.pack import PACK_FILENAME, pack_model
 from tests.conftest import tiny_train_config
 
 
@@ -36,7 +37,7 @@ def test_float16_copy_keeps_the_perplexity_within_one_percent(fixture, request, 
         ["config.json", "curves.png", "metrics.json", "model.keras", "pack.json", "tokenizer.model"]
     )
     written = json.loads((out / PACK_FILENAME).read_text())
-    assert written["sha256"] == {name: file_sha256(out / name) for name in written["sha256"]}
+    assert written["sha256"] == {name: sha256_of(out / name) for name in written["sha256"]}
     assert written["model_id"] == packed.model_id != original.model_id
     assert {w.dtype for w in packed.model.weights} == {"float32"}
 

@@ -6,7 +6,8 @@ import struct
 import numpy as np
 import pytest
 
-from chatbot.plots import CURVES_FILENAME, training_curves
+from chatbot.checkpoint import CURVES_FILENAME
+from chatbot.plots import training_curves
 
 
 def png_size(path) -> tuple[int, int]:

@@ -12,9 +12,8 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 import chatbot.models  # noqa: F401  registers the custom layers for keras.models.load_model
-from chatbot.checkpoint import MODEL_FILENAME, SHIPPED_MODEL_DIR, find_default_model, load_checkpoint, model_checksum
+from chatbot.checkpoint import MODEL_FILENAME, SHIPPED_MODEL_DIR, find_default_model, load_checkpoint, model_checksum, sha256_of
 from chatbot.cli import build_parser, main
-from chatbot.pack import file_sha256
 from chatbot.repl import run_chat
 from chatbot.store import ConversationStore
 from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
@@ -32,7 +31,7 @@ def test_checksums_match_the_model_card():
     for name in (MODEL_FILENAME, TOKENIZER_FILENAME):
         match = re.search(rf"`{re.escape(name)}`[^\n]*?`([0-9a-f]{{64}})`", card)
         assert match, f"the card lists no SHA-256 for {name}"
-        assert match.group(1) == file_sha256(SHIPPED_MODEL_DIR / name), name
+        assert match.group(1) == sha256_of(SHIPPED_MODEL_DIR / name), name
     assert f"`{model_checksum(SHIPPED_MODEL_DIR)}`" in card  # the model id replay records
     assert "chatbot train " in card and "chatbot pack " in card  # the commands that reproduce it
 

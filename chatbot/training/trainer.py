@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from chatbot.checkpoint import METRICS_FILENAME, MODEL_FILENAME, load_checkpoint, read_config, write_config
+from chatbot.checkpoint import CURVES_FILENAME, METRICS_FILENAME, MODEL_FILENAME, load_checkpoint, read_config, write_config
 from chatbot.config import ModelConfig, TrainConfig
 from chatbot.corpus import load_corpus
 from chatbot.errors import CheckpointError, CorpusError
@@ -173,7 +173,6 @@ def _fit(out_dir, model_config, train_config, batches, source, summary, verbose,
     import keras
 
     from chatbot.models import build_model
-    from chatbot.plots import CURVES_FILENAME
     from chatbot.training.callbacks import CurvesPlot, MetricsLog, PosteriorCollapseWarning, ProgressLog, TimeBudget
 
     model = build_model(model_config, seed=train_config.seed)
