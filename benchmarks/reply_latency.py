@@ -61,12 +61,20 @@ def cell_kernels(rnn_layer) -> int:
     return sum(int(np.prod(layer.cell.kernel.shape)) + int(np.prod(layer.cell.recurrent_kernel.shape)) for layer in layers)
 
 
+def output_kernels(model) -> list:
+    """The matrices a decoder output goes through to become logits: `(D, V)`, or tied `(D, E)` then `(E, V)`."""
+    if getattr(model, "tie_embeddings", False):
+        return [model.output_projection.adapter.kernel, tf.transpose(model.embedding.embeddings)]
+    return [model.output_projection.kernel]
+
+
 def reply_flops(model, context: np.ndarray, sequences: int) -> float:
     """Matmul FLOPs of one reply of REPLY_TOKENS tokens for `sequences` hypotheses (see the module docstring)."""
     real_tokens = int((context != PAD_ID).sum())
     turns = int((context != PAD_ID).any(-1).sum())
     encoder = cell_kernels(model.utterance_encoder.rnn) * real_tokens + cell_kernels(model.context_encoder.rnn) * turns
-    per_token = cell_kernels(model.decoder.rnn) + int(np.prod(model.output_projection.kernel.shape))
+    projection = output_kernels(model)
+    per_token = cell_kernels(model.decoder.rnn) + sum(int(np.prod(k.shape)) for k in projection)
     return 2.0 * (encoder + per_token * REPLY_TOKENS * sequences)
 
 
@@ -84,8 +92,8 @@ def matmul_flops_per_second(seconds: float = 2.0) -> float:
 def projection_ms(model, sequences: int) -> float:
     """Wall time of the reply's output projections alone: REPLY_TOKENS dependent `(sequences, D) x (D, V)`
     products in one XLA loop. They read the whole D x V kernel per token (8 MB for the small preset),
-    so they are bound by memory bandwidth, not arithmetic: the floor this code can approach."""
-    kernel = model.output_projection.kernel
+    so they are bound by memory bandwidth, not arithmetic: the floor this code can approach (tied models: the E x V table)."""
+    kernel = output_kernels(model)[-1]  # the vocabulary-sized one
 
     @tf.function(jit_compile=True)
     def loop(x):

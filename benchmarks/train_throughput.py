@@ -106,7 +106,8 @@ def flops_per_target_token(model, counts: dict) -> float:
     decoder_rnn = model.decoder.rnn.count_params()
     initial = weights("decoder") - decoder_rnn
     parts = {
-        "P_out": weights("output_projection"),
+        # Tied: the adapter and bias, plus the embedding table used as the output matrix.
+        "P_out": weights("output_projection") + (weights("embedding") if getattr(model, "tie_embeddings", False) else 0),
         "P_dec": decoder_rnn,
         "P_enc": weights("utterance_encoder") or weights("encoder"),
         "P_ctx": weights("context_encoder"),

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from chatbot.config import MODEL_TYPES
 from chatbot.errors import ChatbotError, CheckpointError, ConfigError
 from chatbot.native_logs import native_logs_silenced
 
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model on a corpus")
     train.add_argument("--corpus", default="chitchat", help="corpus SPEC: chitchat, chatterbot:LANG, db: (stored conversations; db:URL for another database), FILE.txt or FILE.jsonl (default chitchat)")
     train.add_argument("--format", choices=["txt", "jsonl"], help="corpus file format (default: from the extension)")
-    train.add_argument("--model", choices=["seq2seq", "hred", "vhred"], help="architecture (default hred, or that of --init-from)")
+    train.add_argument("--model", choices=list(MODEL_TYPES), help="architecture: lm (a plain RNN language model over the replies, no context: the baseline), seq2seq, hred, vhred (default hred, or that of --init-from)")
     train.add_argument("--out", required=True, help="model directory to write")
     train.add_argument("--preset", default="small", help="sizes: tiny (tests), small (CPU), base (GPU); default small")
     train.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant", help="constant, or cosine decay to 10%% over --epochs (default constant)")
     train.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32", help="training arithmetic: mixed_bfloat16 computes in bfloat16 with float32 weights, faster on CPUs with AMX/AVX512-BF16 and recent GPUs (default float32; replies always decode in float32)")
     train.add_argument("--length-groups", type=int, default=4, help="HRED/VHRED: run each RNN over this many length-sorted chunks of a batch, so short utterances are not padded to the longest (default 4; 1 turns it off; the loss is the same)")
-    train.add_argument("--clipnorm", type=float, default=1.0, help="gradient norm clipping threshold (default 1.0)")
+    train.add_argument("--clipnorm", type=float, default=1.0, help="clip the gradient's global L2 norm to this (default 1.0; 0 = off)")
+    train.add_argument("--warmup-steps", type=int, default=0, help="updates over which the learning rate rises linearly from 0 (default 0)")
     train.add_argument("--init-from", metavar="DIR", help="start from a trained model: the same architecture fine-tunes all its weights; another (e.g. VHRED from HRED) starts from its embedding and encoders. Its tokenizer is reused")
     sizes = train.add_argument_group("model (default: the preset's)")
     sizes.add_argument("--cell", choices=["gru", "lstm"], help="RNN cell (default gru)")
@@ -65,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (("embedding", "token embedding"), ("hidden", "utterance encoder RNN"), ("context", "context RNN"), ("decoder", "decoder RNN"), ("latent", "VHRED latent variable")):
         sizes.add_argument(f"--{name}-dim", type=int, help=f"units of the {what}")
     sizes.add_argument("--dropout", type=float, help="dropout on embeddings and decoder outputs (default 0.1)")
+    sizes.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, help="score outputs against the input embedding table (default on)")
+    sizes.add_argument("--scale-embeddings", action=argparse.BooleanOptionalAction, help="embeddings start N(0, 1/dim) and enter the RNNs times sqrt(dim) (default on)")
+    sizes.add_argument("--center-context", action=argparse.BooleanOptionalAction, help="seq2seq/hred/vhred: the decoder sees the context vector minus its running mean (default on)")
     sizes.add_argument("--attention", choices=["none", "additive", "dot"], help="seq2seq: attention over the source (default none)")
     sizes.add_argument("--source-turns", type=int, help="seq2seq: turns flattened into the source (default 1, the previous utterance)")
     sizes.add_argument("--max-source-tokens", type=int, help="seq2seq: longest flattened source in tokens (default 96)")
@@ -80,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--format", choices=["txt", "jsonl"], help="corpus file format (default: from the extension)")
     evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split to evaluate (default test)")
     evaluate.add_argument("--contexts", type=int, default=200, help="contexts to generate replies for (default 200)")
-    evaluate.add_argument("--ngram-baseline", action="store_true", help="add an interpolated Kneser-Ney 3-gram row over the first model's tokens")
+    evaluate.add_argument("--ngram-baseline", action="store_true", help="add an add-one unigram and an interpolated Kneser-Ney 3-gram row over the first model's tokens")
     evaluate.add_argument("--output", metavar="FILE", help="JSON report (default storage/eval/eval-SPLIT-TIME.json)")
     evaluate.add_argument("--plot", metavar="FILE.png", help="also draw the models' perplexity and distinct-2 side by side as a PNG")
     _add_decoding(evaluate, seed=1234)
@@ -184,6 +189,9 @@ def cmd_train(args) -> int:
         decoder_dim=args.decoder_dim,
         latent_dim=args.latent_dim,
         dropout=args.dropout,
+        tie_embeddings=args.tie_embeddings,
+        scale_embeddings=args.scale_embeddings,
+        center_context=args.center_context,
         attention=args.attention,
         source_turns=args.source_turns,
         max_source_tokens=args.max_source_tokens,
@@ -199,6 +207,7 @@ def cmd_train(args) -> int:
         learning_rate=args.learning_rate,
         lr_schedule=args.lr_schedule,
         clipnorm=args.clipnorm,
+        warmup_steps=args.warmup_steps,
         init_from=args.init_from,
         patience=args.patience,
         vocabulary_size=args.vocabulary_size,
@@ -248,7 +257,8 @@ def cmd_eval(args) -> int:
     if args.ngram_baseline:
         from chatbot.checkpoint import load_checkpoint
 
-        rows.insert(0, ngram_row(load_checkpoint(args.model[0]), config, data, log=log))
+        first = load_checkpoint(args.model[0])
+        rows[:0] = [ngram_row(first, config, data, order=1, log=log), ngram_row(first, config, data, log=log)]
     output = Path(args.output) if args.output else storage_dir() / "eval" / f"eval-{args.split}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     report = {"corpus": args.corpus, "split": args.split, "seed": args.seed, "decoding": decoding.to_dict(), "rows": rows}

@@ -11,7 +11,7 @@ from typing import Any
 
 from chatbot.errors import ConfigError
 
-MODEL_TYPES = ("seq2seq", "hred", "vhred")
+MODEL_TYPES = ("lm", "seq2seq", "hred", "vhred")
 CELL_TYPES = ("gru", "lstm")
 ATTENTION_TYPES = ("none", "additive", "dot")
 LR_SCHEDULES = ("constant", "cosine")
@@ -24,10 +24,10 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 class ModelConfig:
     """Architecture and sizes of a dialogue model. Dimensions are in units (vector entries).
 
-    Fields after `max_turns` apply to one architecture only and are ignored by the others.
+    Fields after `max_turns` apply to the architectures named above them and are ignored by the others.
     """
 
-    model: str = "hred"  # architecture: "seq2seq", "hred" (Serban et al. 2016) or "vhred" (Serban et al. 2017)
+    model: str = "hred"  # architecture: "lm" (no context), "seq2seq", "hred" (Serban et al. 2016) or "vhred" (Serban et al. 2017)
     vocabulary_size: int = 8000  # SentencePiece pieces, reserved ids included; set from the tokenizer
     embedding_dim: int = 128  # token embedding, shared by utterance encoder and decoder
     hidden_dim: int = 256  # utterance encoder RNN units per direction
@@ -36,8 +36,12 @@ class ModelConfig:
     cell: str = "gru"  # RNN cell of all three RNNs: "gru" or "lstm"
     bidirectional: bool = False  # utterance encoder reads both directions (output 2 × hidden_dim)
     dropout: float = 0.1  # dropout rate on embeddings and decoder outputs while training
+    tie_embeddings: bool = True  # output logits scored against the input embedding table (Press & Wolf 2017)
+    scale_embeddings: bool = True  # embeddings start N(0, 1/embedding_dim), enter the RNNs times sqrt(embedding_dim)
     max_utterance_length: int = 48  # tokens per utterance, start and end markers included; longer ones are cut
     max_turns: int = 8  # turns per training window; the context at inference is max_turns - 1 turns
+    # seq2seq, hred, vhred
+    center_context: bool = True  # the decoder sees the context vector minus its batch (running) mean
     # seq2seq
     attention: str = "none"  # "none", "additive" (Bahdanau score) or "dot" (Luong score)
     source_turns: int = 1  # turns flattened into the encoder's source (1: the previous utterance only)
@@ -79,7 +83,7 @@ class ModelConfig:
 
     @property
     def architecture(self) -> str:
-        """Short name for tables and banners: ``seq2seq``, ``seq2seq+additive``, ``hred``, ``vhred``."""
+        """Short name for tables and banners: ``lm``, ``seq2seq``, ``seq2seq+additive``, ``hred``, ``vhred``."""
         if self.model == "seq2seq" and self.attention != "none":
             return f"seq2seq+{self.attention}"
         return self.model
@@ -95,7 +99,8 @@ class TrainConfig:
     batch_size: int = 64  # dialogue windows per batch (larger amortises the per-step RNN loop; see benchmarks/train_throughput.py)
     learning_rate: float = 1e-3  # Adam step size (the peak, with a schedule)
     lr_schedule: str = "constant"  # "constant", or "cosine": decays to 10% of learning_rate over `epochs`
-    clipnorm: float = 1.0  # gradient norm clipping threshold
+    clipnorm: float = 1.0  # threshold of the gradient's global L2 norm (all variables together); 0 = no clipping
+    warmup_steps: int = 0  # updates over which the learning rate rises linearly from 0 to learning_rate
     patience: int = 2  # epochs without a better validation perplexity before early stopping
     vocabulary_size: int = 8000  # upper bound on SentencePiece pieces
     max_dialogues: int | None = None  # use only the first N dialogues of the corpus (quick runs)
@@ -112,6 +117,10 @@ class TrainConfig:
             raise ConfigError(f"--precision {self.precision!r} is not available; choose one of: {', '.join(PRECISIONS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"--lr-schedule {self.lr_schedule!r} is not available; choose one of: {', '.join(LR_SCHEDULES)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        if self.clipnorm < 0:
+            raise ConfigError(f"--clipnorm must be >= 0 (0 turns clipping off), got {self.clipnorm}")
         if not self.learning_rate > 0:
             raise ConfigError(f"--learning-rate must be > 0, got {self.learning_rate}")
 
@@ -150,7 +159,19 @@ def model_config(preset: str = "small", **overrides: Any) -> ModelConfig:
     return ModelConfig(**values)
 
 
+# What a field meant before it existed: a config.json written before a field was added describes a
+# model built the old way, whatever today's default is.
+LEGACY_VALUES: dict[type, dict[str, Any]] = {
+    ModelConfig: {"tie_embeddings": False, "scale_embeddings": False, "center_context": False},
+}
+
+
 def from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Rebuild a config dataclass from JSON, ignoring unknown keys (newer files) and keeping defaults."""
+    """Rebuild a config dataclass from JSON, ignoring unknown keys (newer files).
+
+    A missing key takes its `LEGACY_VALUES` entry (the behaviour of the files that
+    lack it), else the field's default.
+    """
     names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
+    legacy = {k: v for k, v in LEGACY_VALUES.get(cls, {}).items() if k not in values}
+    return cls(**legacy, **{k: v for k, v in values.items() if k in names})

@@ -60,8 +60,16 @@ class EvalData:
         return cls(splits["train"], splits[config.split], counts)
 
 
-def perplexity(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: int, seed: int) -> dict:
-    """Per-token perplexity (or its ELBO bound) of a model on the targets of `dialogues`."""
+def perplexity(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: int, seed: int, context_mode: str = "true") -> dict:
+    """Per-token perplexity (or its ELBO bound) of a model on the targets of `dialogues`.
+
+    Args:
+        context_mode: "true" (the real history), "shuffled" (each reply scored after
+            another dialogue's history) or "none" (after an empty history); see
+            `chatbot.models.base.probe_context`.
+    Returns:
+        {"value", "kind", "nats_per_token", "target_tokens"} (+ reconstruction and KL for VHRED).
+    """
     import numpy as np
     import tensorflow as tf
 
@@ -72,7 +80,7 @@ def perplexity(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: in
     if getattr(model, "seed_generator", None) is not None:  # VHRED's posterior noise: same draws every run
         state = model.seed_generator.state
         state.assign(np.array([seed, 0]).astype(state.dtype))
-    terms_of = tf.function(lambda tokens: model.loss_terms(tokens, training=False), reduce_retracing=True)
+    terms_of = tf.function(lambda tokens: model.loss_terms(tokens, training=False, context_mode=context_mode), reduce_retracing=True)
     totals: dict[str, float] = {}
     for batch in WindowBatches(windows, batch_size, shuffle=False).dataset():
         for name, value in terms_of(batch).items():
@@ -89,6 +97,35 @@ def perplexity(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: in
         result["reconstruction_perplexity"] = round(math.exp(totals["nll"] / tokens), 3)
         result["kl_nats_per_reply"] = round(totals["kl"] / totals["replies"], 4)
     return result
+
+
+def context_probe(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: int, seed: int, true: dict | None = None) -> dict:
+    """How much the model uses the dialogue: perplexity with the true, shuffled and no context.
+
+    Shuffled: every reply is scored after the history of another dialogue (half a
+    batch away); none: with the conditioning zeroed, i.e. no information about the
+    dialogue (the average context for centred models; see `probe_context`). A model that reads its context has
+    a higher perplexity with shuffled contexts; one that ignores it (the `lm`
+    baseline, or a collapsed context RNN) has the same. The gains are in nats per
+    target token (for VHRED, of the ELBO bound).
+
+    Args:
+        true: the true-context result of `perplexity`, when already computed.
+    Returns:
+        {"true", "shuffled", "none": perplexities; "gain_over_shuffled_nats",
+         "gain_over_none_nats": nats per token; "shuffled_increase": relative (0.1 = 10% higher)}.
+    """
+    true = true or perplexity(checkpoint, dialogues, batch_size, seed)
+    shuffled = perplexity(checkpoint, dialogues, batch_size, seed, context_mode="shuffled")
+    empty = perplexity(checkpoint, dialogues, batch_size, seed, context_mode="none")
+    return {
+        "true": true["value"],
+        "shuffled": shuffled["value"],
+        "none": empty["value"],
+        "gain_over_shuffled_nats": round(shuffled["nats_per_token"] - true["nats_per_token"], 5),
+        "gain_over_none_nats": round(empty["nats_per_token"] - true["nats_per_token"], 5),
+        "shuffled_increase": round(shuffled["value"] / true["value"] - 1.0, 5),
+    }
 
 
 def sample_contexts(dialogues: list[Dialogue], count: int, context_turns: int, seed: int) -> list[tuple[list[str], str]]:
@@ -150,6 +187,8 @@ def evaluate_model(
     started = time.monotonic()
     log(f"{model_dir}: perplexity on {len(dialogues)} {config.split} dialogues")
     ppl = perplexity(checkpoint, dialogues, config.batch_size, config.seed)
+    log(f"{model_dir}: perplexity with shuffled and with no context (the context probe)")
+    probe = context_probe(checkpoint, dialogues, config.batch_size, config.seed, true=ppl)
     contexts = sample_contexts(dialogues, config.num_contexts, context_turns, config.seed)
     log(f"{model_dir}: generating {len(contexts)} replies")
     texts, lengths = generated_replies(checkpoint, contexts, decoding, config.seed, context_turns)
@@ -163,6 +202,7 @@ def evaluate_model(
         "corpus": config.corpus,
         "split": config.split,
         "perplexity": ppl,
+        "context": probe,
         "generation": generation,
         "decoding": decoding.to_dict(),
         "seed": config.seed,
@@ -176,33 +216,47 @@ def evaluate_model(
     }
 
 
-def ngram_row(checkpoint: Checkpoint, config: EvalConfig, data: EvalData, order: int = 3, log=lambda line: None) -> dict:
-    """The interpolated Kneser-Ney n-gram baseline over the model's SentencePiece tokens.
-
-    It predicts the same targets as the neural models: every reply's pieces (as
-    framed for training, cut to max_utterance_length) and its end marker.
-    """
-    from chatbot.ngram import KneserNeyBaseline
+def reply_targets(dialogues: list[Dialogue], tokenizer, model_config) -> tuple[list[list[int]], list[bool]]:
+    """Pieces of every target reply as the neural models predict them (framed for training, cut to
+    max_utterance_length), without BOS/EOS, and whether each ends with EOS (False: cut)."""
     from chatbot.training.data import dialogue_windows
 
-    def replies(dialogues: list[Dialogue]) -> tuple[list[list[int]], list[bool]]:
-        """Pieces of every target reply, and whether it ends with EOS (False: cut at max_utterance_length)."""
-        model_config = checkpoint.model_config
-        windows = dialogue_windows(dialogues, checkpoint.tokenizer, model_config.max_turns, model_config.max_utterance_length)
-        framed = [u for w in windows for u in w[1:]]
-        return [[t for t in u if t not in (BOS_ID, EOS_ID, PAD_ID)] for u in framed], [u[-1] == EOS_ID for u in framed]
+    windows = dialogue_windows(dialogues, tokenizer, model_config.max_turns, model_config.max_utterance_length)
+    framed = [u for w in windows for u in w[1:]]
+    return [[t for t in u if t not in (BOS_ID, EOS_ID, PAD_ID)] for u in framed], [u[-1] == EOS_ID for u in framed]
 
+
+def count_baseline_perplexity(tokenizer, model_config, train: list[Dialogue], split: list[Dialogue], order: int = 3) -> dict:
+    """Perplexity of a count model of the replies over a model's SentencePiece tokens, on the same
+    targets the neural models predict: interpolated Kneser-Ney for `order` >= 2, add-one unigram for 1.
+
+    Returns:
+        {"value", "kind", "nats_per_token", "target_tokens"}, as `perplexity`.
+    """
+    from chatbot.ngram import AddOneUnigram, KneserNeyBaseline
+
+    if order == 1:
+        model = AddOneUnigram(tokenizer.vocabulary_size)
+    else:
+        model = KneserNeyBaseline(order=order, vocabulary_size=tokenizer.vocabulary_size)
+    model.fit(*reply_targets(train, tokenizer, model_config))
+    nll, tokens = model.nll(*reply_targets(split, tokenizer, model_config))
+    return {"value": round(math.exp(nll / tokens), 3), "kind": "exact", "nats_per_token": round(nll / tokens, 5), "target_tokens": tokens}
+
+
+def ngram_row(checkpoint: Checkpoint, config: EvalConfig, data: EvalData, order: int = 3, log=lambda line: None) -> dict:
+    """A baseline row over the model's SentencePiece tokens: the interpolated Kneser-Ney n-gram
+    (`order` >= 2; the HRED paper's baseline) or the add-one unigram (`order` 1)."""
     started = time.monotonic()
-    log(f"fitting the Kneser-Ney {order}-gram baseline on the train split")
-    model = KneserNeyBaseline(order=order, vocabulary_size=checkpoint.tokenizer.vocabulary_size).fit(*replies(data.train))
-    nll, tokens = model.nll(*replies(data.split))
+    name = "add-one unigram" if order == 1 else f"Kneser-Ney {order}-gram"
+    log(f"fitting the {name} baseline on the train split")
     return {
-        "model": f"kneser-ney {order}-gram",
+        "model": "add-one unigram" if order == 1 else f"kneser-ney {order}-gram",
         "model_id": None,
-        "architecture": f"kn-{order}gram",
+        "architecture": "unigram" if order == 1 else f"kn-{order}gram",
         "corpus": config.corpus,
         "split": config.split,
-        "perplexity": {"value": round(math.exp(nll / tokens), 3), "kind": "exact", "nats_per_token": round(nll / tokens, 5), "target_tokens": tokens},
+        "perplexity": count_baseline_perplexity(checkpoint.tokenizer, checkpoint.model_config, data.train, data.split, order),
         "generation": None,
         "tokenizer_of": str(checkpoint.path),
         "eval_seconds": round(time.monotonic() - started, 1),

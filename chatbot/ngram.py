@@ -1,4 +1,6 @@
-"""Interpolated Kneser-Ney n-gram baseline over SentencePiece ids, counted and smoothed by `nltk.lm`.
+"""Count baselines over SentencePiece ids: the interpolated Kneser-Ney n-gram (counted and
+smoothed by `nltk.lm`) and the add-one unigram (`AddOneUnigram`, the plateau a model that
+ignores the previous tokens sits on).
 
 The HRED paper (Serban et al. 2016, table 2) reports a 3-gram Kneser-Ney model
 of the replies next to its neural models; this is that baseline, scored under
@@ -124,7 +126,21 @@ def _ngrams(tokens: list[str], order: int) -> Iterator[tuple[str, ...]]:
             yield tuple(tokens[i - n + 1 : i + 1])
 
 
-class KneserNeyBaseline:
+class _ReplyModel:
+    """What the count baselines share: perplexity from their `nll`."""
+
+    def nll(self, replies: list[list[int]], ended: Sequence[bool] | None = None) -> tuple[float, int]:
+        raise NotImplementedError
+
+    def perplexity(self, replies: list[list[int]]) -> float:
+        """``exp(total nll / predicted tokens)`` over `replies`, per predicted token."""
+        total, tokens = self.nll(replies)
+        if tokens == 0:
+            raise ValueError("no replies to score")
+        return math.exp(total / tokens)
+
+
+class KneserNeyBaseline(_ReplyModel):
     """Interpolated Kneser-Ney n-gram LM over token ids (Kneser & Ney 1995; Chen & Goodman 1998), via nltk.lm.
 
     Args:
@@ -192,9 +208,42 @@ class KneserNeyBaseline:
                 tokens += 1
         return total, tokens
 
-    def perplexity(self, replies: list[list[int]]) -> float:
-        """``exp(total nll / predicted tokens)`` over `replies`, per predicted token."""
-        total, tokens = self.nll(replies)
-        if tokens == 0:
-            raise ValueError("no replies to score")
-        return math.exp(total / tokens)
+
+class AddOneUnigram(_ReplyModel):
+    """Add-one (Laplace) unigram model of reply tokens: the floor every neural model must pass.
+
+    p(w) = (count(w) + 1) / (N + |V|) over the closed vocabulary ``0 .. vocabulary_size - 1``,
+    counting every predicted token (pieces and EOS) of the training replies. Same
+    conventions and methods as `KneserNeyBaseline`; its perplexity is what a model
+    that ignores both the context and the previous tokens can reach.
+    """
+
+    def __init__(self, vocabulary_size: int) -> None:
+        if vocabulary_size <= max(BOS_ID, EOS_ID):
+            raise ValueError(f"vocabulary_size must exceed the reserved ids, got {vocabulary_size}")
+        self.vocabulary_size = vocabulary_size
+        self._counts: Counter[int] | None = None
+        self._total = 0
+
+    @staticmethod
+    def _targets(reply: Sequence[int], ended: bool) -> list[int]:
+        return list(reply) + ([EOS_ID] if ended else [])
+
+    def fit(self, replies: list[list[int]], ended: Sequence[bool] | None = None) -> "AddOneUnigram":
+        ended = [True] * len(replies) if ended is None else ended
+        self._counts = Counter(t for reply, end in zip(replies, ended) for t in self._targets(reply, end))
+        self._total = sum(self._counts.values())
+        return self
+
+    def nll(self, replies: list[list[int]], ended: Sequence[bool] | None = None) -> tuple[float, int]:
+        """Total negative log-likelihood in nats and the number of predicted tokens (as `KneserNeyBaseline.nll`)."""
+        if self._counts is None:
+            raise RuntimeError("fit the model before scoring")
+        ended = [True] * len(replies) if ended is None else ended
+        denominator = self._total + self.vocabulary_size
+        total, tokens = 0.0, 0
+        for reply, end in zip(replies, ended):
+            for token in self._targets(reply, end):
+                total -= math.log((self._counts[token] + 1) / denominator)
+                tokens += 1
+        return total, tokens

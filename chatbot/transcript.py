@@ -252,21 +252,26 @@ def _number(value, digits: int = 3) -> str:
 
 
 def print_eval_table(rows: list[dict]) -> None:
-    """One row per model: perplexity, reply metrics, training time and throughput (rich table)."""
+    """One row per model: perplexity, the context probe (perplexity with contexts shuffled across
+    dialogues and its gain in nats per token), reply metrics, training time and throughput (rich table)."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{rows[0]['corpus']} · {rows[0]['split']} split (≤: VHRED's ELBO bound)")
-    for header in ("model", "perplexity", "distinct-1", "distinct-2", "tokens/reply", "entropy bits", "generic", "BLEU", "train min", "train tok/s"):
+    for header in ("model", "perplexity", "shuffled ctx", "ctx gain nats", "KL/reply", "distinct-1", "distinct-2", "tokens/reply", "entropy bits", "generic", "BLEU", "train min", "train tok/s"):
         table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
     for row in rows:
         ppl = row["perplexity"]
         generation = row.get("generation") or {}
         training = row.get("training") or {}
+        context = row.get("context") or {}
         bound = "≤ " if ppl["kind"] != "exact" else ""
         table.add_row(
             row["architecture"],
             f"{bound}{ppl['value']:,.1f}",
+            f"{bound}{context['shuffled']:,.1f}" if context else "–",
+            _number(context.get("gain_over_shuffled_nats"), 3),
+            _number(ppl.get("kl_nats_per_reply"), 2),
             _number(generation.get("distinct_1")),
             _number(generation.get("distinct_2")),
             _number(generation.get("mean_length_tokens"), 1),
@@ -277,5 +282,5 @@ def print_eval_table(rows: list[dict]) -> None:
             _number(training.get("target_tokens_per_second"), 0),
         )
     console = Console()
-    console.width = max(console.width, 150)  # a pipe reports 80 columns; keep one line per model
+    console.width = max(console.width, 200)  # a pipe reports 80 columns; keep one line per model
     console.print(table)

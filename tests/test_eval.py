@@ -47,17 +47,23 @@ def test_eval_writes_every_field_and_repeats_exactly(tmp_path, tiny_model_dir, t
 
     assert_drawn(tmp_path / "eval.png", 1100, 400)
     assert f"plot: {tmp_path / 'eval.png'}" in printed
-    assert "kn-3gram" in printed and "vhred" in printed and "report:" in printed
+    assert "unigram" in printed and "kn-3gram" in printed and "vhred" in printed and "report:" in printed
     first, second = reports
-    assert [row["architecture"] for row in first["rows"]] == ["kn-3gram", "hred", "vhred"]
-    ngram, hred, vhred = first["rows"]
-    assert ngram["perplexity"]["kind"] == "exact" and ngram["perplexity"]["value"] > 1
-    assert ngram["perplexity"]["target_tokens"] == hred["perplexity"]["target_tokens"]  # same targets
+    assert [row["architecture"] for row in first["rows"]] == ["unigram", "kn-3gram", "hred", "vhred"]
+    unigram, ngram, hred, vhred = first["rows"]
+    for baseline in (unigram, ngram):
+        assert baseline["perplexity"]["kind"] == "exact" and baseline["perplexity"]["value"] > 1
+        assert baseline["perplexity"]["target_tokens"] == hred["perplexity"]["target_tokens"]  # same targets
+    assert ngram["perplexity"]["value"] < unigram["perplexity"]["value"]
     assert hred["perplexity"]["kind"] == "exact"
     assert vhred["perplexity"]["kind"].startswith("upper bound")
     assert vhred["perplexity"]["kl_nats_per_reply"] >= 0
     assert vhred["perplexity"]["value"] >= vhred["perplexity"]["reconstruction_perplexity"]
     for row in (hred, vhred):
+        probe = row["context"]  # the context probe: true, shuffled and no context
+        assert probe["true"] == row["perplexity"]["value"]
+        assert probe["shuffled"] > 1 and probe["none"] > 1
+        assert abs(probe["gain_over_shuffled_nats"] - np.log(probe["shuffled"] / probe["true"])) < 1e-3
         generation = row["generation"]
         for name in ("distinct_1", "distinct_2", "mean_length_tokens", "mean_length_words", "word_entropy_bits", "generic_reply_rate", "bleu"):
             assert isinstance(generation[name], float), name

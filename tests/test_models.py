@@ -83,9 +83,9 @@ def test_seq2seq_decode_step_matches_teacher_forcing(english, name):
     reply = window[0, turns - 1]
     length = int((reply != 0).sum())
     # Teacher forcing for the last turn, through the training path's pieces.
-    outputs = model.decoder(model.embedding(reply[None, :-1]), vectors[:, turns - 2])
+    outputs = model.decoder(model.embed(reply[None, :-1]), vectors[:, turns - 2])
     outputs = model.attend(outputs, sequences[:, turns - 2], model.attention_keys(sequences[:, turns - 2]), mask[:, turns - 2])
-    teacher = model.output_projection(outputs).numpy()[0]
+    teacher = model.logits(outputs).numpy()[0]
     state = model.encode_context(window[:, : turns - 1])
     for position in range(length - 1):
         logits, state = model.decode_step(reply[position : position + 1], state)

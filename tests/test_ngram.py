@@ -77,3 +77,14 @@ def test_rejects_ids_outside_a_closed_vocabulary_and_bad_settings():
         KneserNeyBaseline(order=1)
     with pytest.raises(RuntimeError):
         KneserNeyBaseline().nll(REPLIES)
+
+
+def test_add_one_unigram_is_a_distribution_with_laplace_counts():
+    from chatbot.ngram import AddOneUnigram
+
+    unigram = AddOneUnigram(vocabulary_size=10).fit([[4, 4, 5], [6]])  # targets: 4 4 5 EOS 6 EOS
+    total, tokens = unigram.nll([[4]])  # predicts 4, then EOS
+    assert tokens == 2
+    assert total == pytest.approx(-math.log(3 / 16) - math.log(3 / 16))  # (2 + 1) / (6 + 10) each
+    mass = sum(math.exp(-unigram.nll([[w]], ended=[False])[0]) for w in range(10))
+    assert mass == pytest.approx(1.0)

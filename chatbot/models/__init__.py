@@ -6,6 +6,7 @@ import keras
 
 from chatbot.models.base import DialogueModel, Perplexity
 from chatbot.models.hred import HRED
+from chatbot.models.language_model import LanguageModel
 from chatbot.models.layers import ContextEncoder, UtteranceDecoder, UtteranceEncoder
 from chatbot.models.seq2seq import Seq2Seq
 from chatbot.models.vhred import VHRED, GaussianHead
@@ -16,6 +17,7 @@ __all__ = [
     "float32_copy",
     "DialogueModel",
     "HRED",
+    "LanguageModel",
     "VHRED",
     "Seq2Seq",
     "Perplexity",
@@ -36,9 +38,15 @@ def build_model(config, seed: int = 1234):
         cell=config.cell,
         bidirectional=config.bidirectional,
         dropout=config.dropout,
+        tie_embeddings=config.tie_embeddings,
+        scale_embeddings=config.scale_embeddings,
+        center_context=config.center_context,
         name=config.model,
     )
-    if config.model == "seq2seq":
+    if config.model == "lm":  # no encoders, no context
+        unused = ("hidden_dim", "bidirectional", "center_context")
+        model = LanguageModel(**{k: v for k, v in shared.items() if k not in unused})
+    elif config.model == "seq2seq":
         model = Seq2Seq(
             attention=config.attention,
             source_turns=config.source_turns,

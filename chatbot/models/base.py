@@ -1,9 +1,10 @@
-"""What every dialogue model shares: embeddings, the output projection, the
-masked token loss, metrics, and Keras `train_step` / `test_step`.
+"""What every dialogue model shares: embeddings (scaled, optionally tied to the
+output layer), the output projection, context centering, the masked token
+loss, the context probe, metrics, and Keras `train_step` / `test_step`.
 
-A subclass implements `loss_terms(tokens, training)`, returning summed terms
-(so batches of any size combine exactly), plus the inference contract
-(DESIGN.md):
+A subclass implements `loss_terms(tokens, training, context_mode)`, returning
+summed terms (so batches of any size combine exactly), plus the inference
+contract (DESIGN.md):
 
     encode_context(context_tokens) -> state
     decode_step(token_ids, state) -> (logits, state)
@@ -19,6 +20,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from chatbot.models.layers import ContextCentering
 from chatbot.tokenizer import PAD_ID
 
 
@@ -36,7 +38,7 @@ def masked_token_nll(projection, outputs, targets):
     Padding never reaches the vocabulary-sized matmul: only real positions are projected.
 
     Args:
-        projection: layer mapping `(M, decoder_dim)` → `(M, vocabulary_size)` logits.
+        projection: callable mapping `(M, decoder_dim)` → `(M, vocabulary_size)` logits (`DialogueModel.logits`).
         outputs: `(num_targets, utterance_length, decoder_dim)` decoder outputs.
         targets: `(num_targets, utterance_length)` int32 token ids, 0 = padding.
     Returns:
@@ -50,7 +52,7 @@ def token_nll(projection, outputs, labels):
     """Summed token cross-entropy of decoder outputs at real target positions.
 
     Args:
-        projection: layer mapping `(M, decoder_dim)` → `(M, vocabulary_size)` logits.
+        projection: callable mapping `(M, decoder_dim)` → `(M, vocabulary_size)` logits (`DialogueModel.logits`).
         outputs: `(M, decoder_dim)` decoder outputs, one per target token.
         labels: `(M,)` int32 target token ids.
     Returns:
@@ -62,6 +64,38 @@ def token_nll(projection, outputs, labels):
     return ops.sum(nll), ops.cast(ops.shape(labels)[0], "float32")
 
 
+CONTEXT_MODES = ("true", "shuffled", "none")
+
+
+def probe_context(tensor, mode: str):
+    """The conditioning of each reply as seen by a context probe.
+
+    "true" leaves it; "shuffled" gives each reply the conditioning of the reply
+    half a batch away (`roll` by N // 2 rows: in the batches of `WindowBatches`
+    that is another dialogue's history, except in a batch of a single window,
+    where it is another turn of the same dialogue); "none" replaces it by zeros:
+    no information about this dialogue (for a model with `center_context`, zero
+    is the average context; without it, the state of an empty history). The
+    perplexity gap between the modes measures how much the model uses the
+    dialogue (see `chatbot.evaluation.context_probe`).
+
+    Args:
+        tensor: `(N, ...)`, one row per reply.
+        mode: one of `CONTEXT_MODES`.
+    Returns:
+        `(N, ...)`, same dtype.
+    Raises:
+        ValueError: unknown mode.
+    """
+    if mode == "true":
+        return tensor
+    if mode == "shuffled":
+        return ops.roll(tensor, ops.shape(tensor)[0] // 2, axis=0)
+    if mode == "none":
+        return ops.zeros_like(tensor)
+    raise ValueError(f"context mode must be one of {CONTEXT_MODES}, got {mode!r}")
+
+
 def chunk_rows(tensor, order, start, end, length=None):
     """Rows `order[start:end]` of `tensor`, cut to `length` steps; `tensor` itself when `order` is None."""
     if order is None:
@@ -70,7 +104,7 @@ def chunk_rows(tensor, order, start, end, length=None):
     return rows if length is None else rows[:, :length]
 
 
-def sampled_token_nll(projection, outputs, labels, num_sampled: int):
+def sampled_token_nll(model, outputs, labels, num_sampled: int):
     """Sampled-softmax token cross-entropy (Jean et al. 2015), for training only.
 
     Each target's softmax runs over its own class and `num_sampled` classes drawn
@@ -80,20 +114,25 @@ def sampled_token_nll(projection, outputs, labels, num_sampled: int):
     biased, lower estimate of the full cross-entropy: report the full one (`token_nll`).
 
     Args:
-        projection: the Dense output projection (its kernel `(decoder_dim, vocabulary_size)` and bias are used).
+        model: the `DialogueModel` whose output layer (tied or not) scores the classes.
         outputs: `(M, decoder_dim)` decoder outputs at the real target positions.
         labels: `(M,)` int32 target token ids.
         num_sampled: sampled classes per batch.
     Returns:
         (summed sampled loss in nats, M as float32).
     """
+    projection = model.output_projection
+    if model.tie_embeddings:
+        weights, inputs = model.embedding.embeddings, projection.adapter(outputs)  # (V, E), (M, E)
+    else:
+        weights, inputs = tf.transpose(projection.kernel), outputs  # (V, D), (M, D)
     loss = tf.nn.sampled_softmax_loss(
-        weights=tf.transpose(projection.kernel),  # (V, D)
+        weights=weights,
         biases=projection.bias,
         labels=ops.cast(labels, "int64")[:, None],
-        inputs=ops.cast(outputs, "float32"),
+        inputs=ops.cast(inputs, "float32"),
         num_sampled=num_sampled,
-        num_classes=projection.units,
+        num_classes=model.vocabulary_size,
     )
     return ops.sum(loss), ops.cast(ops.shape(labels)[0], "float32")
 
@@ -140,6 +179,41 @@ def existing_targets(*tensors, replies):
     return [tf.boolean_mask(replies, exists)] + [tf.boolean_mask(t, exists) for t in tensors]
 
 
+@keras.saving.register_keras_serializable(package="chatbot")
+class TiedOutputProjection(keras.layers.Layer):
+    """Next-token logits scored against the input embedding (Press & Wolf 2017; Inan et al. 2017).
+
+    logits = W h · Eᵀ + b, with W `(decoder_dim, embedding_dim)` learned here and E
+    the model's embedding matrix `(vocabulary_size, embedding_dim)`, passed at call
+    time so the layer owns no copy of it. A word's input and output vectors are one
+    vector, learned from both directions, and the vocabulary-sized matmul runs in
+    `embedding_dim` instead of `decoder_dim` units.
+
+    Call args:
+        outputs: `(..., decoder_dim)` float.
+        embeddings: `(vocabulary_size, embedding_dim)` float, the embedding table.
+    Returns:
+        `(..., vocabulary_size)` logits.
+    """
+
+    def __init__(self, vocabulary_size: int, embedding_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.embedding_dim = embedding_dim
+        self.adapter = keras.layers.Dense(embedding_dim, name="adapter")
+
+    def build(self, input_shape):
+        self.adapter.build(input_shape)
+        self.bias = self.add_weight(shape=(self.vocabulary_size,), initializer="zeros", name="bias")
+
+    def call(self, outputs, embeddings):
+        projected = self.adapter(outputs)  # (..., E)
+        return ops.matmul(projected, ops.transpose(ops.cast(embeddings, projected.dtype))) + ops.cast(self.bias, projected.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size, "embedding_dim": self.embedding_dim}
+
+
 class DialogueModel(keras.Model):
     """Base class: token embedding, output projection, loss and metrics.
 
@@ -151,13 +225,46 @@ class DialogueModel(keras.Model):
 
     latent_dim = 0  # > 0: encode_context takes latent_noise
 
-    def __init__(self, vocabulary_size: int, embedding_dim: int = 128, dropout: float = 0.1, **kwargs):
+    def __init__(
+        self,
+        vocabulary_size: int,
+        embedding_dim: int = 128,
+        dropout: float = 0.1,
+        tie_embeddings: bool = False,
+        scale_embeddings: bool = False,
+        center_context: bool = False,
+        **kwargs,
+    ):
+        """Args:
+            vocabulary_size: number of token ids.
+            embedding_dim: units of a token embedding.
+            dropout: rate on embeddings and decoder outputs while training.
+            tie_embeddings: score decoder outputs against the embedding table
+                (`TiedOutputProjection`) instead of a separate `(decoder_dim, vocabulary_size)` layer.
+            scale_embeddings: the table starts N(0, 1/embedding_dim) and is multiplied by
+                sqrt(embedding_dim) where it enters an RNN (Vaswani et al. 2017, sec. 3.4), so
+                token inputs have unit scale from the first update. Off, Keras's default
+                uniform ±0.05 table feeds the RNNs 35× weaker token signals than the context
+                they are concatenated with (README, "What was wrong").
+            center_context: the decoder sees the context vector minus its running mean
+                (`ContextCentering`), so the context cannot stand in for a bias.
+            The defaults (False) are those of models saved before these options existed;
+            new models get all three from `ModelConfig`.
+        """
         super().__init__(**kwargs)
         self.vocabulary_size = vocabulary_size
         self.embedding_dim = embedding_dim
         self.dropout = dropout
-        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
-        self.output_projection = keras.layers.Dense(vocabulary_size, name="output_projection")
+        self.tie_embeddings = tie_embeddings
+        self.scale_embeddings = scale_embeddings
+        self.center_context = center_context
+        self.context_centering = ContextCentering(name="context_centering") if center_context else None
+        initializer = keras.initializers.RandomNormal(stddev=embedding_dim**-0.5) if scale_embeddings else "uniform"
+        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, embeddings_initializer=initializer, name="embedding")
+        if tie_embeddings:
+            self.output_projection = TiedOutputProjection(vocabulary_size, embedding_dim, name="output_projection")
+        else:
+            self.output_projection = keras.layers.Dense(vocabulary_size, name="output_projection")
         self.embedding_dropout = keras.layers.Dropout(dropout)
         self.output_dropout = keras.layers.Dropout(dropout)
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -172,13 +279,30 @@ class DialogueModel(keras.Model):
         self.decode_step(ops.ones((1,), dtype="int32"), self.encode_context(dummy))
 
     def embed(self, token_ids, training=False):
-        """`(...)` int32 → `(..., embedding_dim)` with dropout while training."""
-        return self.embedding_dropout(self.embedding(token_ids), training=training)
+        """`(...)` int32 → `(..., embedding_dim)` RNN inputs (scaled, see `scale_embeddings`), dropout while training."""
+        embedded = self.embedding(token_ids)
+        if self.scale_embeddings:
+            embedded = embedded * ops.cast(self.embedding_dim**0.5, embedded.dtype)
+        return self.embedding_dropout(embedded, training=training)
+
+    def condition(self, context, training=False):
+        """The context vector as the decoder (and VHRED's prior and posterior) see it: centred when
+        `center_context` is on. `(N, context_dim)` → `(N, context_dim)`."""
+        return self.context_centering(context, training=training) if self.context_centering is not None else context
+
+    def logits(self, outputs):
+        """`(..., decoder_dim)` decoder outputs → `(..., vocabulary_size)` next-token logits."""
+        if self.tie_embeddings:
+            return self.output_projection(outputs, self.embedding.embeddings)
+        return self.output_projection(outputs)
 
     # --- to implement ----------------------------------------------------
 
-    def loss_terms(self, tokens, training=False) -> dict:
-        """Summed loss terms of a batch: at least "nll" (nats) and "tokens" (count, float32)."""
+    def loss_terms(self, tokens, training=False, context_mode="true") -> dict:
+        """Summed loss terms of a batch: at least "nll" (nats) and "tokens" (count, float32).
+
+        `context_mode` ("true", "shuffled", "none") is the context probe: see `probe_context`.
+        """
         raise NotImplementedError
 
     def encode_context(self, context_tokens):
@@ -233,4 +357,7 @@ class DialogueModel(keras.Model):
             "vocabulary_size": self.vocabulary_size,
             "embedding_dim": self.embedding_dim,
             "dropout": self.dropout,
+            "tie_embeddings": self.tie_embeddings,
+            "scale_embeddings": self.scale_embeddings,
+            "center_context": self.center_context,
         }

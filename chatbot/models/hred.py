@@ -19,6 +19,7 @@ from chatbot.models.base import (
     chunk_rows,
     existing_targets,
     length_sorted_chunks,
+    probe_context,
     sampled_token_nll,
     token_nll,
 )
@@ -151,12 +152,13 @@ class HRED(DialogueModel):
             labels.append(tf.boolean_mask(chunk_targets, mask))  # (m,)
         outputs, labels = ops.concatenate(outputs, axis=0), ops.concatenate(labels, axis=0)  # (M, D), (M,)
         if training and self.sampled_softmax:
-            return sampled_token_nll(self.output_projection, outputs, labels, self.sampled_softmax)
-        return token_nll(self.output_projection, outputs, labels)
+            return sampled_token_nll(self, outputs, labels, self.sampled_softmax)
+        return token_nll(self.logits, outputs, labels)
 
-    def loss_terms(self, tokens, training=False):
+    def loss_terms(self, tokens, training=False, context_mode="true"):
         context, _ = self.encode_turns(tokens, training)
         replies, context = existing_targets(context[:, :-1], replies=tokens[:, 1:])  # (N, L), (N, C)
+        context = probe_context(self.condition(context, training), context_mode)
         nll, count = self.target_nll(replies, context, training)
         return {"nll": nll, "tokens": count}
 
@@ -165,8 +167,8 @@ class HRED(DialogueModel):
         num_targets counting the non-padding turns after the first."""
         context, _ = self.encode_turns(tokens, training)
         replies, context = existing_targets(context[:, :-1], replies=tokens[:, 1:])
-        outputs, _ = self.decode(replies, context, training)
-        return self.output_projection(outputs)
+        outputs, _ = self.decode(replies, self.condition(context, training), training)
+        return self.logits(outputs)
 
     # --- inference contract ---------------------------------------------
 
@@ -180,7 +182,7 @@ class HRED(DialogueModel):
             (the context RNN state after the last turn) and each decoder state
             `(batch_size, decoder_dim)`.
         """
-        context = last_turn(self.encode_turns(context_tokens)[0], context_tokens)  # (B, C)
+        context = self.condition(last_turn(self.encode_turns(context_tokens)[0], context_tokens))  # (B, C)
         return (context, *self.decoder.initial_state(context))
 
     def decode_step(self, token_ids, state):
@@ -193,8 +195,8 @@ class HRED(DialogueModel):
             (`(batch_size, vocabulary_size)` logits of the next token, new state).
         """
         context, *states = state
-        output, states = self.decoder.step(self.embedding(token_ids), context, states)  # (B, D)
-        return self.output_projection(output), (context, *states)
+        output, states = self.decoder.step(self.embed(token_ids), context, states)  # (B, D)
+        return self.logits(output), (context, *states)
 
     def get_config(self):
         return {

@@ -134,3 +134,37 @@ class UtteranceDecoder(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "decoder_dim": self.decoder_dim, "cell": self.cell}
+
+
+@keras.saving.register_keras_serializable(package="chatbot")
+class ContextCentering(keras.layers.Layer):
+    """Mean-only batch normalisation of the context (Salimans & Kingma 2016, sec. 2.2).
+
+    While training, the batch mean of the context vectors is subtracted; otherwise
+    its running mean (updated while training). What is left is only what differs
+    between dialogues, so the context cannot serve the decoder as a constant bias,
+    and the gradient that reaches the context RNN has no common component that
+    pushes every dialogue's state the same way into tanh saturation.
+
+    Call args:
+        context: `(batch_size, context_dim)` float.
+    Returns:
+        `(batch_size, context_dim)`, centred.
+    """
+
+    def __init__(self, momentum: float = 0.99, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = momentum
+
+    def build(self, input_shape):
+        self.moving_mean = self.add_weight(shape=(input_shape[-1],), initializer="zeros", trainable=False, name="moving_mean")
+
+    def call(self, context, training=False):
+        if training:
+            mean = ops.mean(context, axis=0)  # (C,)
+            self.moving_mean.assign(self.momentum * self.moving_mean + (1.0 - self.momentum) * ops.cast(mean, self.moving_mean.dtype))
+            return context - mean
+        return context - ops.cast(self.moving_mean, context.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum}

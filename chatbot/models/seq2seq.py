@@ -21,7 +21,7 @@ import tensorflow as tf
 from keras import ops
 
 from chatbot.config import ATTENTION_TYPES
-from chatbot.models.base import DialogueModel, existing_targets, masked_token_nll
+from chatbot.models.base import DialogueModel, existing_targets, masked_token_nll, probe_context
 from chatbot.models.hred import last_turn
 from chatbot.models.layers import UtteranceDecoder, UtteranceEncoder
 from chatbot.tokenizer import PAD_ID
@@ -138,16 +138,18 @@ class Seq2Seq(DialogueModel):
         attended = self.attention_layer([outputs, memory, keys], mask=[None, memory_mask])  # (N, steps, H')
         return self.attention_combine(ops.concatenate([outputs, attended], axis=-1))
 
-    def loss_terms(self, tokens, training=False):
+    def loss_terms(self, tokens, training=False, context_mode="true"):
         vectors, sequences, source_mask = self.encode_sources(tokens, training)
         replies, vectors, sequences, source_mask = existing_targets(
             vectors[:, :-1], sequences[:, :-1], source_mask[:, :-1], replies=tokens[:, 1:]
         )
+        vectors = self.condition(vectors, training)
+        vectors, sequences, source_mask = (probe_context(t, context_mode) for t in (vectors, sequences, source_mask))
         inputs, targets = replies[:, :-1], replies[:, 1:]  # teacher forcing shift
         outputs = self.decoder(self.embed(inputs, training), vectors, training=training)  # (N, L-1, D)
         if self.attention != "none":
             outputs = self.attend(outputs, sequences, self.attention_keys(sequences), source_mask)
-        nll, count = masked_token_nll(self.output_projection, self.output_dropout(outputs, training=training), targets)
+        nll, count = masked_token_nll(self.logits, self.output_dropout(outputs, training=training), targets)
         return {"nll": nll, "tokens": count}
 
     # --- inference contract ---------------------------------------------
@@ -165,6 +167,7 @@ class Seq2Seq(DialogueModel):
         # Only the source ending at the last turn is encoded: the earlier turns' sources are not needed.
         source = last_turn(flatten_history(context_tokens, self.source_turns, self.max_source_tokens), context_tokens)
         vector, memory, mask = self.encode(source)  # (B, H'), (B, S, H'), (B, S)
+        vector = self.condition(vector)
         decoder_states = self.decoder.initial_state(vector)
         if self.attention == "none":
             return (vector, *decoder_states)
@@ -176,11 +179,11 @@ class Seq2Seq(DialogueModel):
             vector, *states = state
         else:
             vector, memory, keys, mask, *states = state
-        output, states = self.decoder.step(self.embedding(token_ids), vector, states)  # (B, D)
+        output, states = self.decoder.step(self.embed(token_ids), vector, states)  # (B, D)
         if self.attention != "none":
             output = self.attend(output[:, None], memory, keys, mask)[:, 0]
-            return self.output_projection(output), (vector, memory, keys, mask, *states)
-        return self.output_projection(output), (vector, *states)
+            return self.logits(output), (vector, memory, keys, mask, *states)
+        return self.logits(output), (vector, *states)
 
     def get_config(self):
         return {

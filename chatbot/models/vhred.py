@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from chatbot.models.base import existing_targets
+from chatbot.models.base import existing_targets, probe_context
 from chatbot.models.hred import HRED, last_turn
 from chatbot.tokenizer import BOS_ID, PAD_ID, UNK_ID
 
@@ -125,9 +125,10 @@ class VHRED(HRED):
     def decoder_inputs(self, inputs, training=False):
         return word_dropout(inputs, self.word_dropout, seed=self.seed_generator) if training else inputs
 
-    def loss_terms(self, tokens, training=False):
+    def loss_terms(self, tokens, training=False, context_mode="true"):
         context, vectors = self.encode_turns(tokens, training)
         replies, context, target_vectors = existing_targets(context[:, :-1], vectors[:, 1:], replies=tokens[:, 1:])
+        context = probe_context(self.condition(context, training), context_mode)  # the reply's own encoding stays (the posterior's input)
         prior_mean, prior_variance = self.prior(context)  # (N, Z) each
         post_mean, post_variance = self.posterior(ops.concatenate([context, target_vectors], axis=-1))
         noise = keras.random.normal(ops.shape(post_mean), dtype=post_mean.dtype, seed=self.seed_generator)
@@ -195,7 +196,7 @@ class VHRED(HRED):
         Returns:
             state: `(conditioning, *decoder_states)`, conditioning `(batch_size, context_dim + latent_dim)` = [c; z].
         """
-        context = last_turn(self.encode_turns(context_tokens)[0], context_tokens)  # (B, C)
+        context = self.condition(last_turn(self.encode_turns(context_tokens)[0], context_tokens))  # (B, C)
         mean, variance = self.prior(context)
         if latent_noise is None:
             latent_noise = tf.random.normal(ops.shape(mean))

@@ -24,7 +24,9 @@ INIT_FROM_LAYERS = (
     ("encoder", "utterance_encoder"),  # a Seq2Seq encoder starts from an HRED utterance encoder
     ("encoder", "encoder"),
 )
-INHERITED_SIZES = ("vocabulary_size", "embedding_dim", "hidden_dim", "context_dim", "cell", "bidirectional", "max_utterance_length")
+INHERITED_SIZES = (
+    "vocabulary_size", "embedding_dim", "scale_embeddings", "hidden_dim", "context_dim", "cell", "bidirectional", "max_utterance_length"
+)
 
 
 def inherit_sizes(config: ModelConfig, source: ModelConfig) -> ModelConfig:
@@ -53,6 +55,35 @@ def copy_encoder_weights(model, source) -> list[str]:
     if not copied:
         raise CheckpointError("--init-from: the source model shares no layer with this architecture")
     return copied
+
+
+def make_optimizer(train_config: TrainConfig, total_steps: int):
+    """Adam with the run's learning-rate schedule and global-norm gradient clipping.
+
+    The rate rises linearly from 0 to `learning_rate` over `warmup_steps` updates,
+    then stays there ("constant") or follows a cosine to 10% of it at `total_steps`
+    ("cosine"). Clipping rescales the whole gradient when its global L2 norm
+    exceeds `clipnorm` (Pascanu et al. 2013); Keras's `clipnorm` would clip each
+    variable on its own, which changes the gradient's direction.
+
+    Args:
+        total_steps: optimizer updates of the whole run (epochs × batches per epoch).
+    """
+    import keras
+
+    peak, warmup = train_config.learning_rate, train_config.warmup_steps
+    decay_steps = max(total_steps - warmup, 1)
+    alpha = 0.1 if train_config.lr_schedule == "cosine" else 1.0  # alpha 1: no decay after the warm-up
+    if warmup == 0 and alpha == 1.0:
+        learning_rate = peak
+    elif warmup == 0:
+        learning_rate = keras.optimizers.schedules.CosineDecay(peak, decay_steps=decay_steps, alpha=alpha)
+    else:
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=decay_steps, alpha=alpha, warmup_target=peak, warmup_steps=warmup
+        )
+    clipping = {"global_clipnorm": train_config.clipnorm} if train_config.clipnorm else {}
+    return keras.optimizers.Adam(learning_rate=learning_rate, **clipping)
 
 
 @dataclasses.dataclass
@@ -182,12 +213,7 @@ def _fit(out_dir, model_config, train_config, batches, source, summary, verbose,
     elif source is not None:
         copied = copy_encoder_weights(model, source.model)
         log(f"initialised {', '.join(copied)} from {train_config.init_from}")
-    learning_rate = train_config.learning_rate
-    if train_config.lr_schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps=max(train_config.epochs * batches["train"].num_batches, 1), alpha=0.1
-        )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=train_config.clipnorm))
+    model.compile(optimizer=make_optimizer(train_config, total_steps=train_config.epochs * batches["train"].num_batches))
     metrics_log = MetricsLog(out_dir / METRICS_FILENAME, summary)
     budget = TimeBudget(train_config.max_minutes) if train_config.max_minutes else None
     callbacks = [
