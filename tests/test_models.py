@@ -1,4 +1,5 @@
-"""Seq2Seq and VHRED beside HRED: training, saving, the inference contract, and VHRED's loss pieces."""
+"""The language-model baseline, Seq2Seq and VHRED beside HRED: training, saving, the inference contract,
+the context probe, tied embeddings, legacy checkpoints, and VHRED's loss pieces."""
 
 import keras
 import numpy as np
@@ -15,6 +16,7 @@ from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 from chatbot.training.data import WindowBatches, dialogue_windows
 
 ARCHITECTURES = {
+    "lm": dict(model="lm"),
     "seq2seq": dict(model="seq2seq"),
     "seq2seq+additive": dict(model="seq2seq", attention="additive"),
     "seq2seq+dot, 3 turns": dict(model="seq2seq", attention="dot", source_turns=3, max_source_tokens=40),
@@ -50,7 +52,7 @@ def test_a_few_dozen_steps_lower_the_loss(english, name):
         assert {"reconstruction", "kl", "bow", "kl_weight", "active_units", "perplexity"} <= set(history.history)
 
 
-@pytest.mark.parametrize("name", ["seq2seq+additive", "seq2seq+dot, 3 turns", "vhred"])
+@pytest.mark.parametrize("name", ["lm", "seq2seq+additive", "seq2seq+dot, 3 turns", "vhred"])
 def test_save_then_load_restores_identical_outputs(tmp_path, english, name):
     vocabulary_size, batches = english
     config = model_config("tiny", vocabulary_size=vocabulary_size, cell="lstm", bidirectional=True, **ARCHITECTURES[name])
@@ -191,3 +193,59 @@ def test_length_groups_give_the_same_loss_and_gradients_with_less_padding(englis
         for a, b in zip(one_gradients, four_gradients):
             np.testing.assert_allclose(a, b, atol=1e-4)
     assert batches.padding_share(4) < 0.8 * batches.padding_share(1)
+
+
+def test_the_language_model_ignores_the_context(english):
+    vocabulary_size, batches = english
+    model = build_model(model_config("tiny", model="lm", vocabulary_size=vocabulary_size))
+    probe = _probe(batches)
+    terms = {mode: float(model.loss_terms(probe, context_mode=mode)["nll"]) for mode in ("true", "shuffled", "none")}
+    assert terms["true"] == terms["shuffled"] == terms["none"]
+    other = _probe(batches)[:1, :4].copy()
+    other[0, 0, 1:3] = [5, 6]  # another history, the same reply prefix
+    state_a, state_b = model.encode_context(_probe(batches)[:1, :4]), model.encode_context(other)
+    np.testing.assert_array_equal(model.decode_step(np.array([BOS_ID], "int32"), state_a)[0], model.decode_step(np.array([BOS_ID], "int32"), state_b)[0])
+
+
+@pytest.mark.parametrize("name", ["seq2seq", "hred", "vhred"])
+def test_context_probes_change_what_the_conditioned_models_see(english, name):
+    vocabulary_size, batches = english
+    keras.utils.set_random_seed(0)
+    model = build_model(model_config("tiny", vocabulary_size=vocabulary_size, **ARCHITECTURES[name]))
+    probe = _probe(batches)
+    if name == "vhred":
+        reset = lambda: model.seed_generator.state.assign(np.array([7, 0]).astype(model.seed_generator.state.dtype))  # noqa: E731
+    else:
+        reset = lambda: None  # noqa: E731
+    losses = {}
+    for mode in ("true", "shuffled", "none"):
+        reset()
+        losses[mode] = float(model.loss_terms(probe, context_mode=mode)["nll"])
+    assert len(set(losses.values())) == 3, losses
+    with pytest.raises(ValueError, match="context mode"):
+        model.loss_terms(probe, context_mode="reversed")
+
+
+def test_tied_embeddings_share_one_table_and_halve_the_output_layer(english):
+    vocabulary_size, _ = english
+    tied = build_model(model_config("tiny", vocabulary_size=vocabulary_size))
+    untied = build_model(model_config("tiny", vocabulary_size=vocabulary_size, tie_embeddings=False))
+    config = model_config("tiny")
+    assert tied.output_projection.count_params() == config.decoder_dim * config.embedding_dim + config.embedding_dim + vocabulary_size
+    assert untied.output_projection.count_params() == (config.decoder_dim + 1) * vocabulary_size
+    outputs = np.random.default_rng(0).standard_normal((3, config.decoder_dim)).astype("float32")
+    expected = tied.output_projection.adapter(outputs).numpy() @ tied.embedding.embeddings.numpy().T + tied.output_projection.bias.numpy()
+    np.testing.assert_allclose(tied.logits(outputs).numpy(), expected, rtol=1e-5, atol=1e-5)
+    # Scaled embeddings enter the RNNs at unit scale.
+    rms = float(np.sqrt(np.mean(np.square(tied.embed(np.arange(4, 200, dtype="int32")).numpy()))))
+    assert 0.8 < rms < 1.2, rms
+
+
+def test_a_legacy_config_rebuilds_the_model_it_was_saved_with():
+    """config.json files written before tying, scaling and centering existed describe untied, unscaled models."""
+    from chatbot.config import ModelConfig, from_dict
+
+    legacy = from_dict(ModelConfig, {"model": "vhred", "vocabulary_size": 50})
+    assert (legacy.tie_embeddings, legacy.scale_embeddings, legacy.center_context) == (False, False, False)
+    assert from_dict(ModelConfig, {"model": "hred", "tie_embeddings": True}).tie_embeddings
+    assert ModelConfig().tie_embeddings and ModelConfig().scale_embeddings and ModelConfig().center_context
