@@ -198,7 +198,7 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "unigram": count_baseline_perplexity(tokenizer, shape, train, valid, order=1)["value"],
         "trigram": count_baseline_perplexity(tokenizer, shape, train, valid, order=3)["value"],
-        "checkpoints": [u for u in (50, 100, 150, 300, 450, 600, 900, 1200, 1800, 2400) if u <= args.updates and u % args.every == 0],
+        "checkpoints": [u for u in (50, 100, 150, 200, 300, 400, 600, 900, 1200, 1800, 2400) if u <= args.updates and u % args.every == 0],
         "rows": [],
     }
     log(f"add-one unigram {result['unigram']:.1f} · Kneser-Ney 3-gram {result['trigram']:.1f} (validation)")

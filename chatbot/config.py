@@ -97,8 +97,8 @@ class TrainConfig:
     corpus_format: str | None = None  # "txt" or "jsonl" when the file's extension does not say
     epochs: int = 10  # passes over the training split
     batch_size: int = 64  # dialogue windows per batch (larger amortises the per-step RNN loop; see benchmarks/train_throughput.py)
-    learning_rate: float = 1e-3  # Adam step size (the peak, with a schedule)
-    lr_schedule: str = "constant"  # "constant", or "cosine": decays to 10% of learning_rate over `epochs`
+    learning_rate: float = 3e-3  # Adam step size (the peak, with a schedule)
+    lr_schedule: str = "cosine"  # "constant", or "cosine": decays to 10% of learning_rate over `epochs`
     clipnorm: float = 1.0  # threshold of the gradient's global L2 norm (all variables together); 0 = no clipping
     warmup_steps: int = 0  # updates over which the learning rate rises linearly from 0 to learning_rate
     patience: int = 2  # epochs without a better validation perplexity before early stopping
