@@ -257,7 +257,8 @@ def print_eval_table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{rows[0]['corpus']} · {rows[0]['split']} split (≤: VHRED's ELBO bound)")
+    bound = any(str(row["perplexity"].get("kind", "")).startswith("upper") for row in rows)
+    table = Table(title=f"{rows[0]['corpus']} · {rows[0]['split']} split" + (" (≤: VHRED's ELBO bound)" if bound else ""))
     for header in ("model", "perplexity", "shuffled ctx", "ctx gain nats", "KL/reply", "distinct-1", "distinct-2", "tokens/reply", "entropy bits", "generic", "BLEU", "train min", "train tok/s"):
         table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
     for row in rows:
