@@ -37,13 +37,14 @@ def test_resume_continues_after_the_last_epoch_with_optimizer_state(tmp_path, ca
     epochs = json.loads((out / "metrics.json").read_text())["epochs"]
     assert [e["epoch"] for e in epochs] == [1, 2]
     # The optimizer continued: the backup's step counter counts both epochs' batches.
-    import keras
-
     from chatbot.models import build_model
+    from chatbot.training.trainer import make_optimizer
 
     batches = json.loads((out / "metrics.json").read_text())["data"]["train_batches"]
-    model = build_model(read_config(out)[0])
-    model.compile(optimizer=keras.optimizers.Adam())
+    model_config, train_config = read_config(out)
+    model = build_model(model_config)
+    # The trainer's own optimizer (a cosine schedule by default), so the saved variables match.
+    model.compile(optimizer=make_optimizer(train_config, total_steps=train_config.epochs * batches))
     model.optimizer.build(model.trainable_variables)
     model.load_weights(out / "backup" / "latest.weights.h5")
     assert int(model.optimizer.iterations.numpy()) == 2 * batches
