@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from chatbot.config import MODEL_TYPES
+from chatbot.config import LR_SCHEDULES, MODEL_TYPES, TrainConfig
 from chatbot.errors import ChatbotError, CheckpointError, ConfigError
 from chatbot.native_logs import native_logs_silenced
 
@@ -50,12 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", default="small", help="sizes: tiny (tests), small (CPU), base (GPU); default small")
     train.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
     train.add_argument("--batch-size", type=int, default=64, help="dialogue windows per batch (default 64)")
-    train.add_argument("--learning-rate", type=float, default=3e-3, help="Adam step size, the peak of the schedule (default 0.003, chosen by benchmarks/learning_curve.py)")
+    train.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate, help=f"Adam step size, the peak of the schedule (default {TrainConfig.learning_rate:g}, chosen by benchmarks/learning_curve.py)")
     train.add_argument("--vocabulary-size", type=int, default=8000, help="SentencePiece vocabulary bound (default 8000)")
     train.add_argument("--max-dialogues", type=int, help="use only the first N dialogues (quick runs)")
     train.add_argument("--max-minutes", type=float, help="stop after this many minutes; the last epoch is validated and saved")
     train.add_argument("--patience", type=int, default=2, help="early stopping: epochs without improvement (default 2)")
-    train.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine", help="constant, or cosine decay to 10%% over --epochs (default cosine)")
+    train.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule, help=f"constant, or cosine decay to 10%% over --epochs (default {TrainConfig.lr_schedule})")
     train.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32", help="training arithmetic: mixed_bfloat16 computes in bfloat16 with float32 weights, faster on CPUs with AMX/AVX512-BF16 and recent GPUs (default float32; replies always decode in float32)")
     train.add_argument("--length-groups", type=int, default=4, help="HRED/VHRED: run each RNN over this many length-sorted chunks of a batch, so short utterances are not padded to the longest (default 4; 1 turns it off; the loss is the same)")
     train.add_argument("--clipnorm", type=float, default=1.0, help="clip the gradient's global L2 norm to this (default 1.0; 0 = off)")
@@ -169,7 +169,7 @@ def _run(args) -> int:
 
 def cmd_train(args) -> int:
     from chatbot.checkpoint import read_config
-    from chatbot.config import TrainConfig, model_config
+    from chatbot.config import model_config
     from chatbot.training.trainer import train
 
     architecture = args.model or "hred"
