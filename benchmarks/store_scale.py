@@ -9,7 +9,7 @@ Run:  .venv/bin/python benchmarks/store_scale.py [--runs 5] [--turns 100000] [--
                                                  [--turns-per-conversation 100] [--output FILE.json]
 
 How: a fresh SQLite database in a temporary folder is created by
-`chatbot.store.ConversationStore` (so it has the real schema, migrations and
+`chatbot.storage.ConversationStore` (so it has the real schema, migrations and
 indexes) and filled in one transaction with SQLAlchemy Core bulk inserts: one
 model, one conversation of --big-turns turns (id 1) and conversations of
 --turns-per-conversation turns up to --turns active turns in all. Turns alternate
@@ -59,7 +59,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chatbot.store import TITLE_LENGTH, Conversation, ConversationStore, ModelRecord, Turn  # noqa: E402
+from chatbot.storage import TITLE_LENGTH, Conversation, ConversationStore, ModelRecord, Turn  # noqa: E402
 
 GOALS_MS = {"sessions list": 200.0, "replay": 1000.0}
 WORDS = (

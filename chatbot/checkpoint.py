@@ -18,6 +18,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from chatbot.config import ModelConfig, TrainConfig, from_dict
 from chatbot.errors import CheckpointError, ModelNotFoundError
@@ -40,7 +41,7 @@ class Checkpoint:
     """A loaded model directory. `model_id` is a checksum of the model and tokenizer files."""
 
     path: Path
-    model: object  # a keras.Model with encode_context / decode_step
+    model: Any  # a DialogueModel (keras.Model) with encode_context / decode_step
     tokenizer: Tokenizer
     model_config: ModelConfig
     train_config: TrainConfig

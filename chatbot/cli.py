@@ -314,11 +314,13 @@ def cmd_chat(args) -> int:
 
 
 def cmd_sessions(args) -> int:
-    from chatbot.store import open_store
+    from chatbot.storage import open_store
     from chatbot.transcript import session_lines, transcript_lines, write_export
 
     action = args.action or "list"
     store = open_store(args.db)
+    if store.upgrade_note:
+        print(store.upgrade_note, file=sys.stderr)
     if action == "list":
         limit = getattr(args, "limit", 50)
         if limit < 1:
@@ -326,7 +328,7 @@ def cmd_sessions(args) -> int:
         search = getattr(args, "search", None)
         print("\n".join(session_lines(store.list_conversations(limit, search=search), search)))
     elif action == "show":
-        print("\n".join(transcript_lines(store, args.id, all_branches=args.all_branches)))
+        print("\n".join(transcript_lines(store.transcript(args.id, args.all_branches))))
     elif action == "rename":
         try:
             conversation = store.rename_conversation(args.id, " ".join(args.title))

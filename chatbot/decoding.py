@@ -76,12 +76,12 @@ class DecodingConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "DecodingConfig":
+    def from_dict(cls, values: dict) -> DecodingConfig:
         """Rebuild stored settings; keys this version does not know are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
 
-    def replace(self, **changes) -> "DecodingConfig":
+    def replace(self, **changes) -> DecodingConfig:
         """A copy with `changes` applied and validated (raises ConfigError)."""
         return dataclasses.replace(self, **changes)
 

@@ -49,7 +49,7 @@ class EvalData:
     train_word_counts: Counter  # words of the training replies, for word entropy
 
     @classmethod
-    def load(cls, config: EvalConfig) -> "EvalData":
+    def load(cls, config: EvalConfig) -> EvalData:
         """Raises CorpusError when the corpus cannot be read or a needed split is empty."""
         corpus = load_corpus(config.corpus, config.corpus_format)
         splits = {name: corpus.split(name) for name in ("train", config.split)}
@@ -141,8 +141,8 @@ def generated_replies(
     checkpoint: Checkpoint, contexts, decoding: DecodingConfig, seed: int, context_turns: int
 ) -> tuple[list[str], list[int]]:
     """The reply text (the best candidate) and its length in tokens for each context; context i uses seed + i."""
+    from chatbot.framing import context_array
     from chatbot.manager import make_generator
-    from chatbot.training.data import context_array
 
     generator = make_generator(checkpoint, context_turns)
     texts, lengths = [], []
@@ -210,7 +210,7 @@ def evaluate_model(
         "training": training_summary(Path(model_dir)),
         "samples": [
             {"context": history, "reference": reference, "reply": reply}
-            for (history, reference), reply in list(zip(contexts, texts))[:NUM_SAMPLES]
+            for (history, reference), reply in list(zip(contexts, texts, strict=True))[:NUM_SAMPLES]
         ],
         "eval_seconds": round(time.monotonic() - started, 1),
     }
@@ -235,6 +235,7 @@ def count_baseline_perplexity(tokenizer, model_config, train: list[Dialogue], sp
     """
     from chatbot.ngram import AddOneUnigram, KneserNeyBaseline
 
+    model: AddOneUnigram | KneserNeyBaseline
     if order == 1:
         model = AddOneUnigram(tokenizer.vocabulary_size)
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -42,7 +43,38 @@ class Candidate:
     compiled: bool = True
 
 
-COMPILE_THREAD = "chatbot-compile"  # name of the background compile threads (the chat waits for them at exit)
+class BackgroundCompiler:
+    """Runs graph compilations in daemon threads and says when they are done.
+
+    Owned by a `ReplyGenerator` made with `background_compile=True`; whoever must not
+    leave while a compile runs (the chat, at exit: an interpreter finalised under a
+    running XLA compile aborts) waits with `wait`.
+    """
+
+    def __init__(self):
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def start(self, compile_graphs, *args) -> None:
+        """Run `compile_graphs(*args)` in a new daemon thread."""
+        thread = threading.Thread(target=compile_graphs, args=args, name="chatbot-compile", daemon=True)
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def ready(self) -> bool:
+        """No compile is running."""
+        with self._lock:
+            return not any(thread.is_alive() for thread in self._threads)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the running compiles; True when none is left running."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        return self.ready()
 
 
 class ReplyGenerator:
@@ -62,8 +94,9 @@ class ReplyGenerator:
         context_shape: (turns, utterance_length) of the longest context, in turns and tokens.
         compiled: run compiled graphs (True), or the same code eagerly, op by op (the reference path).
         background_compile: when a reply needs graphs not compiled yet, compile them in a
-            background thread and answer eagerly meanwhile (the chat: a new setting answers in
-            a second instead of waiting seconds for XLA). Off: compile on the spot (eval, benchmarks).
+            background thread (`compiler`, a BackgroundCompiler) and answer eagerly meanwhile (the
+            chat: a new setting answers in a second instead of waiting seconds for XLA). Off:
+            compile on the spot (eval, benchmarks), and `compiler` is None.
     """
 
     UTTERANCE_BUCKET = 16  # tokens: utterance lengths are padded up to a multiple of this
@@ -76,7 +109,7 @@ class ReplyGenerator:
         self.vocabulary_size = int(model.vocabulary_size)
         self._functions: dict[tuple, object] = {}
         self._lock = threading.Lock()
-        self.background_compile = background_compile
+        self.compiler = BackgroundCompiler() if background_compile else None
         self._compiling: set[tuple] = set()  # keys a background warm-up is compiling
         self._compiled: set[tuple] = set()  # keys whose graphs have run compiled
         self._eager_only: set[tuple] = set()  # keys whose background compile failed
@@ -204,13 +237,12 @@ class ReplyGenerator:
         keys = self._keys(config, padded[0].shape[-1])
         with self._lock:
             compiling = bool(self._compiling.intersection(keys) or self._eager_only.intersection(keys))
-            start = self.compiled and self.background_compile and not compiling and not self._compiled.issuperset(keys)
+            start = self.compiled and self.compiler is not None and not compiling and not self._compiled.issuperset(keys)
             if start:
                 self._compiling.update(keys)
         found = self._candidates(padded, config, seed, eager=compiling or start)
-        if start:  # after the eager reply, so the compiler does not compete with it for the cores
-            thread = threading.Thread(target=self._compile_in_background, args=(padded, config, keys), name=COMPILE_THREAD, daemon=True)
-            thread.start()
+        if start and self.compiler is not None:  # after the eager reply, so the compiler does not compete with it for the cores
+            self.compiler.start(self._compile_in_background, padded, config, keys)
         return found
 
     def _candidates(self, padded, config: DecodingConfig, seed: int, eager: bool) -> list[Candidate]:
@@ -233,7 +265,7 @@ class ReplyGenerator:
         replies = output.replies
         if config.sampler == "beam":  # the pool's unused slots and never-started beams
             valid = [c.score > INVALID for c in found]
-            found = [c for c, ok in zip(found, valid) if ok]
+            found = [c for c, ok in zip(found, valid, strict=True) if ok]
             replies = tf.boolean_mask(replies, valid)
         if config.mmi_weight > 0:
             found = self._mmi_rerank(found, replies, noise, config)
@@ -255,6 +287,6 @@ class ReplyGenerator:
         language_model = score(tf.constant(empty), zero_noise, replies).numpy()
         return [
             dataclasses.replace(c, score=c.score - config.mmi_weight * float(u))
-            for c, u in zip(found, language_model)
+            for c, u in zip(found, language_model, strict=True)
         ]
 

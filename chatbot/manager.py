@@ -1,4 +1,10 @@
-"""DialogueManager: conversation state, context building and replies. No terminal I/O."""
+"""DialogueManager: conversations, branches, context and replies, for any front end. No terminal I/O.
+
+`DialogueManager` is what the REPL talks to: it lists, resumes, renames and
+switches conversations through the store, and answers through a `Responder`
+(checkpoint, context window, generator) once a model is attached. Context
+framing comes from `chatbot.framing`, shared with training.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,8 @@ from chatbot.checkpoint import Checkpoint
 from chatbot.corpus.dialogue import normalize_text
 from chatbot.decoding import DECODER_VERSION, DecodingConfig
 from chatbot.errors import ConfigError
-from chatbot.store import Conversation, ConversationStore, Turn
-from chatbot.training.data import context_array
+from chatbot.framing import context_array
+from chatbot.storage import Branch, Conversation, ConversationStore, ConversationSummary, Transcript, Turn, open_store
 
 MAX_MESSAGE_CHARS = 4000  # longer messages are cut before they are stored
 
@@ -75,46 +81,146 @@ class Responder:
 
 
 class DialogueManager:
-    """Starts and resumes conversations and answers in them.
+    """Conversations and replies: what the REPL (and any other front end) talks to. No terminal I/O.
 
-    The context of a reply is the last `context_turns` turns on the conversation's
-    active path, so a resumed conversation continues with the same context. The
-    user's turn is committed before generation, the bot's right after.
+    The store is there from the start, so conversations can be listed, shown,
+    resumed, renamed and switched while the model is still loading; `attach`
+    adds the model when it is ready, and only replies need it. The context of a
+    reply is the last `context_turns` turns on the conversation's active path,
+    so a resumed conversation continues with the same context. The user's turn
+    is committed before generation, the bot's right after.
 
     Args:
         store: where conversations live.
-        checkpoint: the model that answers.
-        context_turns: stored turns fed as context (default: the model's window, max_turns - 1).
-        generator: a ReplyGenerator already built for this checkpoint (e.g. warmed up in the background).
+        checkpoint, context_turns, generator: the model, attached at once when given (see `attach`).
 
     Raises:
         ConfigError: `context_turns` < 1.
         StorageError: the model cannot be registered in the store.
     """
 
-    def __init__(self, store: ConversationStore, checkpoint: Checkpoint, context_turns: int | None = None, generator=None):
+    def __init__(self, store: ConversationStore, checkpoint: Checkpoint | None = None, context_turns: int | None = None, generator=None):
         self.store = store
-        self.checkpoint = checkpoint
-        self.responder = Responder(checkpoint, context_turns, generator)
-        self.context_turns = self.responder.context_turns
-        self.max_utterance_length = self.responder.max_utterance_length
-        self.generator = self.responder.generator
-        self.model_id = store.register_model(
+        self._responder: Responder | None = None
+        self.model_id: int | None = None
+        if checkpoint is not None:
+            self.attach(checkpoint, context_turns, generator)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> DialogueManager:
+        """A manager without a model over the store at `url` (default: storage/chatbot.db).
+
+        Raises:
+            StorageError: the database cannot be opened (see ConversationStore).
+        """
+        return cls(open_store(url))
+
+    def attach(self, checkpoint: Checkpoint, context_turns: int | None = None, generator=None) -> None:
+        """Answer with this model from now on, registering it in the store.
+
+        Args:
+            context_turns: stored turns fed as context (default: the model's window, max_turns - 1).
+            generator: a ReplyGenerator already built for this checkpoint (e.g. loaded in the background).
+        Raises:
+            ConfigError: `context_turns` < 1.
+            StorageError: the model cannot be registered.
+        """
+        responder = Responder(checkpoint, context_turns, generator)
+        self.model_id = self.store.register_model(
             checkpoint.model_id,
             checkpoint.path.name,
             str(checkpoint.path.resolve()),
             dataclasses.asdict(checkpoint.model_config),
         )
+        self._responder = responder
+
+    @property
+    def ready(self) -> bool:
+        """A model is attached: replies can be generated."""
+        return self._responder is not None
+
+    @property
+    def responder(self) -> Responder:
+        if self._responder is None:
+            raise ConfigError("no model attached yet: DialogueManager.attach(checkpoint) first")
+        return self._responder
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return self.responder.checkpoint
+
+    @property
+    def context_turns(self) -> int:
+        return self.responder.context_turns
+
+    @property
+    def max_utterance_length(self) -> int:
+        return self.responder.max_utterance_length
+
+    @property
+    def generator(self):
+        return self.responder.generator
+
+    @property
+    def upgrade_note(self) -> str | None:
+        """One line for the person when opening upgraded the database's schema (None otherwise)."""
+        return self.store.upgrade_note
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.store.close()
+
+    # --- conversations --------------------------------------------------
 
     def start(self) -> Conversation:
         return self.store.create_conversation(self.model_id)
 
     def resume(self, conversation_id: int) -> Conversation:
-        """Raises ConversationNotFoundError for an unknown id."""
+        """The stored conversation (to continue it). Raises ConversationNotFoundError for an unknown id."""
         return self.store.get_conversation(conversation_id)
 
+    def sessions(self, limit: int | None = 10, search: str | None = None) -> list[ConversationSummary]:
+        """The most recent conversations first (see `ConversationStore.list_conversations`)."""
+        return self.store.list_conversations(limit, search=search)
+
     def history(self, conversation_id: int) -> list[Turn]:
+        """The active path of a conversation, first turn first."""
         return self.store.turns(conversation_id)
+
+    def transcript(self, conversation_id: int, all_branches: bool = False) -> Transcript:
+        """The active path with its alternatives and numbered branches (`chatbot.transcript.transcript_lines` prints it).
+
+        Raises:
+            ConversationNotFoundError: unknown conversation.
+        """
+        return self.store.transcript(conversation_id, all_branches)
+
+    def branches(self, conversation_id: int) -> list[Branch]:
+        """Every branch of a conversation (made by /retry and /edit), by number."""
+        return self.store.branches(conversation_id)
+
+    def switch(self, conversation_id: int, number: int) -> list[Turn]:
+        """Continue from branch `number` (1-based, as `branches` numbers them); returns its path.
+
+        Raises:
+            ConfigError: no branch with that number.
+        """
+        found = self.branches(conversation_id)
+        if not 1 <= number <= len(found):
+            raise ConfigError(f"usage: /switch N with N from 1 to {len(found)} (see /branches)")
+        return self.store.activate(found[number - 1].path[-1].id)
+
+    def rename(self, conversation_id: int, title: str) -> Conversation:
+        """Set the title (whitespace collapsed, cut to TITLE_LENGTH characters).
+
+        Raises:
+            ConfigError: the title is empty.
+            ConversationNotFoundError: unknown conversation.
+        """
+        try:
+            return self.store.rename_conversation(conversation_id, title)
+        except ValueError as exc:
+            raise ConfigError(f"rename: {exc}") from None
 
     def clean(self, text: str) -> str:
         """Whitespace-normalised text without control characters, cut to MAX_MESSAGE_CHARS."""
@@ -147,10 +253,10 @@ class DialogueManager:
         """Store candidate `chosen` as the bot's turn; with `replaces`, as an alternative to that
         turn (which is kept, inactive). With several candidates the choice is recorded."""
         decoding = self.responder.settings(candidates, chosen)
-        values = dict(model_id=self.model_id, decoding=decoding, seed=candidates.seed, latency_ms=round(candidates.latency_ms, 2))
+        text, seed, latency_ms = candidates.texts[chosen], candidates.seed, round(candidates.latency_ms, 2)
         if replaces is not None:
-            return self.store.add_alternative(replaces.id, candidates.texts[chosen], **values)
-        return self.store.add_turn(conversation_id, "bot", candidates.texts[chosen], **values)
+            return self.store.add_alternative(replaces.id, text, self.model_id, decoding, seed, latency_ms)
+        return self.store.add_turn(conversation_id, "bot", text, self.model_id, decoding, seed, latency_ms)
 
     def reply(self, conversation_id: int, text: str, decoding: DecodingConfig, seed: int | None = None) -> Reply:
         """Store the user's message, generate and store the bot's reply (the best candidate).

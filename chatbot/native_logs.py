@@ -17,15 +17,15 @@ import sys
 @contextlib.contextmanager
 def native_logs_silenced():
     """Silence fd 2 for native code while `sys.stderr` keeps writing to the real stderr."""
-    if os.environ.get("CHATBOT_DEBUG") or sys.stderr is not sys.__stderr__:
+    original = sys.stderr
+    if os.environ.get("CHATBOT_DEBUG") or original is not sys.__stderr__ or original is None:
         yield  # debugging, or stderr is already captured (tests): leave it alone
         return
-    sys.stderr.flush()
+    original.flush()
     real = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-    original = sys.stderr
     sys.stderr = os.fdopen(real, "w", buffering=1, encoding=original.encoding, errors="backslashreplace")
     try:
         yield

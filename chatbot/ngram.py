@@ -1,6 +1,8 @@
-"""Count baselines over SentencePiece ids: the interpolated Kneser-Ney n-gram (counted and
-smoothed by `nltk.lm`) and the add-one unigram (`AddOneUnigram`, the plateau a model that
-ignores the previous tokens sits on).
+"""Count baselines over SentencePiece ids: the Kneser-Ney n-gram and the add-one unigram.
+
+The interpolated Kneser-Ney n-gram is counted and smoothed by `nltk.lm`; the
+add-one unigram (`AddOneUnigram`) is the plateau a model that ignores the
+previous tokens sits on.
 
 The HRED paper (Serban et al. 2016, table 2) reports a 3-gram Kneser-Ney model
 of the replies next to its neural models; this is that baseline, scored under
@@ -166,13 +168,13 @@ class KneserNeyBaseline(_ReplyModel):
     def _padded(self, reply: Sequence[int], ended: bool = True) -> list[str]:
         return [_BOS] * (self.order - 1) + [str(i) for i in reply] + ([_EOS] if ended else [])
 
-    def fit(self, replies: list[list[int]], ended: Sequence[bool] | None = None) -> "KneserNeyBaseline":
+    def fit(self, replies: list[list[int]], ended: Sequence[bool] | None = None) -> KneserNeyBaseline:
         """Count the n-grams of `replies` (piece ids, no BOS/EOS) and table the smoothing. Returns self.
 
         `ended[i]` False marks a reply cut at a length limit: no EOS follows it (default: all True).
         """
         ended = [True] * len(replies) if ended is None else ended
-        padded = [self._padded(reply, end) for reply, end in zip(replies, ended)]
+        padded = [self._padded(reply, end) for reply, end in zip(replies, ended, strict=True)]
         if self.vocabulary_size is None:
             vocabulary = Vocabulary(token for tokens in padded for token in tokens)  # BOS too: it is context
         else:
@@ -197,7 +199,7 @@ class KneserNeyBaseline(_ReplyModel):
         model, vocabulary = self._model, self._model.vocab
         ended = [True] * len(replies) if ended is None else ended
         total, tokens = 0.0, 0
-        for reply, end in zip(replies, ended):
+        for reply, end in zip(replies, ended, strict=True):
             if self.vocabulary_size is not None:
                 for i in reply:
                     if not 0 <= i < self.vocabulary_size:
@@ -229,9 +231,9 @@ class AddOneUnigram(_ReplyModel):
     def _targets(reply: Sequence[int], ended: bool) -> list[int]:
         return list(reply) + ([EOS_ID] if ended else [])
 
-    def fit(self, replies: list[list[int]], ended: Sequence[bool] | None = None) -> "AddOneUnigram":
+    def fit(self, replies: list[list[int]], ended: Sequence[bool] | None = None) -> AddOneUnigram:
         ended = [True] * len(replies) if ended is None else ended
-        self._counts = Counter(t for reply, end in zip(replies, ended) for t in self._targets(reply, end))
+        self._counts = Counter(t for reply, end in zip(replies, ended, strict=True) for t in self._targets(reply, end))
         self._total = sum(self._counts.values())
         return self
 
@@ -242,7 +244,7 @@ class AddOneUnigram(_ReplyModel):
         ended = [True] * len(replies) if ended is None else ended
         denominator = self._total + self.vocabulary_size
         total, tokens = 0.0, 0
-        for reply, end in zip(replies, ended):
+        for reply, end in zip(replies, ended, strict=True):
             for token in self._targets(reply, end):
                 total -= math.log((self._counts[token] + 1) / denominator)
                 tokens += 1

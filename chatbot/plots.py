@@ -33,7 +33,7 @@ def _plot_series(axis, epochs: list[dict], series: tuple[tuple[str, str, str], .
     for key, label, style in series:
         points = [(e["epoch"], e[key]) for e in epochs if key in e]
         if points:
-            axis.plot(*zip(*points), style, label=label)
+            axis.plot(*zip(*points, strict=True), style, label=label)
 
 
 def training_curves(metrics: dict, path: Path, title: str = "") -> Path:

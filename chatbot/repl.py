@@ -1,12 +1,16 @@
-"""The terminal chat: a prompt-toolkit loop over a DialogueManager. No SQL here."""
+"""The terminal chat: a prompt-toolkit loop over a DialogueManager, its only way to the data.
+
+`ChatREPL` reads lines and /commands and asks the manager for everything
+(replies, sessions, branches, titles); `ModelLoader` loads the model in a
+background thread so the prompt shows first; `run_chat` wires them.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import threading
-import time
-from typing import Callable
+from collections.abc import Callable
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
@@ -15,7 +19,7 @@ from chatbot.checkpoint import check_model_dir
 from chatbot.decoding import DecodingConfig, decoding_from_args, describe
 from chatbot.errors import ChatbotError, CheckpointError, ConfigError
 from chatbot.manager import DialogueManager, new_seed
-from chatbot.transcript import branch_lines, branches, session_lines, transcript_lines
+from chatbot.transcript import branch_lines, session_lines, transcript_lines
 
 RESUME_SHOWN_TURNS = 6  # turns printed when a conversation is resumed
 
@@ -55,31 +59,35 @@ SETTINGS: dict[str, tuple[Callable[[str], dict], str]] = {
 class ModelLoader:
     """Loads the model in a background thread while the person types; the first reply waits
     only for the load. (The decoding graphs compile in the background after the replies that
-    need them, which run eagerly meanwhile: see ReplyGenerator's `background_compile`.)
+    need them, which run eagerly meanwhile: see the generator's BackgroundCompiler.)
 
     Args:
-        store: the conversation store (opened on the main thread; all SQL stays there).
         load: builds `(checkpoint, generator)` (imports TensorFlow; runs in the thread).
     """
 
-    def __init__(self, store, load: Callable[[], tuple], context_turns: int | None):
-        self.store = store
-        self.context_turns = context_turns
+    def __init__(self, load: Callable[[], tuple]):
         self._loaded: tuple | None = None
         self._error: BaseException | None = None
-        self._manager: DialogueManager | None = None
-        self._ready = threading.Event()
 
         def run():
             try:
                 self._loaded = load()
             except BaseException as exc:  # reported on the main thread when a reply needs the model
                 self._error = exc
-            finally:
-                self._ready.set()
 
         self._thread = threading.Thread(target=run, name="chatbot-model-load", daemon=True)
         self._thread.start()
+
+    def ready(self) -> bool:
+        return not self._thread.is_alive()
+
+    def result(self) -> tuple:
+        """`(checkpoint, generator)`, waiting for the load. Raises what loading raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._loaded is not None  # the thread ended without an error, so it loaded
+        return self._loaded
 
     def finish(self, compile_seconds: float = 5.0) -> bool:
         """Wait for the loading thread to end, then up to `compile_seconds` for background compiles.
@@ -91,66 +99,56 @@ class ModelLoader:
             True when no background thread is left running.
         """
         self._thread.join()
-        generation = sys.modules.get("chatbot.generation")
-        if generation is None:  # never imported: loading failed early, and nothing compiles
-            return True
-        COMPILE_THREAD = generation.COMPILE_THREAD
-        deadline = time.monotonic() + compile_seconds
-        for thread in threading.enumerate():
-            if thread.name == COMPILE_THREAD:
-                thread.join(max(deadline - time.monotonic(), 0.0))
-        return not any(thread.name == COMPILE_THREAD and thread.is_alive() for thread in threading.enumerate())
-
-    def manager(self, waiting: Callable[[], None] = lambda: None) -> DialogueManager:
-        """The DialogueManager, once the model is loaded. Raises what loading raised."""
-        if self._manager is None:
-            if not self._ready.is_set():
-                waiting()
-                self._ready.wait()
-            if self._error is not None:
-                raise self._error
-            checkpoint, generator = self._loaded
-            self._manager = DialogueManager(self.store, checkpoint, context_turns=self.context_turns, generator=generator)
-        return self._manager
+        generator = self._loaded[1] if self._loaded is not None else None
+        compiler = getattr(generator, "compiler", None)
+        return compiler is None or compiler.wait(compile_seconds)
 
 
 class ChatREPL:
-    """A terminal conversation.
+    """A terminal conversation. It talks only to the DialogueManager.
 
     Args:
-        manager: answers and stores turns: a DialogueManager, or a ModelLoader still loading one.
+        manager: answers and stores turns; it may have no model yet (see `loader`).
         decoding: initial decoding settings (changed by /greedy, /top-p, ...).
         prompt_session: a prompt-toolkit PromptSession (tests pass one on pipe input).
         write: prints one line of output.
         conversation_id: resume this conversation; None starts a new one at the first message.
         seed: seed of the first reply; later replies draw fresh seeds (every seed is stored).
+        loader: loads the model in the background; attached to `manager` when a reply first needs it.
+        context_turns: turns of context when the model is attached (default: the model's window).
     """
 
     def __init__(
         self,
-        manager: DialogueManager | ModelLoader,
+        manager: DialogueManager,
         decoding: DecodingConfig,
         prompt_session: PromptSession,
         write: Callable[[str], None] = print,
         conversation_id: int | None = None,
         seed: int | None = None,
+        loader: ModelLoader | None = None,
+        context_turns: int | None = None,
     ):
-        self._manager = manager
-        self.store = manager.store
+        self.manager = manager
         self.decoding = decoding
         self.prompt_session = prompt_session
         self.write = write
         self.conversation_id = conversation_id
         self.seed = seed
+        self.loader = loader
+        self.context_turns = context_turns
 
-    @property
-    def manager(self) -> DialogueManager:
-        if isinstance(self._manager, ModelLoader):
-            manager = self._manager.manager(waiting=lambda: self.write("(loading the model …)"))
-            self._manager = manager
-            checkpoint = manager.checkpoint
+    def _model_ready(self) -> DialogueManager:
+        """The manager with its model attached, waiting for the background load the first time."""
+        if not self.manager.ready:
+            if self.loader is None:
+                raise ConfigError("no model to answer with")
+            if not self.loader.ready():
+                self.write("(loading the model …)")
+            checkpoint, generator = self.loader.result()
+            self.manager.attach(checkpoint, self.context_turns, generator)
             self.write(f"(model {checkpoint.path.name} ready: {checkpoint.model_config.architecture}, {checkpoint.model_id[:8]})")
-        return self._manager
+        return self.manager
 
     def run(self) -> int:
         if self.conversation_id is not None:
@@ -181,7 +179,7 @@ class ChatREPL:
             return True
         if line.startswith("/"):
             return self.command(line)
-        manager = self.manager  # load before the message is stored: a failed load stores nothing
+        manager = self._model_ready()  # load before the message is stored: a failed load stores nothing
         if self.conversation_id is None:
             self.conversation_id = manager.start().id
         self._answer_message(manager.add_user_turn(self.conversation_id, line))
@@ -189,7 +187,7 @@ class ChatREPL:
 
     def _answer_message(self, user_turn) -> None:
         """Reply to a just-stored user message, noting first when the model reads only its start."""
-        manager = self.manager
+        manager = self._model_ready()
         if manager.is_truncated(user_turn.text):
             limit = manager.max_utterance_length - 2
             self.write(f"(note: the model reads only the first {limit} tokens of a message; the rest was ignored)")
@@ -197,16 +195,16 @@ class ChatREPL:
 
     def _answer(self, history, replaces=None) -> None:
         """Generate for `history`, let the person pick when there are several candidates, store, print."""
-        manager = self.manager
+        manager = self._model_ready()
         seed = new_seed() if self.seed is None else self.seed
         self.seed = None
         candidates = manager.candidates(history, self.decoding, seed)
         chosen = self._pick(candidates) if len(candidates.texts) > 1 else 0
-        turn = manager.add_bot_turn(self.conversation_id, candidates, chosen, replaces=replaces)
+        turn = manager.add_bot_turn(self._current("no conversation yet"), candidates, chosen, replaces=replaces)
         self.write(f"bot> {turn.text}")
 
     def _pick(self, candidates) -> int:
-        for number, (text, found) in enumerate(zip(candidates.texts, candidates.found), start=1):
+        for number, (text, found) in enumerate(zip(candidates.texts, candidates.found, strict=True), start=1):
             self.write(f"  {number}. {text}   (score {found.score:.2f}, log p {found.log_probability:.1f})")
         while True:
             try:
@@ -230,44 +228,41 @@ class ChatREPL:
             self.conversation_id = None
             self.write("new conversation: it starts with your next message")
         elif name == "/sessions":
-            for text in session_lines(self.store.list_conversations(10)):
+            for text in session_lines(self.manager.sessions(10)):
                 self.write(text)
         elif name == "/resume":
             if not argument.isdigit():
                 raise ConfigError("usage: /resume ID (see /sessions)")
-            self.store.get_conversation(int(argument))
+            self.manager.resume(int(argument))
             self.conversation_id = int(argument)
             self._show_resumed()
         elif name == "/history":
             if self.conversation_id is None:
                 self.write("no messages yet in this conversation")
             else:
-                for text in transcript_lines(self.store, self.conversation_id):
+                for text in transcript_lines(self.manager.transcript(self.conversation_id)):
                     self.write(text)
         elif name == "/retry":
             if self.conversation_id is None:
                 raise ConfigError("nothing to retry yet: send a message first")
-            previous, history = self.manager.last_bot_turn(self.conversation_id)
+            previous, history = self._model_ready().last_bot_turn(self.conversation_id)
             self._answer(history, replaces=previous)
             self.write(f"(the earlier reply is kept as an alternative: {previous.text})")
         elif name == "/edit":
             self._edit(argument)
         elif name == "/branches":
-            for text in branch_lines(branches(self.store.tree(self._current("no branches yet")))):
+            for text in branch_lines(self.manager.branches(self._current("no branches yet"))):
                 self.write(text)
             self.write("(/switch N continues from branch N)")
         elif name == "/switch":
             conversation_id = self._current("no branches yet")
-            found = branches(self.store.tree(conversation_id))
-            if not argument.isdigit() or not 1 <= int(argument) <= len(found):
-                raise ConfigError(f"usage: /switch N with N from 1 to {len(found)} (see /branches)")
-            path = self.store.activate(found[int(argument) - 1].path[-1].id)
+            path = self.manager.switch(conversation_id, int(argument) if argument.isdigit() else 0)
             self._show_resumed(f"switched to branch {argument} ({len(path)} turns); the last ones:")
         elif name == "/title":
             conversation_id = self._current("no conversation yet: send a message first")
             if argument:
-                self.store.rename_conversation(conversation_id, argument)
-            self.write(f"title: {self.store.get_conversation(conversation_id).title}")
+                self.manager.rename(conversation_id, argument)
+            self.write(f"title: {self.manager.resume(conversation_id).title}")
         elif name == "/settings":
             self.write(f"decoding: {describe(self.decoding)}")
         elif name in SETTINGS:
@@ -295,7 +290,7 @@ class ChatREPL:
     def _edit(self, text: str) -> None:
         """/edit: replace the last user message (asking for the new text, prefilled, when none is given)."""
         conversation_id = self._current("nothing to edit yet: send a message first")
-        manager = self.manager
+        manager = self._model_ready()
         previous = manager.last_user_turn(conversation_id)
         if not text:
             try:
@@ -308,7 +303,7 @@ class ChatREPL:
         self.write(f"(your earlier message is kept on another branch: {previous.text}; /branches lists them)")
 
     def _show_resumed(self, heading: str | None = None) -> None:
-        turns = self.store.turns(self.conversation_id)
+        turns = self.manager.history(self._current("no conversation yet"))
         self.write(heading or f"resumed conversation {self.conversation_id} ({len(turns)} turns); the last ones:")
         for turn in turns[-RESUME_SHOWN_TURNS:]:
             self.write(f"{'you' if turn.speaker == 'user' else 'bot'}> {turn.text}")
@@ -325,16 +320,17 @@ def private_history(path: os.PathLike) -> History:
 
 
 def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[[str], None] = print) -> int:
-    """`chatbot chat`: open the store, show the prompt, and load the model in the background
+    """`chatbot chat`: open the conversations, show the prompt, and load the model in the background
     (tests pass a session on pipe input)."""
     from chatbot.checkpoint import find_default_model
     from chatbot.paths import storage_dir
-    from chatbot.store import open_store
 
     decoding = decoding_from_args(args)
-    store = open_store(args.db)
+    manager = DialogueManager.open(args.db)
+    if manager.upgrade_note:
+        print(manager.upgrade_note, file=sys.stderr)
     if args.resume is not None:
-        store.get_conversation(args.resume)  # fail before the slow model load
+        manager.resume(args.resume)  # fail before the slow model load
     model_dir = find_default_model() if args.model is None else args.model
     check_model_dir(model_dir)  # a missing model fails now, not at the first message
 
@@ -347,11 +343,12 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
         generator = make_generator(checkpoint, turns, background_compile=True) if turns >= 1 else None
         return checkpoint, generator
 
-    loader = ModelLoader(store, load, args.context_turns)
+    loader = ModelLoader(load)
     print(f"model {model_dir} loading in the background; decoding: {describe(decoding)}", file=sys.stderr, flush=True)
     session = prompt_session or PromptSession(history=private_history(storage_dir() / "repl_history"))
+    repl = ChatREPL(manager, decoding, session, write=write, conversation_id=args.resume, seed=args.seed, loader=loader, context_turns=args.context_turns)
     try:
-        status = ChatREPL(loader, decoding, session, write=write, conversation_id=args.resume, seed=args.seed).run()
+        status = repl.run()
     finally:
         settled = loader.finish()
     if not settled and prompt_session is None:
@@ -359,6 +356,6 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
         # finalisation, which would abort in the compiler's thread. (Not for in-process callers.)
         sys.stdout.flush()
         sys.stderr.flush()
-        store.close()
+        manager.close()
         os._exit(status)
     return status

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from chatbot.decoding import DECODER_VERSION, DecodingConfig, describe
 from chatbot.errors import CheckpointError
-from chatbot.store import Conversation, ConversationStore, ModelRecord, Turn, decoding_of
+from chatbot.storage import Conversation, ConversationStore, ModelRecord, Turn, decoding_of
+
+if TYPE_CHECKING:
+    from chatbot.manager import Responder  # imported when used: it pulls in the model code
 
 REPORT_FORMATS = ("md", "json")
 
@@ -107,17 +110,18 @@ def regenerate(
     by_id = {turn.id: turn for turn in turns}
     records = store.models()
     models = models or ModelCache()
-    results = []
+    results: list[Regenerated] = []
     for turn in turns:
         if turn.speaker != "bot":
             continue
-        history, parent = [], by_id.get(turn.parent_id)
+        history: list[str] = []
+        parent = by_id.get(turn.parent_id) if turn.parent_id is not None else None
         while parent is not None:
             history.append(parent.text)
-            parent = by_id.get(parent.parent_id)
+            parent = by_id.get(parent.parent_id) if parent.parent_id is not None else None
         history.reverse()
         settings = decoding_of(turn)
-        record = records.get(turn.model_id)
+        record = records.get(turn.model_id) if turn.model_id is not None else None
         if record is None or turn.seed is None or not settings:
             results.append(Regenerated(turn, None, "no model, seed or settings stored with this reply"))
             continue
@@ -129,13 +133,13 @@ def regenerate(
         note = None
         if version != DECODER_VERSION:
             note = f"made by decoder version {version}; this chatbot has version {DECODER_VERSION}, so it may differ"
-        turns = int(settings.get("context_turns") or checkpoint.model_config.max_turns - 1)
-        responder = models.responder(checkpoint, turns)
+        context_turns = int(settings.get("context_turns") or checkpoint.model_config.max_turns - 1)
+        responder = models.responder(checkpoint, context_turns)
         decoding = DecodingConfig.from_dict(settings)
         chosen = int(settings.get("chosen", 0))
 
-        def reply(eager: bool) -> str:
-            texts = responder.candidates(history, decoding, turn.seed, eager=eager).texts
+        def reply(eager: bool, responder=responder, history=history, decoding=decoding, seed=turn.seed, chosen=chosen) -> str:
+            texts = responder.candidates(history, decoding, seed, eager=eager).texts
             return texts[min(chosen, len(texts) - 1)]
 
         # The chat answers on the eager path while a setting compiles; older replies did not store which path.
@@ -192,7 +196,7 @@ class Compared:
 def compare(
     store: ConversationStore,
     conversation_ids: list[int] | None,
-    responder_for: Callable[[Conversation], object],
+    responder_for: Callable[[Conversation], Responder],
     decoding: DecodingConfig,
     seed: int | None = None,
     log: Callable[[str], None] = lambda line: None,
@@ -266,7 +270,7 @@ def comparison_lines(results: list[tuple[Conversation, list[Compared]]], label: 
 def comparison_report(results, label: str, decoding: DecodingConfig, models: dict[int, ModelRecord]) -> dict:
     """The comparison as JSON-ready data (what `--format json` writes)."""
     return {
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "against": label,
         "decoding": decoding.to_dict(),
         "summary": comparison_summary(results),
@@ -295,48 +299,6 @@ def comparison_report(results, label: str, decoding: DecodingConfig, models: dic
     }
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def comparison_markdown(report: dict) -> str:
-    """The comparison as Markdown: a summary table, then one table per conversation."""
-    summary = report["summary"]
-    lines = [
-        f"# Replay comparison: stored replies vs {report['against']}",
-        "",
-        f"Decoding: {describe(report['decoding'])} · {report['created_at']}",
-        "",
-        "| replies | mean length stored (words) | mean length new | distinct-2 stored | distinct-2 new | identical |",
-        "|---|---|---|---|---|---|",
-        f"| {summary['replies']} | {summary['stored']['mean_length_words']:.1f} | {summary['new']['mean_length_words']:.1f} | "
-        f"{summary['stored']['distinct_2']:.3f} | {summary['new']['distinct_2']:.3f} | {summary['identical_share']:.1%} |",
-    ]
-    for conversation in report["conversations"]:
-        lines += ["", f"## Conversation {conversation['id']}: {_cell(conversation['title'] or '(untitled)')}", ""]
-        lines += ["| turn | last message | stored reply | new reply | same |", "|---|---|---|---|---|"]
-        for turn in conversation["turns"]:
-            lines.append(
-                f"| {turn['turn']} | {_cell(turn['context'][-1])} | {_cell(turn['stored']['text'])} | "
-                f"{_cell(turn['new']['text'])} | {'yes' if turn['identical'] else 'no'} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def write_report(report: dict, format: str, output: Path) -> None:
-    """Write the comparison as `format` (md or json) to `output`, readable by its owner only.
-
-    Raises:
-        StorageError: the file cannot be written.
-    """
-    from chatbot.transcript import private_output
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    text = comparison_markdown(report) if format == "md" else json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    with private_output(output) as handle:
-        handle.write(text)
-
-
 # --- `chatbot replay` ------------------------------------------------------
 
 
@@ -356,8 +318,8 @@ def run_replay(args, log: Callable[[str], None] | None = None) -> int:
 
     from chatbot.decoding import decoding_from_args
     from chatbot.errors import ConfigError
-    from chatbot.store import open_store
-    from chatbot.transcript import transcript_lines
+    from chatbot.storage import open_store
+    from chatbot.transcript import transcript_lines, write_report
 
     log = log or (lambda line: print(line, file=sys.stderr))
     if args.all == bool(args.ids):
@@ -367,6 +329,8 @@ def run_replay(args, log: Callable[[str], None] | None = None) -> int:
     if args.regenerate and comparing:
         raise ConfigError("--regenerate uses the stored model and settings; leave out --model, --format and decoding flags")
     store = open_store(args.db)
+    if store.upgrade_note:
+        print(store.upgrade_note, file=sys.stderr)
     ids = None if args.all else args.ids
     conversations = store.conversations(ids)  # unknown ids fail here, before any model loads
     if args.regenerate:
@@ -379,7 +343,7 @@ def run_replay(args, log: Callable[[str], None] | None = None) -> int:
                 status = 1
         return status
     if not comparing:
-        blocks = ["\n".join(transcript_lines(store, c.id, all_branches=args.all_branches)) for c in conversations]
+        blocks = ["\n".join(transcript_lines(store.transcript(c.id, args.all_branches))) for c in conversations]
         sys.stdout.write("\n\n".join(blocks) + "\n")
         return 0
 
@@ -397,18 +361,18 @@ def run_replay(args, log: Callable[[str], None] | None = None) -> int:
         label = f"the stored model · {describe(decoding)}"
 
         def responder_for(conversation: Conversation):
-            record = records.get(conversation.model_id)
+            record = records.get(conversation.model_id) if conversation.model_id is not None else None
             checkpoint = models.checkpoint(record) if record is not None else f"conversation {conversation.id} has no stored model"
             if isinstance(checkpoint, str):
                 raise CheckpointError(f"{checkpoint}; or pass --model DIR")
             return models.responder(checkpoint, args.context_turns or checkpoint.model_config.max_turns - 1)
 
-    results = compare(store, ids, responder_for, decoding, args.seed, log)
-    print("\n".join(comparison_lines(results, label) + [""] + summary_lines(comparison_summary(results))))
+    compared = compare(store, ids, responder_for, decoding, args.seed, log)
+    print("\n".join(comparison_lines(compared, label) + [""] + summary_lines(comparison_summary(compared))))
     if args.format:
         from chatbot.paths import storage_dir
 
-        report = comparison_report(results, label, decoding, records)
+        report = comparison_report(compared, label, decoding, records)
         output = Path(args.output) if args.output else storage_dir() / "replays" / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.{args.format}"
         write_report(report, args.format, output)
         print(f"report: {output}")

@@ -1,9 +1,11 @@
-"""Samplers: how the next token is picked, written once against the step contract
+"""Samplers: how the next token is picked (greedy, sample, top-k, top-p, beam), in-graph.
+
+They are written once against the step contract
 
     step_fn(token_ids, state) -> (logits, state)
         token_ids `(batch_size,)` int32, logits `(batch_size, vocabulary_size)`
 
-which every model's `decode_step` meets (DESIGN.md). The whole reply loop is
+which every model's `decode_step` meets (docs/architecture.md). The whole reply loop is
 TensorFlow ops inside `tf.while_loop`, so under `tf.function` one reply is one
 graph call; run eagerly, the same code is the reference path the compiled one
 is tested against.
@@ -21,7 +23,8 @@ shape the graph (maximum length, n-gram sizes, beams) are Python values.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -42,7 +45,7 @@ class Knobs(NamedTuple):
     min_reply_tokens: tf.Tensor  # int32
 
     @classmethod
-    def of(cls, config: DecodingConfig) -> "Knobs":
+    def of(cls, config: DecodingConfig) -> Knobs:
         return cls(
             tf.constant(config.temperature, tf.float32),
             tf.constant(config.top_k, tf.int32),
@@ -351,7 +354,7 @@ def make_sampler(config: DecodingConfig, vocabulary_size: int) -> Sampler:
 def sequences(output: Output) -> list[tuple[list[int], float, float, bool]]:
     """NumPy view of an Output: per sequence (token ids without the end token, log-prob, score, ended)."""
     result = []
-    for row, log_prob, score in zip(output.replies.numpy(), output.log_probs.numpy(), output.scores.numpy()):
+    for row, log_prob, score in zip(output.replies.numpy(), output.log_probs.numpy(), output.scores.numpy(), strict=True):
         ids = [int(t) for t in row if t != PAD_ID]
         ended = bool(ids) and ids[-1] == EOS_ID
         result.append((ids[:-1] if ended else ids, float(log_prob), float(score), ended))

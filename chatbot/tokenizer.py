@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import sentencepiece as spm
 
@@ -31,7 +31,7 @@ class Tokenizer:
         self._processor = spm.SentencePieceProcessor(model_proto=model_proto)
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocabulary_size: int = 8000) -> "Tokenizer":
+    def train(cls, texts: Iterable[str], vocabulary_size: int = 8000) -> Tokenizer:
         """Train on an iterable of utterance texts.
 
         `vocabulary_size` is an upper bound: a small corpus gets fewer pieces.
@@ -75,7 +75,7 @@ class Tokenizer:
         )
 
     @classmethod
-    def load(cls, path: Path) -> "Tokenizer":
+    def load(cls, path: Path) -> Tokenizer:
         """Load ``tokenizer.model`` (a SentencePiece protobuf, no code). Raises CheckpointError."""
         try:
             return cls(Path(path).read_bytes())

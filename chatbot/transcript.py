@@ -1,20 +1,20 @@
-"""Renderings of stored conversations: `chatbot sessions`, `chatbot replay`, exports, REPL /history and /branches.
+"""Text renderings: stored conversations (sessions, /history, /branches, exports), replay reports, the eval table.
 
-No TensorFlow and no SQL here: everything is read through ConversationStore.
+No TensorFlow and no SQL here: everything is read through ConversationStore (the REPL's through DialogueManager).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
 import sys
-from typing import Iterable
+from collections.abc import Iterable
+from pathlib import Path
 
 from chatbot.decoding import describe
 from chatbot.errors import StorageError
-from chatbot.store import Conversation, ConversationStore, ConversationSummary, ModelRecord, Turn, decoding_of
+from chatbot.storage import Branch, Conversation, ConversationStore, ConversationSummary, ModelRecord, Transcript, Turn, decoding_of
 
 EXPORT_FORMATS = ("jsonl", "md", "txt")
 
@@ -42,58 +42,10 @@ def turn_line(turn: Turn, names: dict[int, str] | None = None) -> str:
     """``4. [12:00:01] bot: text  (model NAME · top-p 0.9 · temperature 0.8 · ≤40 tokens · seed 5 · 18 ms)``."""
     line = f"{turn.position + 1}. [{_time(turn.created_at)}] {turn.speaker}: {turn.text}"
     if turn.speaker == "bot" and (turn.model_id is not None or turn.decoding):  # (imported turns may have neither)
-        model = (names or {}).get(turn.model_id, f"#{turn.model_id}")
+        model = (names or {}).get(turn.model_id, f"#{turn.model_id}") if turn.model_id is not None else "#None"
         latency = f" · {turn.latency_ms:.0f} ms" if turn.latency_ms is not None else ""
         line += f"  (model {model} · {describe(decoding_of(turn), turn.seed)}{latency})"
     return line
-
-
-@dataclasses.dataclass(frozen=True)
-class Branch:
-    """One root-to-leaf path of a conversation's tree of turns.
-
-    Attributes:
-        number: 1-based and stable: branch 1 is the conversation as first written, and every
-            /retry or /edit starts the next number (what /switch takes).
-        path: the turns from the first to the leaf.
-        fork: index in `path` of the first turn off the active path; None for the active branch.
-    """
-
-    number: int
-    path: list[Turn]
-    fork: int | None
-
-    @property
-    def active(self) -> bool:
-        return self.fork is None
-
-
-def branches(tree: list[Turn]) -> list[Branch]:
-    """The branches of a conversation given all its turns (`ConversationStore.tree`), by number.
-
-    A turn continues its parent's branch if it is the parent's first child, and starts a
-    new branch if the parent already had one (a /retry or /edit), so numbers never change
-    as branches grow.
-    """
-    by_id = {turn.id: turn for turn in tree}
-    number_of: dict[int, int] = {}
-    leaf_of: dict[int, Turn] = {}
-    has_child: set[int | None] = set()
-    for turn in sorted(tree, key=lambda t: t.id):
-        number = len(leaf_of) + 1 if turn.parent_id in has_child else number_of.get(turn.parent_id, 1)
-        has_child.add(turn.parent_id)
-        number_of[turn.id] = number
-        leaf_of[number] = turn
-    found = []
-    for number, leaf in sorted(leaf_of.items()):
-        path, turn = [], leaf
-        while turn is not None:
-            path.append(turn)
-            turn = by_id.get(turn.parent_id)
-        path.reverse()
-        fork = next((index for index, turn in enumerate(path) if not turn.active), None)
-        found.append(Branch(number, path, fork))
-    return found
 
 
 def branch_lines(found: list[Branch]) -> list[str]:
@@ -113,22 +65,17 @@ def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def transcript_lines(store: ConversationStore, conversation_id: int, all_branches: bool = False) -> list[str]:
+def transcript_lines(transcript: Transcript) -> list[str]:
     """Header and one line per turn of the active path; where a turn has alternatives (from /retry
-    or /edit) a line says which branches hold them. With `all_branches`, every other branch
+    or /edit) a line says which branches hold them. When it was read with `all_branches`, every other branch
     follows, from the turn where it leaves the active path.
 
-    Raises:
-        ConversationNotFoundError: unknown conversation.
+    Args:
+        transcript: what `ConversationStore.transcript` (or `DialogueManager.transcript`) read.
     """
-    conversation = store.get_conversation(conversation_id)
-    alternatives = store.alternatives_on_path(conversation_id)
-    if alternatives or all_branches:
-        tree = store.tree(conversation_id)  # ordered by position: its active turns are the active path
-        turns, found = [turn for turn in tree if turn.active], branches(tree)
-    else:
-        turns, found = store.turns(conversation_id), []
-    names = model_names(store.models())
+    conversation, turns, alternatives, found = transcript.conversation, transcript.turns, transcript.alternatives, transcript.branches
+    all_branches = transcript.all_branches
+    names = model_names(transcript.models)
     header = (
         f"conversation {conversation.id} · {conversation.title or '(untitled)'} · "
         f"started {_time(conversation.created_at, True)} UTC · {len(turns)} turns"
@@ -136,7 +83,7 @@ def transcript_lines(store: ConversationStore, conversation_id: int, all_branche
     if len(found) > 1:
         header += f" · {len(found)} branches"
     lines = [header]
-    holding = {}  # turn id → numbers of the branches through it
+    holding: dict[int, list[int]] = {}  # turn id → numbers of the branches through it
     for branch in found:
         for turn in branch.path:
             holding.setdefault(turn.id, []).append(branch.number)
@@ -151,7 +98,7 @@ def transcript_lines(store: ConversationStore, conversation_id: int, all_branche
             lines.append(f"   ↳ {len(others)} alternative{plural} here, on branch{'es' if len(numbers) > 1 else ''} {where} ({hint})")
     if all_branches:
         for branch in found:
-            if branch.active:
+            if branch.fork is None:  # the active branch, shown above
                 continue
             lines.append("")
             lines.append(f"branch {branch.number} · leaves the active path at turn {branch.fork + 1} · {len(branch.path)} turns")
@@ -170,9 +117,9 @@ def export_record(conversation: Conversation, path: list[Turn], models: dict[int
     """
     turns = []
     for turn in path:
-        record = {"speaker": turn.speaker, "text": turn.text, "created_at": turn.created_at.isoformat()}
+        record: dict[str, object] = {"speaker": turn.speaker, "text": turn.text, "created_at": turn.created_at.isoformat()}
         if turn.speaker == "bot":
-            model = models.get(turn.model_id)
+            model = models.get(turn.model_id) if turn.model_id is not None else None
             record.update(
                 model=model.name if model else None,
                 model_checksum=model.checksum if model else None,
@@ -245,6 +192,52 @@ def write_export(store: ConversationStore, conversation_ids: list[int] | None, f
     return sum(1 for _, path in paths if path)
 
 
+# --- replay reports (`chatbot replay --format`) -----------------------------
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def comparison_markdown(report: dict) -> str:
+    """The comparison as Markdown: a summary table, then one table per conversation."""
+    summary = report["summary"]
+    lines = [
+        f"# Replay comparison: stored replies vs {report['against']}",
+        "",
+        f"Decoding: {describe(report['decoding'])} · {report['created_at']}",
+        "",
+        "| replies | mean length stored (words) | mean length new | distinct-2 stored | distinct-2 new | identical |",
+        "|---|---|---|---|---|---|",
+        f"| {summary['replies']} | {summary['stored']['mean_length_words']:.1f} | {summary['new']['mean_length_words']:.1f} | "
+        f"{summary['stored']['distinct_2']:.3f} | {summary['new']['distinct_2']:.3f} | {summary['identical_share']:.1%} |",
+    ]
+    for conversation in report["conversations"]:
+        lines += ["", f"## Conversation {conversation['id']}: {_cell(conversation['title'] or '(untitled)')}", ""]
+        lines += ["| turn | last message | stored reply | new reply | same |", "|---|---|---|---|---|"]
+        for turn in conversation["turns"]:
+            lines.append(
+                f"| {turn['turn']} | {_cell(turn['context'][-1])} | {_cell(turn['stored']['text'])} | "
+                f"{_cell(turn['new']['text'])} | {'yes' if turn['identical'] else 'no'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, format: str, output: Path) -> None:
+    """Write the comparison as `format` (md or json) to `output`, readable by its owner only.
+
+    Raises:
+        StorageError: the file cannot be written.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    text = comparison_markdown(report) if format == "md" else json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    with private_output(output) as handle:
+        handle.write(text)
+
+
+# --- `chatbot eval` table ------------------------------------------------------
+
+
 def _number(value, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -257,8 +250,8 @@ def print_eval_table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    bound = any(str(row["perplexity"].get("kind", "")).startswith("upper") for row in rows)
-    table = Table(title=f"{rows[0]['corpus']} · {rows[0]['split']} split" + (" (≤: VHRED's ELBO bound)" if bound else ""))
+    has_bound = any(str(row["perplexity"].get("kind", "")).startswith("upper") for row in rows)
+    table = Table(title=f"{rows[0]['corpus']} · {rows[0]['split']} split" + (" (≤: VHRED's ELBO bound)" if has_bound else ""))
     for header in ("model", "perplexity", "shuffled ctx", "ctx gain nats", "KL/reply", "distinct-1", "distinct-2", "tokens/reply", "entropy bits", "generic", "BLEU", "train min", "train tok/s"):
         table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
     for row in rows:

@@ -9,7 +9,7 @@ import pytest
 from chatbot.checkpoint import SHIPPED_MODEL_DIR, find_default_model
 from chatbot.cli import main
 from chatbot.errors import ModelNotFoundError
-from chatbot.store import ConversationStore
+from chatbot.storage import ConversationStore
 from tests.conftest import CORPORA, REPO
 
 

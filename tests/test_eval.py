@@ -102,7 +102,7 @@ def test_posterior_collapse_is_reported_only_after_annealing(tiny_vhred_dir):
 def test_the_dialogue_manager_answers_with_a_vhred_and_a_seed_repeats_the_reply(tiny_vhred_dir, db_url):
     from chatbot.decoding import DecodingConfig
     from chatbot.manager import DialogueManager
-    from chatbot.store import ConversationStore
+    from chatbot.storage import ConversationStore
 
     manager = DialogueManager(ConversationStore(db_url), load_checkpoint(tiny_vhred_dir))
     replies = [manager.reply(manager.start().id, "what is your favorite book?", DecodingConfig(), seed=11) for _ in range(2)]

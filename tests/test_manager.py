@@ -4,7 +4,7 @@ import pytest
 from chatbot.decoding import DecodingConfig
 from chatbot.errors import ConfigError
 from chatbot.manager import DialogueManager
-from chatbot.store import ConversationStore
+from chatbot.storage import ConversationStore
 
 
 def test_turns_persist_and_a_restart_rebuilds_the_same_context(tiny_checkpoint, db_url):

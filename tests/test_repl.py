@@ -10,7 +10,7 @@ from prompt_toolkit.output import DummyOutput
 
 from chatbot.cli import build_parser
 from chatbot.repl import run_chat
-from chatbot.store import ConversationStore
+from chatbot.storage import ConversationStore
 
 CTRL_C, CTRL_D = "\x03", "\x04"
 

@@ -151,7 +151,7 @@ def test_ngram_bans_direct():
 @pytest.mark.parametrize("settings", [dict(sampler="greedy"), dict(sampler="beam", num_beams=4, num_return_sequences=3)])
 def test_compiled_path_equals_eager_reference(tiny_checkpoint, settings):
     from chatbot.generation import ReplyGenerator
-    from chatbot.training.data import context_array
+    from chatbot.framing import context_array
 
     tokenizer = tiny_checkpoint.tokenizer
     context = context_array(tokenizer.encode_batch(["hello there", "hi! how are you?", "i am fine, thank you"]), 24)
@@ -168,7 +168,7 @@ def test_compiled_path_equals_eager_reference(tiny_checkpoint, settings):
 def test_mmi_rerank_rescores_the_same_candidates(tiny_checkpoint):
     """MMI-antiLM keeps the sampled candidates and adds -lambda * log U(T) >= 0 to each score."""
     from chatbot.generation import MMI_CANDIDATES, ReplyGenerator
-    from chatbot.training.data import context_array
+    from chatbot.framing import context_array
 
     context = context_array(tiny_checkpoint.tokenizer.encode_batch(["what is your favorite book?"]), 24)
     generator = ReplyGenerator(tiny_checkpoint.model, (5, 24))

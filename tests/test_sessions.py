@@ -13,7 +13,7 @@ from chatbot.cli import main
 from chatbot.corpus import load_corpus
 from chatbot.decoding import DecodingConfig
 from chatbot.manager import DialogueManager
-from chatbot.store import ConversationStore
+from chatbot.storage import ConversationStore
 from tests.test_cli import run
 from tests.test_store import snapshot, write_v1_database
 

@@ -15,7 +15,7 @@ import chatbot.models  # noqa: F401  registers the custom layers for keras.model
 from chatbot.checkpoint import MODEL_FILENAME, SHIPPED_MODEL_DIR, find_default_model, load_checkpoint, model_checksum, sha256_of
 from chatbot.cli import build_parser, main
 from chatbot.repl import run_chat
-from chatbot.store import ConversationStore
+from chatbot.storage import ConversationStore
 from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
 
 CARD = SHIPPED_MODEL_DIR / "MODEL_CARD.md"

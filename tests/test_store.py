@@ -7,9 +7,9 @@ import stat
 import pytest
 from sqlalchemy import event
 
-import chatbot.store
+import chatbot.storage.database
 from chatbot.errors import ConversationNotFoundError, StorageError
-from chatbot.store import SCHEMA_VERSION, ConversationStore
+from chatbot.storage import SCHEMA_VERSION, ConversationStore
 
 # The schema that migration 1 ("initial") created, as SQLite stored it.
 V1_SCHEMA = [
@@ -217,8 +217,8 @@ def test_a_failed_migration_leaves_the_database_unchanged(tmp_path, monkeypatch)
         connection.exec_driver_sql("UPDATE turns SET note = 'x'")
         connection.exec_driver_sql("SELECT * FROM no_such_table")
 
-    monkeypatch.setattr(chatbot.store, "MIGRATIONS", [*chatbot.store.MIGRATIONS, (3, "broken", broken)])
-    monkeypatch.setattr(chatbot.store, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(chatbot.storage.database, "MIGRATIONS", [*chatbot.storage.database.MIGRATIONS, (3, "broken", broken)])
+    monkeypatch.setattr(chatbot.storage.database, "SCHEMA_VERSION", 3)
     with pytest.raises(StorageError, match="no such table"):
         ConversationStore(f"sqlite:///{path}")
     assert snapshot(path) == before

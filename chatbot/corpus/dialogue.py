@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Iterable
+from collections.abc import Iterable
 
 SPLITS = ("train", "valid", "test")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 
@@ -96,7 +96,7 @@ def load_stored(url: str | None = None) -> list[Dialogue]:
         CorpusError: it holds no conversation of two turns or more.
     """
     from chatbot.paths import default_database_url
-    from chatbot.store import ConversationStore
+    from chatbot.storage import ConversationStore
 
     store = ConversationStore(url or default_database_url())
     try:

@@ -1,4 +1,7 @@
-"""Dialogue models. Each exposes `encode_context` and `decode_step` (see DESIGN.md)."""
+"""The dialogue models and `build_model(config)`; each serves the inference contract (`encode_context`, `decode_step`).
+
+See docs/architecture.md, "The inference contract".
+"""
 
 import contextlib
 

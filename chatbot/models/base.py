@@ -1,10 +1,12 @@
-"""What every dialogue model shares: embeddings (scaled, optionally tied to the
-output layer), the output projection, context centering, the masked token
-loss, the context probe, metrics, and Keras `train_step` / `test_step`.
+"""DialogueModel: what every dialogue model shares, and the losses.
+
+Embeddings (scaled, optionally tied to the output layer), the output
+projection, context centering, the masked token loss, the context probe,
+metrics, and Keras `train_step` / `test_step`.
 
 A subclass implements `loss_terms(tokens, training, context_mode)`, returning
 summed terms (so batches of any size combine exactly), plus the inference
-contract (DESIGN.md):
+contract (docs/architecture.md):
 
     encode_context(context_tokens) -> state
     decode_step(token_ids, state) -> (logits, state)
@@ -102,39 +104,6 @@ def chunk_rows(tensor, order, start, end, length=None):
         return tensor
     rows = tf.gather(tensor, order[start:end])
     return rows if length is None else rows[:, :length]
-
-
-def sampled_token_nll(model, outputs, labels, num_sampled: int):
-    """Sampled-softmax token cross-entropy (Jean et al. 2015), for training only.
-
-    Each target's softmax runs over its own class and `num_sampled` classes drawn
-    from a log-uniform (Zipf) proposal over the vocabulary, shared by the batch,
-    with the usual correction for the proposal. Cost per target token is
-    proportional to `num_sampled` instead of the vocabulary size. The result is a
-    biased, lower estimate of the full cross-entropy: report the full one (`token_nll`).
-
-    Args:
-        model: the `DialogueModel` whose output layer (tied or not) scores the classes.
-        outputs: `(M, decoder_dim)` decoder outputs at the real target positions.
-        labels: `(M,)` int32 target token ids.
-        num_sampled: sampled classes per batch.
-    Returns:
-        (summed sampled loss in nats, M as float32).
-    """
-    projection = model.output_projection
-    if model.tie_embeddings:
-        weights, inputs = model.embedding.embeddings, projection.adapter(outputs)  # (V, E), (M, E)
-    else:
-        weights, inputs = tf.transpose(projection.kernel), outputs  # (V, D), (M, D)
-    loss = tf.nn.sampled_softmax_loss(
-        weights=weights,
-        biases=projection.bias,
-        labels=ops.cast(labels, "int64")[:, None],
-        inputs=ops.cast(inputs, "float32"),
-        num_sampled=num_sampled,
-        num_classes=model.vocabulary_size,
-    )
-    return ops.sum(loss), ops.cast(ops.shape(labels)[0], "float32")
 
 
 def length_sorted_chunks(token_ids, groups: int):
@@ -343,7 +312,7 @@ class DialogueModel(keras.Model):
             terms = self.loss_terms(tokens, training=True)
             loss = self.objective(terms, training=True)
         gradients = tape.gradient(loss, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
         return self.update_metrics(loss, terms, training=True)
 
     def test_step(self, data):

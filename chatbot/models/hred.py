@@ -10,9 +10,8 @@ the same pass, with teacher forcing and masked token cross-entropy.
 from __future__ import annotations
 
 import keras
-from keras import ops
-
 import tensorflow as tf
+from keras import ops
 
 from chatbot.models.base import (
     DialogueModel,
@@ -20,11 +19,11 @@ from chatbot.models.base import (
     existing_targets,
     length_sorted_chunks,
     probe_context,
-    sampled_token_nll,
     token_nll,
 )
 from chatbot.models.layers import ContextEncoder, UtteranceDecoder, UtteranceEncoder
 from chatbot.tokenizer import PAD_ID
+
 
 def last_turn(values, tokens):
     """The entry of the last real turn of each dialogue.
@@ -56,11 +55,6 @@ class HRED(DialogueModel):
     # Training runs each RNN over this many length-sorted chunks of its rows (set by the trainer;
     # 1 = one padded batch). Inference and evaluation always run one chunk. Not saved with the model.
     length_groups = 1
-    # > 0: training scores each target against this many sampled classes instead of the whole
-    # vocabulary (sampled softmax). Only benchmarks/train_throughput.py sets it: on Chit-Chat it trains
-    # 2.2x faster but the full-softmax perplexity grows instead of falling (README, Benchmarks), so
-    # `chatbot train` does not offer it. Validation and evaluation always use the full softmax.
-    sampled_softmax = 0
 
     def __init__(
         self,
@@ -110,35 +104,21 @@ class HRED(DialogueModel):
         turn_mask = ops.any(ops.not_equal(tokens, PAD_ID), axis=-1)  # (B, T)
         return self.context_encoder(vectors, turn_mask=turn_mask, training=training), vectors
 
-    def decode(self, replies, conditioning, training=False):
-        """Teacher forcing: decoder outputs and targets of the existing replies.
-
-        Args:
-            replies: `(N, utterance_length)` int32 `[BOS] tokens [EOS]`, right-padded.
-            conditioning: `(N, conditioning_dim)`.
-        Returns:
-            (outputs `(N, utterance_length - 1, decoder_dim)`, targets `(N, utterance_length - 1)` int32).
-        """
-        inputs, targets = replies[:, :-1], replies[:, 1:]  # teacher forcing shift
-        outputs = self.decoder(self.embed(self.decoder_inputs(inputs, training), training), conditioning, training=training)
-        return self.output_dropout(outputs, training=training), targets
-
     def decoder_inputs(self, inputs, training=False):
         """Hook for word dropout (VHRED); HRED feeds the reply as is."""
         return inputs
 
-    def target_nll(self, replies, conditioning, training=False):
-        """Teacher forcing and token cross-entropy, summed over the real target tokens.
+    def decoder_outputs(self, replies, conditioning, training=False):
+        """Teacher forcing: decoder outputs at the real target positions, and those targets.
 
         While training with `length_groups` > 1 the decoder runs over length-sorted
-        chunks of the replies; the sum is the same, only less padding is computed.
-        While training with `sampled_softmax` > 0 the sum is the sampled-softmax loss.
+        chunks of the replies; the outputs are the same, only less padding is computed.
 
         Args:
             replies: `(N, utterance_length)` int32 `[BOS] tokens [EOS]`, right-padded.
             conditioning: `(N, conditioning_dim)`.
         Returns:
-            (summed negative log-likelihood in nats, number of target tokens as float32).
+            (outputs `(M, decoder_dim)`, labels `(M,)` int32), M = number of target tokens.
         """
         inputs, targets = self.decoder_inputs(replies[:, :-1], training), replies[:, 1:]  # teacher forcing shift
         order, chunks = length_sorted_chunks(targets, self.length_groups if training else 1)
@@ -150,10 +130,18 @@ class HRED(DialogueModel):
             mask = ops.not_equal(chunk_targets, PAD_ID)
             outputs.append(tf.boolean_mask(self.output_dropout(decoded, training=training), mask))  # (m, D)
             labels.append(tf.boolean_mask(chunk_targets, mask))  # (m,)
-        outputs, labels = ops.concatenate(outputs, axis=0), ops.concatenate(labels, axis=0)  # (M, D), (M,)
-        if training and self.sampled_softmax:
-            return sampled_token_nll(self, outputs, labels, self.sampled_softmax)
-        return token_nll(self.logits, outputs, labels)
+        return ops.concatenate(outputs, axis=0), ops.concatenate(labels, axis=0)  # (M, D), (M,)
+
+    def target_nll(self, replies, conditioning, training=False):
+        """Teacher forcing and token cross-entropy, summed over the real target tokens.
+
+        Args:
+            replies: `(N, utterance_length)` int32 `[BOS] tokens [EOS]`, right-padded.
+            conditioning: `(N, conditioning_dim)`.
+        Returns:
+            (summed negative log-likelihood in nats, number of target tokens as float32).
+        """
+        return token_nll(self.logits, *self.decoder_outputs(replies, conditioning, training))
 
     def loss_terms(self, tokens, training=False, context_mode="true"):
         context, _ = self.encode_turns(tokens, training)
@@ -161,14 +149,6 @@ class HRED(DialogueModel):
         context = probe_context(self.condition(context, training), context_mode)
         nll, count = self.target_nll(replies, context, training)
         return {"nll": nll, "tokens": count}
-
-    def call(self, tokens, training=False):
-        """Logits for every target token: `(num_targets, utterance_length - 1, vocabulary_size)`,
-        num_targets counting the non-padding turns after the first."""
-        context, _ = self.encode_turns(tokens, training)
-        replies, context = existing_targets(context[:, :-1], replies=tokens[:, 1:])
-        outputs, _ = self.decode(replies, self.condition(context, training), training)
-        return self.logits(outputs)
 
     # --- inference contract ---------------------------------------------
 

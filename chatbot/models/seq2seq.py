@@ -1,6 +1,8 @@
-"""Seq2Seq: an encoder-decoder without a context RNN (Sutskever et al. 2014),
-with optional attention over the encoder's outputs (Bahdanau et al. 2015;
-Luong et al. 2015). The baseline that shows what HRED's context RNN buys.
+"""Seq2Seq: an encoder-decoder without a context RNN, optionally with attention.
+
+An encoder-decoder (Sutskever et al. 2014) with optional attention over the
+encoder's outputs (Bahdanau et al. 2015; Luong et al. 2015): the baseline that
+shows what HRED's context RNN buys.
 
 The source of the reply after turn t is turn t alone (`source_turns=1`), or
 the last `source_turns` turns flattened into one token sequence, keeping the
@@ -25,6 +27,7 @@ from chatbot.models.base import DialogueModel, existing_targets, masked_token_nl
 from chatbot.models.hred import last_turn
 from chatbot.models.layers import UtteranceDecoder, UtteranceEncoder
 from chatbot.tokenizer import PAD_ID
+
 
 def flatten_history(tokens, source_turns: int, max_source_tokens: int):
     """The flattened source ending at each turn.

@@ -11,35 +11,13 @@ batch, which keeps padding (wasted arithmetic) low.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from chatbot.corpus import Dialogue
-from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
-
-
-def frame_utterance(token_ids: Sequence[int], max_utterance_length: int) -> list[int]:
-    """``[BOS] tokens [EOS]`` cut to `max_utterance_length` tokens.
-
-    A cut utterance keeps no EOS, so the model never learns to stop mid-sentence.
-    """
-    if len(token_ids) + 2 <= max_utterance_length:
-        return [BOS_ID, *token_ids, EOS_ID]
-    return [BOS_ID, *token_ids[: max_utterance_length - 1]]
-
-
-def context_array(utterances: Sequence[Sequence[int]], max_utterance_length: int) -> np.ndarray:
-    """Framed, padded token ids of a list of utterances.
-
-    Returns:
-        `(1, num_turns, utterance_length)` int32, 0 = padding, ready for `encode_context`.
-    """
-    framed = [frame_utterance(u, max_utterance_length) for u in utterances]
-    array = np.full((1, len(framed), max(len(f) for f in framed)), PAD_ID, dtype=np.int32)
-    for turn, ids in enumerate(framed):
-        array[0, turn, : len(ids)] = ids
-    return array
+from chatbot.framing import frame_utterance
+from chatbot.tokenizer import PAD_ID, Tokenizer
 
 
 def dialogue_windows(
@@ -92,7 +70,7 @@ class WindowBatches:
     def _batches(self):
         rng = np.random.default_rng([self.seed, self._epoch])
         self._epoch += 1
-        batches = []
+        batches: list[np.ndarray] = []
         for key in sorted(self.buckets):
             members = np.array(self.buckets[key])
             if self.shuffle:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from chatbot.checkpoint import CURVES_FILENAME, METRICS_FILENAME, MODEL_FILENAME, load_checkpoint, read_config, write_config
 from chatbot.config import ModelConfig, TrainConfig
@@ -14,7 +14,6 @@ from chatbot.corpus import load_corpus
 from chatbot.errors import CheckpointError, CorpusError
 from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
 from chatbot.tokenizer import Tokenizer
-
 
 # Layers `--init-from` copies: (layer in the new model, layer in the source model).
 INIT_FROM_LAYERS = (

@@ -1,0 +1,265 @@
+"""The turn tree of a conversation: alternatives (siblings), the active path, switching between branches.
+
+A conversation is a tree of turns: each turn points to the previous one
+(``parent_id``), and one root-to-leaf path is active. Regenerating a reply
+(or editing a message) adds a sibling that takes over the active path; the
+turns it replaces stay stored as alternatives. `Branches` holds the store's
+operations on the tree (`ConversationStore` inherits them); the functions
+below are their SQL, run inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+from sqlalchemy import false, select, true, update
+from sqlalchemy.orm import Session, aliased
+
+from chatbot.errors import ConversationNotFoundError
+from chatbot.storage.schema import Branch, Conversation, ModelRecord, Transcript, Turn, auto_title, utc_now
+
+
+def active_path(conversation_id: int):
+    """Active turns of a conversation, last first (an index range scan over (conversation_id, active, position))."""
+    return select(Turn).where(Turn.conversation_id == conversation_id, Turn.active == true()).order_by(Turn.position.desc())
+
+
+def new_turn(
+    parent: Turn | None,
+    conversation_id: int,
+    speaker: str,
+    text: str,
+    model_id: int | None,
+    decoding: dict | None,
+    seed: int | None,
+    latency_ms: float | None,
+) -> Turn:
+    """An active turn following `parent` (or first in the conversation)."""
+    return Turn(
+        conversation_id=conversation_id,
+        parent_id=None if parent is None else parent.id,
+        position=0 if parent is None else parent.position + 1,
+        active=True,
+        speaker=speaker,
+        text=text,
+        created_at=utc_now(),
+        model_id=model_id,
+        decoding=json.dumps(decoding) if decoding is not None else None,
+        seed=seed,
+        latency_ms=latency_ms,
+    )
+
+
+def _locked_turn(session: Session, turn_id: int) -> Turn:
+    """Turn `turn_id`, with its conversation locked for writing (one writer per conversation).
+
+    Raises:
+        ConversationNotFoundError: no turn with id `turn_id`.
+    """
+    turn = session.get(Turn, turn_id)
+    if turn is None:
+        raise ConversationNotFoundError(f"no turn with id {turn_id}")
+    session.get(Conversation, turn.conversation_id, with_for_update=True)
+    return turn
+
+
+def _activate_path(session: Session, turn: Turn) -> None:
+    """Make the path through `turn` the active one: up to the first turn, and down through the
+    newest child of each turn to a leaf. Only the turns that change are touched: the inactive
+    ancestors up to where the path joins the active one, and the active turns below that point.
+    """
+    inactive_ancestors: list[Turn] = []
+    fork_position = -1
+    parent_id = turn.parent_id
+    while parent_id is not None:
+        ancestor = session.get_one(Turn, parent_id)
+        if ancestor.active:
+            fork_position = ancestor.position
+            break
+        inactive_ancestors.append(ancestor)
+        parent_id = ancestor.parent_id
+    descendants: list[Turn] = []
+    current = turn
+    while True:
+        child = session.scalar(
+            select(Turn)
+            .where(Turn.conversation_id == turn.conversation_id, Turn.parent_id == current.id)
+            .order_by(Turn.id.desc())
+            .limit(1)
+        )
+        if child is None:
+            break
+        descendants.append(child)
+        current = child
+    session.execute(
+        update(Turn)
+        .where(Turn.conversation_id == turn.conversation_id, Turn.active == true(), Turn.position > fork_position)
+        .values(active=False)
+    )
+    for on_path in [*inactive_ancestors, turn, *descendants]:
+        on_path.active = True
+
+
+def number_branches(tree: list[Turn]) -> list[Branch]:
+    """The branches of a conversation given all its turns (`ConversationStore.tree`), by number.
+
+    A turn continues its parent's branch if it is the parent's first child, and starts a
+    new branch if the parent already had one (a /retry or /edit), so numbers never change
+    as branches grow.
+    """
+    by_id = {turn.id: turn for turn in tree}
+    number_of: dict[int | None, int] = {}
+    leaf_of: dict[int, Turn] = {}
+    has_child: set[int | None] = set()
+    for turn in sorted(tree, key=lambda t: t.id):
+        number = len(leaf_of) + 1 if turn.parent_id in has_child else number_of.get(turn.parent_id, 1)
+        has_child.add(turn.parent_id)
+        number_of[turn.id] = number
+        leaf_of[number] = turn
+    found: list[Branch] = []
+    for number, leaf in sorted(leaf_of.items()):
+        path: list[Turn] = []
+        step: Turn | None = leaf
+        while step is not None:
+            path.append(step)
+            step = by_id.get(step.parent_id) if step.parent_id is not None else None
+        path.reverse()
+        fork = next((index for index, turn in enumerate(path) if not turn.active), None)
+        found.append(Branch(number, path, fork))
+    return found
+
+
+class Branches:
+    """Operations on the turn tree, mixed into `ConversationStore` (which provides `_transaction` and `turns`)."""
+
+    def _transaction(self, write: bool = False) -> contextlib.AbstractContextManager[Session]:
+        raise NotImplementedError
+
+    def turns(self, conversation_id: int, last: int | None = None) -> list[Turn]:
+        raise NotImplementedError
+
+    def get_conversation(self, conversation_id: int) -> Conversation:
+        raise NotImplementedError
+
+    def models(self) -> dict[int, ModelRecord]:
+        raise NotImplementedError
+
+    def branches(self, conversation_id: int) -> list[Branch]:
+        """Every branch of a conversation, numbered as /switch and `replay --all-branches` show them (`number_branches`)."""
+        return number_branches(self.tree(conversation_id))
+
+    def transcript(self, conversation_id: int, all_branches: bool = False) -> Transcript:
+        """The active path with its alternatives, and the numbered branches when there are
+        alternatives or `all_branches` asks for them.
+
+        Raises:
+            ConversationNotFoundError: unknown conversation.
+        """
+        conversation = self.get_conversation(conversation_id)
+        alternatives = self.alternatives_on_path(conversation_id)
+        if alternatives or all_branches:
+            tree = self.tree(conversation_id)  # ordered by position: its active turns are the active path
+            turns, found = [turn for turn in tree if turn.active], number_branches(tree)
+        else:
+            turns, found = self.turns(conversation_id), []
+        return Transcript(conversation, turns, alternatives, found, self.models(), all_branches)
+
+    def add_alternative(
+        self,
+        turn_id: int,
+        text: str,
+        model_id: int | None = None,
+        decoding: dict | None = None,
+        seed: int | None = None,
+        latency_ms: float | None = None,
+    ) -> Turn:
+        """Add a sibling of turn `turn_id` (same conversation, parent, position, speaker) and make it active.
+
+        `turn_id` and the active turns after it become inactive; they stay
+        stored and `alternatives` still lists them. If `turn_id` is itself off
+        the active path, the path is switched to run through the new turn.
+        Editing the first user message retitles the conversation unless it was renamed.
+
+        Raises:
+            ConversationNotFoundError: no turn with id `turn_id`.
+            StorageError: the database cannot be written.
+        """
+        with self._transaction(write=True) as session:
+            original = _locked_turn(session, turn_id)
+            conversation = session.get_one(Conversation, original.conversation_id)
+            if original.position == 0 and original.speaker == "user" and conversation.title == auto_title(original.text):
+                conversation.title = auto_title(text)
+            parent = session.get(Turn, original.parent_id) if original.parent_id is not None else None
+            turn = new_turn(parent, original.conversation_id, original.speaker, text, model_id, decoding, seed, latency_ms)
+            session.add(turn)
+            session.flush()  # gives the turn its id
+            _activate_path(session, turn)
+        return turn
+
+    def activate(self, turn_id: int) -> list[Turn]:
+        """Make the path through turn `turn_id` the active one and return it.
+
+        The path runs from the first turn down to `turn_id`, then on through the
+        newest child of each turn to a leaf: switching to a leaf selects exactly
+        that branch. Nothing is deleted.
+
+        Raises:
+            ConversationNotFoundError: no turn with id `turn_id`.
+            StorageError: the database cannot be written.
+        """
+        with self._transaction(write=True) as session:
+            target = _locked_turn(session, turn_id)
+            _activate_path(session, target)
+        return self.turns(target.conversation_id)
+
+    def tree(self, conversation_id: int) -> list[Turn]:
+        """Every turn of a conversation, all branches, by position then age (parents before children)."""
+        with self._transaction() as session:
+            return list(session.scalars(select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.position, Turn.id)))
+
+    def alternatives(self, turn_id: int) -> list[Turn]:
+        """Turn `turn_id` and its siblings (same parent and position), oldest first.
+
+        Raises:
+            ConversationNotFoundError: no turn with id `turn_id`.
+        """
+        with self._transaction() as session:
+            turn = session.get(Turn, turn_id)
+            if turn is None:
+                raise ConversationNotFoundError(f"no turn with id {turn_id}")
+            query = (
+                select(Turn)
+                .where(
+                    Turn.conversation_id == turn.conversation_id,
+                    Turn.position == turn.position,
+                    Turn.parent_id.is_not_distinct_from(turn.parent_id),
+                )
+                .order_by(Turn.id)
+            )
+            return list(session.scalars(query))
+
+    def alternatives_on_path(self, conversation_id: int) -> dict[int, list[Turn]]:
+        """For each active turn that has siblings, its (inactive) siblings oldest first, keyed by the active turn's id.
+
+        Active turns without alternatives are left out; keys follow the path's order.
+        """
+        on_path = aliased(Turn)
+        query = (
+            select(on_path.id, Turn)
+            .join(
+                Turn,
+                (Turn.conversation_id == on_path.conversation_id)
+                & (Turn.position == on_path.position)
+                & Turn.parent_id.is_not_distinct_from(on_path.parent_id)
+                & (Turn.active == false()),  # a sibling of an active turn is inactive: lets the index cover the join
+            )
+            .where(on_path.conversation_id == conversation_id, on_path.active == true())
+            .order_by(on_path.position, Turn.id)
+        )
+        with self._transaction() as session:
+            rows = session.execute(query).all()
+        siblings: dict[int, list[Turn]] = {}
+        for active_id, sibling in rows:
+            siblings.setdefault(active_id, []).append(sibling)
+        return siblings

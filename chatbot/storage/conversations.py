@@ -1,0 +1,293 @@
+"""ConversationStore: every read and write of conversations, turns and models (SQLAlchemy 2, bound parameters only).
+
+Each public method runs in one transaction (`_transaction`): a write commits
+before the method returns, so a crash loses at most the reply being
+generated, and any SQLAlchemy error leaves as one `StorageError` line. The
+tables are in `chatbot.storage.schema`; opening and migrating the database in
+`chatbot.storage.database`. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+
+from sqlalchemy import delete, func, select, true
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, sessionmaker
+
+from chatbot.errors import ConversationNotFoundError
+from chatbot.storage.branches import Branches, active_path, new_turn
+from chatbot.storage.database import (
+    begin_writing,
+    display_name,
+    migrate,
+    open_engine,
+    sqlite_path,
+    storage_errors,
+)
+from chatbot.storage.schema import (
+    SPEAKERS,
+    Conversation,
+    ConversationSummary,
+    ModelRecord,
+    SchemaMigration,
+    Turn,
+    auto_title,
+    utc_now,
+)
+
+
+def _like_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its wildcards taken literally (escape character backslash)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+
+class ConversationStore(Branches):
+    """All reads and writes of conversations, turns and models.
+
+    Every write commits before returning, in one transaction, so a crash
+    loses at most the reply being generated.
+
+    Args:
+        url: a SQLAlchemy URL (`chatbot.paths.default_database_url()` by default in the CLI).
+
+    Attributes:
+        where: how messages name the database (its file, or the URL without password).
+        backup_path: where the database was copied before this store upgraded its schema; None if it was not.
+
+    Raises:
+        StorageError: the database cannot be opened, is locked, read-only or not a database, its
+            schema is newer than this code's SCHEMA_VERSION, or it cannot be backed up before an upgrade.
+    """
+
+    def __init__(self, url: str):
+        self.url = url
+        self.where = display_name(url)
+        self.engine = open_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        try:
+            self.backup_path: Path | None = migrate(self.engine, self.where, sqlite_path(url))
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool = False) -> Iterator[Session]:
+        """A session in one transaction, committed on leaving the block and rolled back on an error;
+        with `write`, begun as a writer (`begin_writing`). SQLAlchemy errors leave as `StorageError`."""
+        with storage_errors(self.where), self._sessions() as session, session.begin():
+            if write:
+                begin_writing(session.connection())
+            yield session
+
+    @property
+    def upgrade_note(self) -> str | None:
+        """One line for the person when opening upgraded the schema (the caller shows it); None otherwise."""
+        if self.backup_path is None:
+            return None
+        return f"upgraded {self.where} to schema version {self.schema_version()}; the previous file is kept as {self.backup_path}"
+
+    def schema_version(self) -> int:
+        with self._transaction() as session:
+            return session.scalar(select(func.max(SchemaMigration.version))) or 0
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- writes ---------------------------------------------------------
+
+    def register_model(self, checksum: str, name: str, path: str, config: dict) -> int:
+        """Id of the model with this checksum, recording it first if new."""
+        with self._transaction(write=True) as session:
+            existing = session.scalar(select(ModelRecord).where(ModelRecord.checksum == checksum))
+            if existing is not None:
+                return existing.id
+            record = ModelRecord(checksum=checksum, name=name, path=path, config=json.dumps(config))
+            session.add(record)
+        return record.id
+
+    def create_conversation(self, model_id: int | None = None) -> Conversation:
+        with self._transaction(write=True) as session:
+            conversation = Conversation(model_id=model_id, created_at=utc_now())
+            session.add(conversation)
+        return conversation
+
+    def add_turn(
+        self,
+        conversation_id: int,
+        speaker: str,
+        text: str,
+        model_id: int | None = None,
+        decoding: dict | None = None,
+        seed: int | None = None,
+        latency_ms: float | None = None,
+    ) -> Turn:
+        """Append a turn to the end of the active path and commit it. The first user turn titles the conversation.
+
+        Args:
+            speaker: "user" or "bot".
+            model_id, decoding, seed, latency_ms: for bot turns, what produced the reply (latency in milliseconds).
+
+        Raises:
+            ValueError: `speaker` is not one of SPEAKERS.
+            ConversationNotFoundError: unknown conversation.
+            StorageError: the database cannot be written.
+        """
+        if speaker not in SPEAKERS:
+            raise ValueError(f"speaker must be one of {SPEAKERS}, got {speaker!r}")
+        with self._transaction(write=True) as session:
+            conversation = session.get(Conversation, conversation_id, with_for_update=True)
+            if conversation is None:
+                raise self._not_found(conversation_id)
+            parent = session.scalar(active_path(conversation_id).limit(1))
+            turn = new_turn(parent, conversation_id, speaker, text, model_id, decoding, seed, latency_ms)
+            session.add(turn)
+            if speaker == "user" and conversation.title is None:
+                conversation.title = auto_title(text)
+        return turn
+
+    def rename_conversation(self, conversation_id: int, title: str) -> Conversation:
+        """Set a conversation's title (whitespace collapsed, cut to TITLE_LENGTH characters).
+
+        Raises:
+            ValueError: the title is empty.
+            ConversationNotFoundError: unknown conversation.
+            StorageError: the database cannot be written.
+        """
+        title = " ".join(title.split())
+        if not title:
+            raise ValueError("a title needs some text")
+        with self._transaction(write=True) as session:
+            conversation = session.get(Conversation, conversation_id, with_for_update=True)
+            if conversation is None:
+                raise self._not_found(conversation_id)
+            conversation.title = auto_title(title)
+        return conversation
+
+    def delete_conversation(self, conversation_id: int) -> int:
+        """Delete a conversation and every turn of it (all branches); returns the number of turns deleted.
+
+        Raises:
+            ConversationNotFoundError: unknown conversation.
+            StorageError: the database cannot be written.
+        """
+        with self._transaction(write=True) as session:
+            conversation = session.get(Conversation, conversation_id, with_for_update=True)
+            if conversation is None:
+                raise self._not_found(conversation_id)
+            deleted = cast(CursorResult, session.execute(delete(Turn).where(Turn.conversation_id == conversation_id))).rowcount
+            session.delete(conversation)
+        return deleted
+
+    # --- reads ----------------------------------------------------------
+
+    def get_conversation(self, conversation_id: int) -> Conversation:
+        """Raises ConversationNotFoundError for an unknown id."""
+        with self._transaction() as session:
+            conversation = session.get(Conversation, conversation_id)
+        if conversation is None:
+            raise self._not_found(conversation_id)
+        return conversation
+
+    def _not_found(self, conversation_id: int) -> ConversationNotFoundError:
+        return ConversationNotFoundError(
+            f"no conversation with id {conversation_id} in {self.where} (never created, or deleted); "
+            "`chatbot sessions list` shows the stored ones"
+        )
+
+    def conversations(self, conversation_ids: list[int] | None = None) -> list[Conversation]:
+        """The given conversations, or all of them, oldest first (no turns are read).
+
+        Raises:
+            ConversationNotFoundError: one of `conversation_ids` is unknown.
+        """
+        query = select(Conversation).order_by(Conversation.id)
+        if conversation_ids is not None:
+            query = query.where(Conversation.id.in_(conversation_ids))
+        with self._transaction() as session:
+            conversations = list(session.scalars(query))
+        missing = sorted(set(conversation_ids or ()) - {c.id for c in conversations})
+        if missing:
+            raise self._not_found(missing[0])
+        return conversations
+
+    def active_paths(self, conversation_ids: list[int] | None = None) -> Iterator[tuple[Conversation, list[Turn]]]:
+        """(conversation, its active path) for the given conversations, or all of them, oldest first.
+
+        Raises:
+            ConversationNotFoundError: one of `conversation_ids` is unknown (checked before anything is yielded).
+        """
+        conversations = self.conversations(conversation_ids)
+        turns = select(Turn).where(Turn.active == true()).order_by(Turn.conversation_id, Turn.position)
+        if conversation_ids is not None:
+            turns = turns.where(Turn.conversation_id.in_(conversation_ids))
+        paths: dict[int, list[Turn]] = {c.id: [] for c in conversations}
+        with self._transaction() as session:
+            for turn in session.scalars(turns):
+                paths[turn.conversation_id].append(turn)
+        for conversation in conversations:
+            yield conversation, paths[conversation.id]
+
+    def models(self) -> dict[int, ModelRecord]:
+        """Every registered model by id."""
+        with self._transaction() as session:
+            return {m.id: m for m in session.scalars(select(ModelRecord))}
+
+    def get_model(self, model_id: int) -> ModelRecord | None:
+        with self._transaction() as session:
+            return session.get(ModelRecord, model_id)
+
+    def turns(self, conversation_id: int, last: int | None = None) -> list[Turn]:
+        """The active path of a conversation in order; with `last`, only its final `last` turns."""
+        query = active_path(conversation_id)
+        if last is not None:
+            query = query.limit(last)
+        with self._transaction() as session:
+            rows = list(session.scalars(query))
+        return rows[::-1]
+
+    def list_conversations(self, limit: int | None = 50, search: str | None = None) -> list[ConversationSummary]:
+        """Most recent first; `num_turns` counts the active path.
+
+        Args:
+            limit: at most this many (None: all).
+            search: keep conversations whose title or any turn (any branch) contains this text, ignoring case.
+
+        The counts are per listed conversation through the (conversation_id, active,
+        position) index, so the cost follows `limit`, not the number of turns stored.
+        """
+        active = Turn.active == true()
+        num_turns = select(func.count(Turn.id)).where(Turn.conversation_id == Conversation.id, active).scalar_subquery()
+        last_turn_at = select(func.max(Turn.created_at)).where(Turn.conversation_id == Conversation.id).scalar_subquery()
+        query = (
+            select(Conversation, num_turns, ModelRecord.name, last_turn_at)
+            .outerjoin(ModelRecord, ModelRecord.id == Conversation.model_id)
+            .order_by(Conversation.id.desc())
+            .limit(limit)
+        )
+        if search:
+            pattern = _like_pattern(search)
+            mentions = select(Turn.id).where(Turn.conversation_id == Conversation.id, Turn.text.ilike(pattern, escape="\\"))
+            query = query.where(Conversation.title.ilike(pattern, escape="\\") | mentions.exists())
+        with self._transaction() as session:
+            rows = session.execute(query).all()
+        return [ConversationSummary(c.id, c.title, c.created_at, n, name, last) for c, n, name, last in rows]
+
+
+def open_store(url: str | None = None) -> ConversationStore:
+    """The store at `url` (default: `chatbot.paths.default_database_url()`, storage/chatbot.db).
+
+    Whether its schema was upgraded on opening is in `backup_path`; telling the person is the caller's job.
+
+    Raises:
+        StorageError: as ConversationStore.
+    """
+    from chatbot.paths import default_database_url
+
+    return ConversationStore(url or default_database_url())

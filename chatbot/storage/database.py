@@ -1,0 +1,306 @@
+"""The database's lifecycle: open it (owner-only file, pragmas), back it up, migrate it.
+
+Schema changes are named, ordered, append-only migrations (`MIGRATIONS`),
+recorded in the ``schema_migrations`` table and applied by `migrate`, each in
+its own write transaction; a SQLite file is first backed up beside itself.
+Migrations spell out their tables rather than reuse the ORM classes of
+`chatbot.storage.schema`, which describe only the latest schema: a new
+database goes through the same steps as an upgraded one and ends identical.
+
+SQLite is the default (WAL journal, foreign keys on, busy timeout 5 s); any
+SQLAlchemy URL works. Driver errors become one-line `StorageError`s that say
+what is wrong and how to fix it (`storage_errors`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+    true,
+    update,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.schema import CreateColumn
+
+from chatbot.errors import StorageError
+from chatbot.storage.schema import SchemaMigration, utc_now
+
+# --- migrations -------------------------------------------------------------
+
+
+def _initial(connection: Connection) -> None:
+    """Version 1: models, conversations and a flat list of turns (one per position).
+
+    Spelled out rather than taken from the ORM classes, which describe the
+    latest schema: a new database then goes through the same steps as an
+    upgraded one and ends identical to it.
+    """
+    metadata = MetaData()
+    Table(
+        "models",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("checksum", String(64), nullable=False, unique=True),
+        Column("name", String(200), nullable=False),
+        Column("path", Text, nullable=False),
+        Column("config", Text, nullable=False),
+        Column("created_at", DateTime, nullable=False),
+    )
+    Table(
+        "conversations",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("title", String(61)),  # TITLE_LENGTH + 1 when this was written; frozen like the rest
+        Column("created_at", DateTime, nullable=False),
+        Column("model_id", Integer, ForeignKey("models.id")),
+    )
+    turns = Table(
+        "turns",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("conversation_id", Integer, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+        Column("position", Integer, nullable=False),
+        Column("speaker", String(8), nullable=False),
+        Column("text", Text, nullable=False),
+        Column("created_at", DateTime, nullable=False),
+        Column("model_id", Integer, ForeignKey("models.id")),
+        Column("decoding", Text),
+        Column("seed", Integer),
+        Column("latency_ms", Double),
+    )
+    Index("ix_turns_conversation_position", turns.c.conversation_id, turns.c.position, unique=True)
+    metadata.create_all(connection)
+
+
+def _turn_tree(connection: Connection) -> None:
+    """Version 2: turns gain ``parent_id`` and ``active``; siblings may share a position.
+
+    Existing turns become a single active path, each pointing to the turn
+    before it in its conversation.
+    """
+    metadata = MetaData()
+    turns = Table(
+        "turns",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("conversation_id", Integer),
+        Column("position", Integer),
+        Column("parent_id", Integer, ForeignKey("turns.id")),
+        Column("active", Boolean, nullable=False, server_default=true()),
+    )
+    preparer = connection.dialect.identifier_preparer
+    for column in (turns.c.parent_id, turns.c.active):
+        spec = str(CreateColumn(column).compile(dialect=connection.dialect))
+        if column.foreign_keys:  # SQLite cannot add a table constraint, only an inline REFERENCES clause
+            spec = f"{spec} REFERENCES {preparer.quote('turns')} ({preparer.quote('id')})"
+        connection.exec_driver_sql(f"ALTER TABLE {preparer.quote('turns')} ADD COLUMN {spec}")
+    previous = turns.alias("previous")
+    parent = (
+        select(previous.c.id)
+        .where(previous.c.conversation_id == turns.c.conversation_id, previous.c.position < turns.c.position)
+        .order_by(previous.c.position.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    connection.execute(update(turns).values(parent_id=parent))
+    Index("ix_turns_conversation_position", turns.c.conversation_id, turns.c.position).drop(connection)
+    Index("ix_turns_conversation_active_position", turns.c.conversation_id, turns.c.active, turns.c.position).create(
+        connection
+    )
+
+
+# Ordered, named migrations: (version, name, function). Append, never edit.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [(1, "initial", _initial), (2, "turn_tree", _turn_tree)]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+# --- opening ----------------------------------------------------------------
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL that this code creates and backs up; None for other databases,
+    in-memory ones and SQLite URIs (e.g. ``?mode=ro``, whose file is the caller's to manage)."""
+    parsed = make_url(url)
+    if parsed.query.get("uri") == "true":
+        return None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return Path(parsed.database)
+    return None
+
+
+def display_name(url: str) -> str:
+    """How messages name a database: the file of a SQLite URL (URI form included), else the URL without its password."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return parsed.database.removeprefix("file:")
+    return parsed.render_as_string(hide_password=True)
+
+
+def storage_error(exc: Exception, where: str) -> StorageError:
+    """Turn a driver error into one line that says what is wrong and how to fix it."""
+    message = str(getattr(exc, "orig", exc)).lower()
+    if "locked" in message or "busy" in message:
+        return StorageError(f"{where}: the database is locked by another process; close other chatbot sessions or retry")
+    if "readonly" in message or "read-only" in message:
+        return StorageError(f"{where}: the database is read-only; check the file's permissions or pass another --db")
+    if "not a database" in message or "malformed" in message:
+        return StorageError(f"{where}: not a SQLite database (or corrupt); move it away or pass another --db")
+    if "unable to open" in message:
+        return StorageError(f"{where}: cannot open the database file; check that its folder exists and is writable")
+    return StorageError(f"{where}: database error: {getattr(exc, 'orig', exc)}")
+
+
+@contextlib.contextmanager
+def storage_errors(where: str) -> Iterator[None]:
+    """Raise SQLAlchemy errors from the block as `StorageError`s naming the database `where`."""
+    try:
+        yield
+    except sa_exc.SQLAlchemyError as exc:
+        raise storage_error(exc, where) from exc
+
+
+def create_private_file(path: Path) -> None:
+    """Create the database file readable by its owner only (SQLite copies the mode to -wal/-shm).
+
+    Raises:
+        StorageError: the file or its folder cannot be created.
+    """
+    if path.exists():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot create the database: {exc.strerror}") from exc
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except Exception:  # noqa: BLE001 - a read-only database keeps its journal mode; reading still works
+        pass
+    cursor.close()
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for `url`; a SQLite file is created owner-only first and every connection gets the pragmas.
+
+    Raises:
+        StorageError: the SQLite file cannot be created.
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        create_private_file(path)
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def begin_writing(connection: Connection) -> None:
+    """Start the transaction as a writer.
+
+    Python's sqlite3 only opens a transaction before INSERT/UPDATE/DELETE,
+    so without this DDL would autocommit statement by statement, and a
+    read followed by a write could interleave with another writer.
+    """
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# --- migrating --------------------------------------------------------------
+
+SCHEMA_MIGRATIONS = SchemaMigration.metadata.tables["schema_migrations"]  # the Table behind SchemaMigration
+
+
+def migrate(engine: Engine, where: str, path: Path | None) -> Path | None:
+    """Apply the pending migrations, each in its own write transaction, after backing up the SQLite file `path`.
+
+    Args:
+        where: how messages name the database (`display_name`).
+        path: the SQLite file to back up before an upgrade (None: no backup).
+    Returns:
+        the backup's path, or None when nothing was upgraded (or there is no file).
+    Raises:
+        StorageError: the schema is newer than SCHEMA_VERSION, the backup cannot be written,
+            or the database cannot be read or written.
+    """
+    with storage_errors(where):
+        with engine.begin() as connection:
+            begin_writing(connection)
+            SCHEMA_MIGRATIONS.create(connection, checkfirst=True)
+            applied = set(connection.execute(select(SchemaMigration.version)).scalars())
+        current = max(applied, default=0)
+        if current > SCHEMA_VERSION:
+            raise StorageError(
+                f"{where}: the database has schema version {current} but this chatbot reads up to "
+                f"version {SCHEMA_VERSION}; upgrade chatbot to open it"
+            )
+        pending = [migration for migration in MIGRATIONS if migration[0] not in applied]
+        backup_path = backup(engine, path, current) if pending and applied and path is not None else None
+        for version, name, migration in pending:
+            with engine.begin() as connection:
+                begin_writing(connection)
+                done = connection.scalar(select(SchemaMigration.version).where(SchemaMigration.version == version))
+                if done is not None:  # another process applied it since we looked
+                    continue
+                migration(connection)
+                connection.execute(SCHEMA_MIGRATIONS.insert().values(version=version, name=name, applied_at=utc_now()))
+    return backup_path
+
+
+def backup(engine: Engine, path: Path, version: int) -> Path:
+    """Copy the database (WAL content included) to `<name>.v<version>-backup-<YYYYmmdd-HHMMSS>`, mode 0o600.
+
+    Raises:
+        StorageError: the copy cannot be written; the database is left as it was.
+    """
+    stem = f"{path.name}.v{version}-backup-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    for attempt in itertools.count():
+        copy = path.with_name(stem if attempt == 0 else f"{stem}-{attempt}")
+        try:
+            os.close(os.open(copy, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            break
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot back up the database before upgrading it: {exc.strerror}") from exc
+    raw = engine.raw_connection()
+    try:
+        target = sqlite3.connect(copy)
+        try:
+            raw.driver_connection.backup(target)  # type: ignore[union-attr]  # the online backup API: a consistent copy, WAL included
+            target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        finally:
+            target.close()
+    except sqlite3.Error as exc:
+        copy.unlink(missing_ok=True)
+        raise StorageError(f"{path}: cannot back up the database to {copy} before upgrading it: {exc}") from exc
+    finally:
+        raw.close()
+    return copy
