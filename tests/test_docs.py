@@ -1,0 +1,70 @@
+"""The map stays true to the code: docs/architecture.md describes every module as its
+docstring does, modules and classes stay small, and the REPL reaches data only
+through the dialogue manager (issue 14)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MODULES = sorted((REPO / "chatbot").rglob("*.py"))
+MAX_MODULE_LINES = 400
+MAX_CLASS_LINES = 250
+
+
+def _relative(path: Path) -> str:
+    return path.relative_to(REPO).as_posix()
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_relative)
+def test_every_module_has_a_docstring_and_a_matching_paragraph_in_the_architecture(path):
+    docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    assert docstring, f"{_relative(path)} has no module docstring"
+    summary = docstring.splitlines()[0].strip()
+    architecture = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    entry = f"**`{_relative(path)}`**: {summary}"
+    assert entry in architecture, f"docs/architecture.md lacks the paragraph starting {entry!r}"
+
+
+def test_the_architecture_names_no_module_that_does_not_exist():
+    architecture = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = {line.split("`")[1] for line in architecture.splitlines() if line.startswith("**`chatbot/")}
+    assert named == {_relative(path) for path in MODULES}
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_relative)
+def test_modules_and_classes_stay_small(path):
+    source = path.read_text(encoding="utf-8")
+    assert len(source.splitlines()) <= MAX_MODULE_LINES, f"{_relative(path)} is over {MAX_MODULE_LINES} lines: split it"
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef):
+            size = node.end_lineno - node.lineno + 1
+            assert size <= MAX_CLASS_LINES, f"{_relative(path)}: class {node.name} is {size} lines (limit {MAX_CLASS_LINES})"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_the_repl_reaches_data_only_through_the_dialogue_manager():
+    imported = _imported_modules(REPO / "chatbot" / "repl.py")
+    assert not {name for name in imported if name.startswith("chatbot.storage")}, imported
+    assert "chatbot.manager" in imported
+    source = (REPO / "chatbot" / "repl.py").read_text(encoding="utf-8")
+    assert ".store" not in source and "sys.modules" not in source
+
+
+def test_inference_does_not_import_the_training_package():
+    for name in ("manager.py", "generation.py", "repl.py", "replay.py", "samplers.py"):
+        imported = _imported_modules(REPO / "chatbot" / name)
+        assert not {m for m in imported if m.startswith("chatbot.training")}, (name, imported)
+    assert "chatbot.framing" in _imported_modules(REPO / "chatbot" / "manager.py")
