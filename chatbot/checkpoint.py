@@ -96,9 +96,7 @@ def find_default_model(shipped: Path | None = None) -> Path:
         return shipped
     candidates = sorted(models_dir().glob(f"*/{MODEL_FILENAME}"), key=lambda p: p.stat().st_mtime, reverse=True)
     if not candidates:
-        raise ModelNotFoundError(
-            f"no trained model in {models_dir()}/; train a quick one (about 6 minutes) with: {QUICK_TRAIN_COMMAND}"
-        )
+        raise ModelNotFoundError(f"no trained model in {models_dir()}/; train a quick one (about 6 minutes) with: {QUICK_TRAIN_COMMAND}")
     return candidates[0].parent
 
 
@@ -136,7 +134,9 @@ def load_checkpoint(directory: Path | str) -> Checkpoint:
     try:
         model = keras.models.load_model(model_path, safe_mode=True, compile=False)
     except (zipfile.BadZipFile, ValueError, OSError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{model_path}: cannot load the model ({type(exc).__name__}); the file is corrupt or from another program") from exc
+        raise CheckpointError(
+            f"{model_path}: cannot load the model ({type(exc).__name__}); the file is corrupt or from another program"
+        ) from exc
     if model.vocabulary_size != tokenizer.vocabulary_size:
         raise CheckpointError(
             f"{directory}: model vocabulary ({model.vocabulary_size}) does not match tokenizer ({tokenizer.vocabulary_size})"

@@ -127,12 +127,8 @@ class TrainConfig:
 
 # Presets: `tiny` for tests, `small` for a CPU run, `base` for a GPU.
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(
-        embedding_dim=32, hidden_dim=32, context_dim=32, decoder_dim=32, latent_dim=8, max_utterance_length=24, max_turns=6
-    ),
-    "small": dict(
-        embedding_dim=128, hidden_dim=256, context_dim=256, decoder_dim=256, latent_dim=64, max_utterance_length=48, max_turns=8
-    ),
+    "tiny": dict(embedding_dim=32, hidden_dim=32, context_dim=32, decoder_dim=32, latent_dim=8, max_utterance_length=24, max_turns=6),
+    "small": dict(embedding_dim=128, hidden_dim=256, context_dim=256, decoder_dim=256, latent_dim=64, max_utterance_length=48, max_turns=8),
     "base": dict(
         embedding_dim=256,
         hidden_dim=256,

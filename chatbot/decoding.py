@@ -90,27 +90,64 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     """The decoding flags shared by `chatbot chat`, `chatbot eval` and `chatbot replay`."""
     d = DecodingConfig()
     group = parser.add_argument_group("decoding")
-    group.add_argument("--sampler", choices=SAMPLERS, help=f"how tokens are picked (default {d.sampler}; --greedy, --beam N, --top-k K pick one too)")
+    group.add_argument(
+        "--sampler", choices=SAMPLERS, help=f"how tokens are picked (default {d.sampler}; --greedy, --beam N, --top-k K pick one too)"
+    )
     group.add_argument("--greedy", action="store_true", help="the most probable token every time (--sampler greedy)")
     group.add_argument("--beam", type=int, metavar="N", help=f"beam search with N beams (--sampler beam; default N {d.num_beams})")
     group.add_argument("--temperature", type=float, default=d.temperature, help=f"sampling temperature, > 0 (default {d.temperature})")
     group.add_argument("--top-k", type=int, metavar="K", help=f"top-k sampling among the K most probable tokens (default K {d.top_k})")
     group.add_argument("--top-p", type=float, default=d.top_p, metavar="P", help=f"nucleus sampling mass in (0, 1] (default {d.top_p})")
-    group.add_argument("--length-penalty", type=float, default=d.length_penalty, help=f"beam: GNMT length normalisation alpha, 0 = none (default {d.length_penalty})")
-    group.add_argument("--min-reply-tokens", type=int, default=d.min_reply_tokens, help=f"shortest reply in tokens (default {d.min_reply_tokens})")
-    group.add_argument("--max-reply-tokens", type=int, default=d.max_reply_tokens, help=f"longest reply in tokens (default {d.max_reply_tokens})")
-    group.add_argument("--no-repeat-ngram", type=int, default=d.no_repeat_ngram, metavar="N", help=f"block repeated N-grams within a reply, 0 = off (default {d.no_repeat_ngram})")
-    group.add_argument("--no-context-ngram", type=int, default=d.no_context_ngram, metavar="N", help="block N-grams copied from the context, 0 = off (default 0)")
+    group.add_argument(
+        "--length-penalty",
+        type=float,
+        default=d.length_penalty,
+        help=f"beam: GNMT length normalisation alpha, 0 = none (default {d.length_penalty})",
+    )
+    group.add_argument(
+        "--min-reply-tokens", type=int, default=d.min_reply_tokens, help=f"shortest reply in tokens (default {d.min_reply_tokens})"
+    )
+    group.add_argument(
+        "--max-reply-tokens", type=int, default=d.max_reply_tokens, help=f"longest reply in tokens (default {d.max_reply_tokens})"
+    )
+    group.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        default=d.no_repeat_ngram,
+        metavar="N",
+        help=f"block repeated N-grams within a reply, 0 = off (default {d.no_repeat_ngram})",
+    )
+    group.add_argument(
+        "--no-context-ngram",
+        type=int,
+        default=d.no_context_ngram,
+        metavar="N",
+        help="block N-grams copied from the context, 0 = off (default 0)",
+    )
     group.add_argument("--allow-unknown", action="store_true", help="let replies contain the unknown token (suppressed by default)")
-    group.add_argument("--candidates", type=int, default=d.num_return_sequences, metavar="N", help="candidate replies per turn: chat shows them to pick from, eval scores the best (default 1)")
-    group.add_argument("--mmi-weight", type=float, default=d.mmi_weight, metavar="LAMBDA", help="rerank candidates by MMI-antiLM (Li et al. 2016) with this weight, e.g. 0.5; 0 = off (default)")
+    group.add_argument(
+        "--candidates",
+        type=int,
+        default=d.num_return_sequences,
+        metavar="N",
+        help="candidate replies per turn: chat shows them to pick from, eval scores the best (default 1)",
+    )
+    group.add_argument(
+        "--mmi-weight",
+        type=float,
+        default=d.mmi_weight,
+        metavar="LAMBDA",
+        help="rerank candidates by MMI-antiLM (Li et al. 2016) with this weight, e.g. 0.5; 0 = off (default)",
+    )
     return group
 
 
 def decoding_from_args(args: argparse.Namespace) -> DecodingConfig:
     """The DecodingConfig of parsed `add_decoding_arguments` flags. Raises ConfigError for bad values
     or conflicting sampler flags."""
-    chosen = [name for name, given in (("greedy", args.greedy), ("beam", args.beam is not None), ("top_k", args.top_k is not None)) if given]
+    chosen = [
+        name for name, given in (("greedy", args.greedy), ("beam", args.beam is not None), ("top_k", args.top_k is not None)) if given
+    ]
     if args.sampler:
         chosen = [args.sampler] + [c for c in chosen if c != args.sampler]
     if len(chosen) > 1:

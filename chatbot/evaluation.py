@@ -132,9 +132,7 @@ def sample_contexts(dialogues: list[Dialogue], count: int, context_turns: int, s
     """Up to `count` (context texts, reference reply) pairs, chosen by `seed` among every turn after a dialogue's first."""
     pairs = [(d, t) for d in dialogues for t in range(1, len(d.turns))]
     random.Random(seed).shuffle(pairs)
-    return [
-        ([u.text for u in d.turns[max(0, t - context_turns) : t]], d.turns[t].text) for d, t in pairs[:count]
-    ]
+    return [([u.text for u in d.turns[max(0, t - context_turns) : t]], d.turns[t].text) for d, t in pairs[:count]]
 
 
 def generated_replies(
@@ -170,9 +168,7 @@ def training_summary(model_dir: Path) -> dict:
     }
 
 
-def evaluate_model(
-    model_dir: Path | str, config: EvalConfig, decoding: DecodingConfig, data: EvalData, log=lambda line: None
-) -> dict:
+def evaluate_model(model_dir: Path | str, config: EvalConfig, decoding: DecodingConfig, data: EvalData, log=lambda line: None) -> dict:
     """One row of the results table for a model directory.
 
     Raises:

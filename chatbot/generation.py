@@ -285,8 +285,4 @@ class ReplyGenerator:
         zero_noise = tf.zeros_like(noise)  # the prior mean for a latent model
         score = self._lm_function(config.max_reply_tokens, self.UTTERANCE_BUCKET)
         language_model = score(tf.constant(empty), zero_noise, replies).numpy()
-        return [
-            dataclasses.replace(c, score=c.score - config.mmi_weight * float(u))
-            for c, u in zip(found, language_model, strict=True)
-        ]
-
+        return [dataclasses.replace(c, score=c.score - config.mmi_weight * float(u)) for c, u in zip(found, language_model, strict=True)]

@@ -96,8 +96,7 @@ class _TabledKneserNey(KneserNey):
 class _UniformFloorKneserNey(_TabledKneserNey):
     """`_TabledKneserNey` whose unigram level is interpolated with 1/|V| (Chen & Goodman 1998)."""
 
-    def __init__(self, vocabulary: Vocabulary, counter: NgramCounter, order: int, discount: float,
-                 vocabulary_size: int, **kwargs) -> None:
+    def __init__(self, vocabulary: Vocabulary, counter: NgramCounter, order: int, discount: float, vocabulary_size: int, **kwargs) -> None:
         super().__init__(vocabulary, counter, order, discount, **kwargs)
         self.vocabulary_size = vocabulary_size
 
@@ -115,10 +114,18 @@ class _UniformFloorKneserNey(_TabledKneserNey):
 class _InterpolatedKneserNey(InterpolatedLanguageModel):
     """nltk's interpolated model around a tabled Kneser-Ney smoothing (`smoothing_cls`)."""
 
-    def __init__(self, smoothing_cls: type[_TabledKneserNey], order: int, discount: float,
-                 vocabulary: Vocabulary, counter: NgramCounter, **params: object) -> None:
-        super().__init__(smoothing_cls, order, vocabulary=vocabulary, counter=counter,
-                         params={"order": order, "discount": discount, **params})
+    def __init__(
+        self,
+        smoothing_cls: type[_TabledKneserNey],
+        order: int,
+        discount: float,
+        vocabulary: Vocabulary,
+        counter: NgramCounter,
+        **params: object,
+    ) -> None:
+        super().__init__(
+            smoothing_cls, order, vocabulary=vocabulary, counter=counter, params={"order": order, "discount": discount, **params}
+        )
 
 
 def _ngrams(tokens: list[str], order: int) -> Iterator[tuple[str, ...]]:
@@ -182,8 +189,9 @@ class KneserNeyBaseline(_ReplyModel):
         counter = NgramCounter(_ngrams(tokens, self.order) for tokens in padded)
         if not counter.unigrams:
             raise ValueError("cannot fit on no replies")
-        model = _InterpolatedKneserNey(_UniformFloorKneserNey, self.order, self.discount, vocabulary, counter,
-                                       vocabulary_size=self.vocabulary_size or len(vocabulary))
+        model = _InterpolatedKneserNey(
+            _UniformFloorKneserNey, self.order, self.discount, vocabulary, counter, vocabulary_size=self.vocabulary_size or len(vocabulary)
+        )
         model.estimator.build_tables()
         self._model = model
         return self

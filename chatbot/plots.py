@@ -104,7 +104,9 @@ def eval_comparison(rows: list[dict], path: Path) -> Path:
     left.bar_label(left.bar(positions, [row["perplexity"]["value"] for row in rows], color="tab:blue"), fmt="%.1f")
     left.set_yscale("log")
     left.set_ylabel("test perplexity (log scale; VHRED: bound)")
-    right.bar_label(right.bar(positions, [(row.get("generation") or {}).get("distinct_2") or 0.0 for row in rows], color="tab:orange"), fmt="%.3f")
+    right.bar_label(
+        right.bar(positions, [(row.get("generation") or {}).get("distinct_2") or 0.0 for row in rows], color="tab:orange"), fmt="%.3f"
+    )
     right.set_ylabel("distinct-2")
     right.set_ylim(0, 1)
     for axis in (left, right):

@@ -346,7 +346,16 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
     loader = ModelLoader(load)
     print(f"model {model_dir} loading in the background; decoding: {describe(decoding)}", file=sys.stderr, flush=True)
     session = prompt_session or PromptSession(history=private_history(storage_dir() / "repl_history"))
-    repl = ChatREPL(manager, decoding, session, write=write, conversation_id=args.resume, seed=args.seed, loader=loader, context_turns=args.context_turns)
+    repl = ChatREPL(
+        manager,
+        decoding,
+        session,
+        write=write,
+        conversation_id=args.resume,
+        seed=args.seed,
+        loader=loader,
+        context_turns=args.context_turns,
+    )
     try:
         status = repl.run()
     finally:

@@ -246,8 +246,7 @@ def comparison_summary(results: list[tuple[Conversation, list[Compared]]]) -> di
 
 def summary_lines(summary: dict) -> list[str]:
     return [
-        f"{summary['replies']} replies in {summary['conversations']} conversations · "
-        f"identical {summary['identical_share']:.1%}",
+        f"{summary['replies']} replies in {summary['conversations']} conversations · identical {summary['identical_share']:.1%}",
         f"  stored: mean length {summary['stored']['mean_length_words']:.1f} words · distinct-2 {summary['stored']['distinct_2']:.3f}",
         f"  new:    mean length {summary['new']['mean_length_words']:.1f} words · distinct-2 {summary['new']['distinct_2']:.3f}",
     ]
@@ -325,7 +324,13 @@ def run_replay(args, log: Callable[[str], None] | None = None) -> int:
     if args.all == bool(args.ids):
         raise ConfigError("replay: give conversation ids or --all (not both)")
     decoding = decoding_from_args(args)
-    comparing = args.model is not None or args.format is not None or decoding != DecodingConfig() or args.seed is not None or args.context_turns is not None
+    comparing = (
+        args.model is not None
+        or args.format is not None
+        or decoding != DecodingConfig()
+        or args.seed is not None
+        or args.context_turns is not None
+    )
     if args.regenerate and comparing:
         raise ConfigError("--regenerate uses the stored model and settings; leave out --model, --format and decoding flags")
     store = open_store(args.db)

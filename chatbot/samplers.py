@@ -292,9 +292,7 @@ class BeamSampler(Sampler):
             totals = tf.reshape(alive_scores[:, None] + log_probs, [-1])  # (k * V,)
             top_scores, top = tf.math.top_k(totals, k=width)
             beam, chosen = top // vocabulary_size, top % vocabulary_size
-            replies = tf.tensor_scatter_nd_update(
-                gather(alive, beam), tf.stack([tf.range(width), tf.fill([width], step)], -1), chosen
-            )
+            replies = tf.tensor_scatter_nd_update(gather(alive, beam), tf.stack([tf.range(width), tf.fill([width], step)], -1), chosen)
             model = gather(alive_model, beam) + tf.gather_nd(model_log_probs, tf.stack([beam, chosen], -1))
             ends = tf.equal(chosen, EOS_ID) & (top_scores > INVALID)
             # Finished pool: the old pool plus the extensions that end here.
@@ -305,7 +303,17 @@ class BeamSampler(Sampler):
             # Live beams: the best k extensions that do not end.
             alive_scores, pick = tf.math.top_k(tf.where(ends, NEG_INF, top_scores), k=k)
             state = tf.nest.map_structure(lambda s: gather(s, gather(beam, pick)), new_state)
-            return step + 1, gather(chosen, pick), state, gather(replies, pick), alive_scores, gather(model, pick), done, pool_scores, done_model
+            return (
+                step + 1,
+                gather(chosen, pick),
+                state,
+                gather(replies, pick),
+                alive_scores,
+                gather(model, pick),
+                done,
+                pool_scores,
+                done_model,
+            )
 
         def cond(step, token, state, alive, alive_scores, alive_model, done, done_scores, done_model):
             # Log-probabilities only fall, and lp grows with length: the best a live beam can still reach.
@@ -344,7 +352,15 @@ SAMPLER_CLASSES: dict[str, type[Sampler]] = {
 def graph_key(config: DecodingConfig) -> tuple:
     """The settings that shape a sampler's graph; the rest are Knobs."""
     beams = config.num_beams if config.sampler == "beam" else 0
-    return (config.sampler, config.max_reply_tokens, config.no_repeat_ngram, config.no_context_ngram, config.allow_unknown, beams, config.num_return_sequences if beams else 0)
+    return (
+        config.sampler,
+        config.max_reply_tokens,
+        config.no_repeat_ngram,
+        config.no_context_ngram,
+        config.allow_unknown,
+        beams,
+        config.num_return_sequences if beams else 0,
+    )
 
 
 def make_sampler(config: DecodingConfig, vocabulary_size: int) -> Sampler:
@@ -359,4 +375,3 @@ def sequences(output: Output) -> list[tuple[list[int], float, float, bool]]:
         ended = bool(ids) and ids[-1] == EOS_ID
         result.append((ids[:-1] if ended else ids, float(log_prob), float(score), ended))
     return result
-

@@ -29,7 +29,9 @@ def session_lines(summaries: list[ConversationSummary], search: str | None = Non
     lines = [f"{'id':>5}  {'started (UTC)':<19}  {'last turn (UTC)':<19}  {'turns':>5}  {'model':<20}  title"]
     for s in summaries:
         last = _time(s.last_turn_at, True) if s.last_turn_at else "-"
-        lines.append(f"{s.id:>5}  {_time(s.created_at, True):<19}  {last:<19}  {s.num_turns:>5}  {(s.model_name or '-'):<20}  {s.title or ''}")
+        lines.append(
+            f"{s.id:>5}  {_time(s.created_at, True):<19}  {last:<19}  {s.num_turns:>5}  {(s.model_name or '-'):<20}  {s.title or ''}"
+        )
     return lines
 
 
@@ -128,7 +130,12 @@ def export_record(conversation: Conversation, path: list[Turn], models: dict[int
                 latency_ms=turn.latency_ms,
             )
         turns.append(record)
-    return {"id": f"session-{conversation.id}", "title": conversation.title, "created_at": conversation.created_at.isoformat(), "turns": turns}
+    return {
+        "id": f"session-{conversation.id}",
+        "title": conversation.title,
+        "created_at": conversation.created_at.isoformat(),
+        "turns": turns,
+    }
 
 
 def export_text(conversations: Iterable[tuple[Conversation, list[Turn]]], format: str, models: dict[int, ModelRecord]) -> Iterable[str]:
@@ -150,7 +157,12 @@ def export_text(conversations: Iterable[tuple[Conversation, list[Turn]]], format
             title = conversation.title or "(untitled)"
             names = model_names({turn.model_id: models[turn.model_id] for turn in path if turn.model_id in models})
             used = ", ".join(sorted(set(names.values()))) or "none"
-            lines = [f"{'' if first else chr(10)}## {conversation.id}. {title}", "", f"*started {_time(conversation.created_at, True)} UTC · {len(path)} turns · model {used}*", ""]
+            lines = [
+                f"{'' if first else chr(10)}## {conversation.id}. {title}",
+                "",
+                f"*started {_time(conversation.created_at, True)} UTC · {len(path)} turns · model {used}*",
+                "",
+            ]
             for turn in path:
                 lines.append(f"**{turn.speaker}:** {turn.text}" + ("  " if turn.speaker == "bot" else ""))
                 if turn.speaker == "bot":
@@ -252,7 +264,21 @@ def print_eval_table(rows: list[dict]) -> None:
 
     has_bound = any(str(row["perplexity"].get("kind", "")).startswith("upper") for row in rows)
     table = Table(title=f"{rows[0]['corpus']} · {rows[0]['split']} split" + (" (≤: VHRED's ELBO bound)" if has_bound else ""))
-    for header in ("model", "perplexity", "shuffled ctx", "ctx gain nats", "KL/reply", "distinct-1", "distinct-2", "tokens/reply", "entropy bits", "generic", "BLEU", "train min", "train tok/s"):
+    for header in (
+        "model",
+        "perplexity",
+        "shuffled ctx",
+        "ctx gain nats",
+        "KL/reply",
+        "distinct-1",
+        "distinct-2",
+        "tokens/reply",
+        "entropy bits",
+        "generic",
+        "BLEU",
+        "train min",
+        "train tok/s",
+    ):
         table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
     for row in rows:
         ppl = row["perplexity"]

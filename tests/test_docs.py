@@ -68,3 +68,14 @@ def test_inference_does_not_import_the_training_package():
         imported = _imported_modules(REPO / "chatbot" / name)
         assert not {m for m in imported if m.startswith("chatbot.training")}, (name, imported)
     assert "chatbot.framing" in _imported_modules(REPO / "chatbot" / "manager.py")
+
+
+def test_front_end_modules_load_no_tensorflow():
+    """docs/architecture.md, section 5: the prompt and `chatbot sessions` must not pay TensorFlow's import."""
+    import subprocess
+    import sys
+
+    modules = ["cli", "commands", "repl", "replay", "evaluation", "pack", "transcript", "training.trainer", "manager", "storage"]
+    code = "import sys\n" + "".join(f"import chatbot.{m}\n" for m in modules) + "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

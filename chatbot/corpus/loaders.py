@@ -49,9 +49,7 @@ def load_chitchat() -> list[Dialogue]:
     dialogues = []
     for conversation_id, conversation in raw.items():
         messages = (
-            Utterance(message["sender"], normalize_text(message["text"]))
-            for group in conversation["messages"]
-            for message in group
+            Utterance(message["sender"], normalize_text(message["text"])) for group in conversation["messages"] for message in group
         )
         turns = merge_runs(m for m in messages if m.text)
         if len(turns) >= 2:
@@ -221,9 +219,7 @@ def load_dialogues(spec: str, format: str | None = None) -> list[Dialogue]:
         return load_stored(spec[3:] or None)
     path = Path(spec)
     if not path.exists():
-        raise CorpusError(
-            f"unknown corpus {spec!r}: not a registered name (chitchat, chatterbot:LANG, db:[URL]) and no such file"
-        )
+        raise CorpusError(f"unknown corpus {spec!r}: not a registered name (chitchat, chatterbot:LANG, db:[URL]) and no such file")
     if path.is_dir():
         raise CorpusError(f"{spec}: is a directory; give a .txt or .jsonl file")
     kind = format or path.suffix.lstrip(".").lower()
@@ -236,4 +232,3 @@ def load_dialogues(spec: str, format: str | None = None) -> list[Dialogue]:
     if not dialogues:
         raise CorpusError(f"{spec}: no dialogues found")
     return dialogues
-

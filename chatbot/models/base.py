@@ -205,20 +205,20 @@ class DialogueModel(keras.Model):
         **kwargs,
     ):
         """Args:
-            vocabulary_size: number of token ids.
-            embedding_dim: units of a token embedding.
-            dropout: rate on embeddings and decoder outputs while training.
-            tie_embeddings: score decoder outputs against the embedding table
-                (`TiedOutputProjection`) instead of a separate `(decoder_dim, vocabulary_size)` layer.
-            scale_embeddings: the table starts N(0, 1/embedding_dim) and is multiplied by
-                sqrt(embedding_dim) where it enters an RNN (Vaswani et al. 2017, sec. 3.4), so
-                token inputs have unit scale from the first update. Off, Keras's default
-                uniform ±0.05 table feeds the RNNs 35× weaker token signals than the context
-                they are concatenated with (README, "What was wrong").
-            center_context: the decoder sees the context vector minus its running mean
-                (`ContextCentering`), so the context cannot stand in for a bias.
-            The defaults (False) are those of models saved before these options existed;
-            new models get all three from `ModelConfig`.
+        vocabulary_size: number of token ids.
+        embedding_dim: units of a token embedding.
+        dropout: rate on embeddings and decoder outputs while training.
+        tie_embeddings: score decoder outputs against the embedding table
+            (`TiedOutputProjection`) instead of a separate `(decoder_dim, vocabulary_size)` layer.
+        scale_embeddings: the table starts N(0, 1/embedding_dim) and is multiplied by
+            sqrt(embedding_dim) where it enters an RNN (Vaswani et al. 2017, sec. 3.4), so
+            token inputs have unit scale from the first update. Off, Keras's default
+            uniform ±0.05 table feeds the RNNs 35× weaker token signals than the context
+            they are concatenated with (README, "What was wrong").
+        center_context: the decoder sees the context vector minus its running mean
+            (`ContextCentering`), so the context cannot stand in for a bias.
+        The defaults (False) are those of models saved before these options existed;
+        new models get all three from `ModelConfig`.
         """
         super().__init__(**kwargs)
         self.vocabulary_size = vocabulary_size

@@ -96,9 +96,7 @@ class HRED(DialogueModel):
         vectors = []
         for start, end, length in chunks:
             rows = chunk_rows(flat, order, start, end, length)  # (n, l)
-            vectors.append(
-                self.utterance_encoder(self.embed(rows, training), token_mask=ops.not_equal(rows, PAD_ID), training=training)
-            )
+            vectors.append(self.utterance_encoder(self.embed(rows, training), token_mask=ops.not_equal(rows, PAD_ID), training=training))
         vectors = vectors[0] if order is None else tf.gather(ops.concatenate(vectors, axis=0), tf.argsort(order))  # (B*T, H')
         vectors = ops.reshape(vectors, (batch_size, num_turns, self.utterance_encoder.output_dim))  # (B, T, H')
         turn_mask = ops.any(ops.not_equal(tokens, PAD_ID), axis=-1)  # (B, T)

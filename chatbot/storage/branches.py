@@ -83,10 +83,7 @@ def _activate_path(session: Session, turn: Turn) -> None:
     current = turn
     while True:
         child = session.scalar(
-            select(Turn)
-            .where(Turn.conversation_id == turn.conversation_id, Turn.parent_id == current.id)
-            .order_by(Turn.id.desc())
-            .limit(1)
+            select(Turn).where(Turn.conversation_id == turn.conversation_id, Turn.parent_id == current.id).order_by(Turn.id.desc()).limit(1)
         )
         if child is None:
             break

@@ -47,7 +47,6 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-
 class ConversationStore(Branches):
     """All reads and writes of conversations, turns and models.
 

@@ -126,9 +126,7 @@ def _turn_tree(connection: Connection) -> None:
     )
     connection.execute(update(turns).values(parent_id=parent))
     Index("ix_turns_conversation_position", turns.c.conversation_id, turns.c.position).drop(connection)
-    Index("ix_turns_conversation_active_position", turns.c.conversation_id, turns.c.active, turns.c.position).create(
-        connection
-    )
+    Index("ix_turns_conversation_active_position", turns.c.conversation_id, turns.c.active, turns.c.position).create(connection)
 
 
 # Ordered, named migrations: (version, name, function). Append, never edit.

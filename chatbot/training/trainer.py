@@ -24,7 +24,14 @@ INIT_FROM_LAYERS = (
     ("encoder", "encoder"),
 )
 INHERITED_SIZES = (
-    "vocabulary_size", "embedding_dim", "scale_embeddings", "hidden_dim", "context_dim", "cell", "bidirectional", "max_utterance_length"
+    "vocabulary_size",
+    "embedding_dim",
+    "scale_embeddings",
+    "hidden_dim",
+    "context_dim",
+    "cell",
+    "bidirectional",
+    "max_utterance_length",
 )
 
 
@@ -120,13 +127,9 @@ def train(
     if resume:
         saved_model, saved_train = read_config(out_dir)
         model_config = saved_model
-        train_config = dataclasses.replace(
-            saved_train, epochs=train_config.epochs, max_minutes=train_config.max_minutes
-        )
+        train_config = dataclasses.replace(saved_train, epochs=train_config.epochs, max_minutes=train_config.max_minutes)
     elif (out_dir / "config.json").exists():
-        raise CheckpointError(
-            f"{out_dir} already holds a model; continue it with --resume, or choose another --out"
-        )
+        raise CheckpointError(f"{out_dir} already holds a model; continue it with --resume, or choose another --out")
     keras.utils.set_random_seed(train_config.seed)
 
     corpus = load_corpus(train_config.corpus, train_config.corpus_format, train_config.max_dialogues)

@@ -1,0 +1,216 @@
+"""The handlers of the `chatbot` commands: one `cmd_NAME(args) -> exit status` per command.
+
+Each imports what it needs inside the function (TensorFlow only where a model is
+trained, evaluated or loaded), so `chatbot --help` and `chatbot sessions` start fast.
+They raise `ChatbotError`s; `chatbot.cli.main` prints them as one line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from chatbot.config import TrainConfig
+from chatbot.errors import CheckpointError, ConfigError
+
+
+def cmd_train(args) -> int:
+    from chatbot.checkpoint import read_config
+    from chatbot.config import model_config
+    from chatbot.training.trainer import train
+
+    architecture = args.model or "hred"
+    if args.model is None and args.init_from and not args.resume:
+        try:
+            architecture = read_config(Path(args.init_from))[0].model
+        except CheckpointError as exc:
+            raise CheckpointError(f"--init-from: {exc}") from None
+    config = model_config(
+        args.preset,
+        model=architecture,
+        cell=args.cell,
+        bidirectional=args.bidirectional,
+        embedding_dim=args.embedding_dim,
+        hidden_dim=args.hidden_dim,
+        context_dim=args.context_dim,
+        decoder_dim=args.decoder_dim,
+        latent_dim=args.latent_dim,
+        dropout=args.dropout,
+        tie_embeddings=args.tie_embeddings,
+        scale_embeddings=args.scale_embeddings,
+        center_context=args.center_context,
+        attention=args.attention,
+        source_turns=args.source_turns,
+        max_source_tokens=args.max_source_tokens,
+        kl_anneal_steps=args.kl_anneal_steps,
+        word_dropout=args.word_dropout,
+        bow_weight=args.bow_weight,
+    )
+    train_config = TrainConfig(
+        corpus=args.corpus,
+        corpus_format=args.format,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        lr_schedule=args.lr_schedule,
+        clipnorm=args.clipnorm,
+        warmup_steps=args.warmup_steps,
+        init_from=args.init_from,
+        patience=args.patience,
+        vocabulary_size=args.vocabulary_size,
+        max_dialogues=args.max_dialogues,
+        max_minutes=args.max_minutes,
+        seed=args.seed,
+        precision=args.precision,
+        length_groups=args.length_groups,
+    )
+    try:
+        result = train(Path(args.out), config, train_config, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"chatbot: training interrupted; continue with: chatbot train --out {args.out} --resume", file=sys.stderr)
+        return 130
+    budget = " (stopped by --max-minutes)" if result.stopped_by_budget else ""
+    perplexity = f"{result.best_val_perplexity:.2f}" if result.best_val_perplexity else "n/a"
+    print(
+        f"trained {result.epochs_run} epoch(s) in {result.seconds / 60:.1f} min{budget}; "
+        f"best validation perplexity {perplexity}; model in {result.out_dir}"
+    )
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import json
+    import time
+
+    from chatbot.decoding import decoding_from_args
+    from chatbot.evaluation import EvalConfig, EvalData, evaluate_model, ngram_row
+    from chatbot.paths import storage_dir
+    from chatbot.transcript import print_eval_table
+
+    if args.contexts < 0:
+        raise ConfigError(f"--contexts must be >= 0, got {args.contexts}")
+    config = EvalConfig(
+        corpus=args.corpus,
+        split=args.split,
+        corpus_format=args.format,
+        num_contexts=args.contexts,
+        context_turns=args.context_turns,
+        seed=args.seed,
+    )
+    decoding = decoding_from_args(args)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    data = EvalData.load(config)
+    rows = [evaluate_model(path, config, decoding, data, log) for path in args.model]
+    if args.ngram_baseline:
+        from chatbot.checkpoint import load_checkpoint
+
+        first = load_checkpoint(args.model[0])
+        rows[:0] = [ngram_row(first, config, data, order=1, log=log), ngram_row(first, config, data, log=log)]
+    output = Path(args.output) if args.output else storage_dir() / "eval" / f"eval-{args.split}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    report = {"corpus": args.corpus, "split": args.split, "seed": args.seed, "decoding": decoding.to_dict(), "rows": rows}
+    output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print_eval_table(rows)
+    print(f"report: {output}")
+    if args.plot:
+        from chatbot.plots import eval_comparison
+
+        print(f"plot: {eval_comparison(rows, Path(args.plot))}")
+    return 0
+
+
+def cmd_pack(args) -> int:
+    from chatbot.pack import PACK_FILENAME, pack_model
+
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    report = pack_model(args.source, args.out, float16=not args.float32, max_dialogues=args.max_dialogues, log=log)
+    check = report["perplexity"]
+    print(
+        f"packed {args.source} → {args.out}: {report['bytes']['source'] / 1e6:.1f} MB → {report['bytes']['packed'] / 1e6:.1f} MB; "
+        f"{check['split']} perplexity {check['source']['value']} → {check['packed']['value']} ({report['dtype']}), "
+        f"{check['change']:+.3%}; model id {report['model_id']}; checksums in {Path(args.out) / PACK_FILENAME}"
+    )
+    return 0
+
+
+def cmd_corpus(args) -> int:
+    from chatbot.corpus import SPLITS, load_corpus
+
+    corpus = load_corpus(args.spec, args.format)
+    if args.action == "validate":
+        print(f"{args.spec}: ok, {len(corpus.dialogues)} dialogues, {sum(len(d.turns) for d in corpus.dialogues)} turns")
+        return 0
+    from chatbot.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.train([t.text for d in corpus.split("train") or corpus.dialogues for t in d.turns], args.vocabulary_size)
+    print(f"corpus {args.spec} (tokens: SentencePiece, {tokenizer.vocabulary_size} pieces trained on the train split)")
+    print(f"{'split':<6} {'dialogues':>10} {'turns':>10} {'tokens':>12} {'tokens/turn':>12}")
+    for name in SPLITS:
+        dialogues = corpus.split(name)
+        texts = [t.text for d in dialogues for t in d.turns]
+        tokens = sum(len(ids) for ids in tokenizer.encode_batch(texts)) if texts else 0
+        per_turn = tokens / len(texts) if texts else 0.0
+        print(f"{name:<6} {len(dialogues):>10} {len(texts):>10} {tokens:>12} {per_turn:>12.1f}")
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from chatbot.repl import run_chat
+
+    return run_chat(args)
+
+
+def cmd_sessions(args) -> int:
+    from chatbot.storage import open_store
+    from chatbot.transcript import session_lines, transcript_lines, write_export
+
+    action = args.action or "list"
+    store = open_store(args.db)
+    if store.upgrade_note:
+        print(store.upgrade_note, file=sys.stderr)
+    if action == "list":
+        limit = getattr(args, "limit", 50)
+        if limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {limit}")
+        search = getattr(args, "search", None)
+        print("\n".join(session_lines(store.list_conversations(limit, search=search), search)))
+    elif action == "show":
+        print("\n".join(transcript_lines(store.transcript(args.id, args.all_branches))))
+    elif action == "rename":
+        try:
+            conversation = store.rename_conversation(args.id, " ".join(args.title))
+        except ValueError as exc:
+            raise ConfigError(f"rename: {exc}") from None
+        print(f"conversation {conversation.id} is now titled: {conversation.title}")
+    elif action == "delete":
+        conversation = store.get_conversation(args.id)
+        turns = len(store.tree(args.id))
+        if not args.yes and not _confirm(
+            f"delete conversation {args.id} ({conversation.title or 'untitled'}, {turns} turns with all branches)? [y/N] "
+        ):
+            print(f"conversation {args.id} kept", file=sys.stderr)
+            return 1
+        deleted = store.delete_conversation(args.id)
+        print(f"deleted conversation {args.id} ({deleted} turns)")
+    elif action == "export":
+        if args.all == bool(args.ids):
+            raise ConfigError("export: give conversation ids or --all (not both)")
+        count = write_export(store, None if args.all else args.ids, args.format, args.output)
+        if args.output:
+            print(f"exported {count} conversation(s) as {args.format} to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _confirm(question: str) -> bool:
+    """Ask on the terminal; anything but y/yes (or end of input) means no."""
+    try:
+        answer = input(question)
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_replay(args) -> int:
+    from chatbot.replay import run_replay
+
+    return run_replay(args)
