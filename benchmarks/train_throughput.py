@@ -15,7 +15,7 @@ full softmax, a prefetched tf.data pipeline):
     bf16        Keras mixed_bfloat16 policy (`chatbot train --precision mixed_bfloat16`)
     xla         model.compile(jit_compile=True)
     sampled     HRED/VHRED: training-time sampled softmax over 512 classes (not offered by
-                `chatbot train`: its perplexity cost on Chit-Chat is large, see README)
+                `chatbot train`: its perplexity cost on Chit-Chat is large, see docs/benchmarks.md)
 
 Every row trains with `model.fit` on the same windows of the Chit-Chat train
 split for `--seconds` after a warm-up (graph tracing excluded), and prints

@@ -1,8 +1,18 @@
-"""Shared fixtures: a tiny HRED really trained on chatterbot:english, and a temporary database."""
+"""Shared fixtures: a tiny HRED (and a VHRED from it) really trained on chatterbot:english, and a temporary database.
+
+The trained models are built once per test run, not once per pytest-xdist worker: each is
+kept in a directory named by the hash of its configs, under the folder all workers share,
+and the first worker to need it trains it while the others wait on a file lock.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
+import hashlib
+import json
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -20,25 +30,40 @@ def tiny_train_config(**overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def trained_once(tmp_path_factory, name: str, config, train_config):
+    """The model directory `train` writes for these configs, trained at most once per test run.
+
+    Raises what `train` raises (then no directory is left, and the next caller trains again).
+    """
+    from chatbot.training.trainer import train
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by every worker of this run
+    key = hashlib.sha256(json.dumps([dataclasses.asdict(config), dataclasses.asdict(train_config)], sort_keys=True).encode()).hexdigest()
+    out = root / "trained-models" / key[:12] / name  # the folder's name is the model's name in stored conversations
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.exists():
+            partial = out.with_name(out.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)  # what a failed attempt left
+            train(partial, config, train_config, verbose=0, log=lambda line: None)
+            partial.rename(out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A model directory written by `train` with the tiny preset (about 20 s on 2 cores)."""
-    from chatbot.training.trainer import train
-
-    out = tmp_path_factory.mktemp("models") / "tiny"
-    train(out, model_config("tiny"), tiny_train_config(), verbose=0, log=lambda line: None)
-    return out
+    return trained_once(tmp_path_factory, "tiny", model_config("tiny"), tiny_train_config())
 
 
 @pytest.fixture(scope="session")
 def tiny_vhred_dir(tmp_path_factory, tiny_model_dir):
     """A tiny VHRED started from the tiny HRED (--init-from), one epoch."""
-    from chatbot.training.trainer import train
-
-    out = tmp_path_factory.mktemp("models") / "tiny-vhred"
     config = model_config("tiny", model="vhred", kl_anneal_steps=20)
-    train(out, config, tiny_train_config(epochs=1, init_from=str(tiny_model_dir)), verbose=0, log=lambda line: None)
-    return out
+    return trained_once(tmp_path_factory, "tiny-vhred", config, tiny_train_config(epochs=1, init_from=str(tiny_model_dir)))
 
 
 @pytest.fixture(scope="session")

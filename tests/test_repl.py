@@ -1,4 +1,10 @@
-"""The chat REPL driven like a person at a terminal: prompt-toolkit pipe input, a real model and database."""
+"""The chat REPL driven like a person at a terminal: prompt-toolkit pipe input and a real database.
+
+`chat` runs the whole `chatbot chat` path with a tiny model really trained; `chat_scripted`
+runs the same REPL, manager and background loader with the scripted model of
+tests/scripted.py (the real inference contract, replies from a fixed table), which is
+what the command and branch logic needs, in a fraction of the time.
+"""
 
 import argparse
 import json
@@ -8,8 +14,13 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
+from scripted import expected_reply, scripted_checkpoint
+
 from chatbot.cli import build_parser
-from chatbot.repl import run_chat
+from chatbot.decoding import decoding_from_args
+from chatbot.generation import ReplyGenerator
+from chatbot.manager import DialogueManager, default_context_turns
+from chatbot.repl import ChatREPL, ModelLoader, run_chat
 from chatbot.storage import ConversationStore
 
 CTRL_C, CTRL_D = "\x03", "\x04"
@@ -23,6 +34,36 @@ def chat(model_dir, db_url, keys: str, *extra: str) -> list[str]:
         pipe.send_text(keys)
         session = PromptSession(input=pipe, output=DummyOutput())
         assert run_chat(args, prompt_session=session, write=lines.append) == 0
+    return lines
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory):
+    return scripted_checkpoint(tmp_path_factory.mktemp("models") / "scripted")
+
+
+def chat_scripted(checkpoint, db_url, keys: str, *extra: str) -> list[str]:
+    """`chat` with the scripted model, loaded in the background through a ModelLoader as run_chat does."""
+    args = build_parser().parse_args(["chat", "--db", db_url, *extra])
+    turns = default_context_turns(checkpoint) if args.context_turns is None else args.context_turns
+    shape = (turns, checkpoint.model_config.max_utterance_length)
+    loader = ModelLoader(lambda: (checkpoint, ReplyGenerator(checkpoint.model, shape, compiled=False)))
+    lines: list[str] = []
+    with create_pipe_input() as pipe:
+        pipe.send_text(keys)
+        session = PromptSession(input=pipe, output=DummyOutput())
+        repl = ChatREPL(
+            DialogueManager.open(db_url),
+            decoding_from_args(args),
+            session,
+            write=lines.append,
+            conversation_id=args.resume,
+            seed=args.seed,
+            loader=loader,
+            context_turns=args.context_turns,
+        )
+        assert repl.run() == 0
+    assert loader.finish()
     return lines
 
 
@@ -40,30 +81,35 @@ def test_a_conversation_is_saved_turn_by_turn(tiny_model_dir, db_url):
     assert [f"bot> {t.text}" for t in turns[1::2]] == bot_lines(lines)
 
 
-def test_new_resume_and_history(tiny_model_dir, db_url):
-    chat(tiny_model_dir, db_url, "first conversation\n/new\nsecond conversation\n/quit\n")
+def test_new_resume_and_history(scripted, db_url):
+    chat_scripted(scripted, db_url, "first conversation\n/new\nsecond conversation\n/quit\n")
     store = ConversationStore(db_url)
     assert [s.title for s in store.list_conversations()] == ["second conversation", "first conversation"]
 
-    lines = chat(tiny_model_dir, db_url, "/resume 1\nback again\n/history\n" + CTRL_D)
+    lines = chat_scripted(scripted, db_url, "/resume 1\nback again\n/history\n" + CTRL_D)
     assert "resumed conversation 1 (2 turns); the last ones:" in lines
     assert "you> first conversation" in lines
     assert [t.text for t in store.turns(1)][::2] == ["first conversation", "back again"]
     history = [line for line in lines if line[:1].isdigit() and ". [" in line]
     assert len(history) == 4 and "user: back again" in history[2]
-    assert "(model tiny" in history[3] and "seed" in history[3]
+    assert "(model scripted" in history[3] and "seed" in history[3]
 
 
-def test_resume_flag_continues_with_earlier_turns_in_context(tiny_model_dir, db_url):
-    chat(tiny_model_dir, db_url, "one\ntwo\n" + CTRL_D)
-    lines = chat(tiny_model_dir, db_url, "three\n" + CTRL_D, "--resume", "1")
+def test_resume_flag_continues_with_earlier_turns_in_context(scripted, db_url):
+    chat_scripted(scripted, db_url, "one\ntwo\n" + CTRL_D)
+    lines = chat_scripted(scripted, db_url, "three\n" + CTRL_D, "--resume", "1")
     assert lines[0] == "resumed conversation 1 (4 turns); the last ones:"
-    assert [t.speaker for t in ConversationStore(db_url).turns(1)] == ["user", "bot"] * 3
+    turns = ConversationStore(db_url).turns(1)
+    assert [t.speaker for t in turns] == ["user", "bot"] * 3
+    texts = [t.text for t in turns]
+    # the reply after resuming answers the whole stored history, not just "three"
+    assert texts[5] == expected_reply(scripted, texts[:5]) and lines[-2] == f"bot> {texts[5]}"
+    assert expected_reply(scripted, texts[:5]) != expected_reply(scripted, texts[4:5])  # the check can tell them apart
 
 
-def test_settings_ctrl_c_and_errors_stay_in_the_loop(tiny_model_dir, db_url):
+def test_settings_ctrl_c_and_errors_stay_in_the_loop(scripted, db_url):
     keys = "/temperature 0.5\n/temperature hot\nhalf a line" + CTRL_C + "/resume 99\n/bogus\n/sessions\n/help\n" + CTRL_D
-    lines = chat(tiny_model_dir, db_url, keys)
+    lines = chat_scripted(scripted, db_url, keys)
     assert "decoding: top-p 0.9 · temperature 0.5 · ≤40 tokens · no-repeat 3-gram" in lines
     assert "error: usage: /temperature T with T > 0, got 'hot'" in lines
     assert any(line.startswith("error: no conversation with id 99") for line in lines)
@@ -73,14 +119,14 @@ def test_settings_ctrl_c_and_errors_stay_in_the_loop(tiny_model_dir, db_url):
     assert ConversationStore(db_url).list_conversations() == []
 
 
-def test_temperature_is_stored_with_the_reply(tiny_model_dir, db_url):
-    chat(tiny_model_dir, db_url, "/temperature 0.5\nhi\n" + CTRL_D, "--seed", "3")
+def test_temperature_is_stored_with_the_reply(scripted, db_url):
+    chat_scripted(scripted, db_url, "/temperature 0.5\nhi\n" + CTRL_D, "--seed", "3")
     bot = ConversationStore(db_url).turns(1)[1]
     assert '"temperature": 0.5' in bot.decoding and bot.seed == 3
 
 
-def test_long_message_is_truncated_with_a_notice(tiny_model_dir, db_url):
-    lines = chat(tiny_model_dir, db_url, "tell me " + "more " * 100 + "\n" + CTRL_D)
+def test_long_message_is_truncated_with_a_notice(scripted, db_url):
+    lines = chat_scripted(scripted, db_url, "tell me " + "more " * 100 + "\n" + CTRL_D)
     assert any(line.startswith("(note: the model reads only the first 22 tokens") for line in lines)
     assert len(bot_lines(lines)) == 1
 
@@ -93,9 +139,9 @@ def test_unknown_resume_id_fails_before_loading(tmp_path, db_url):
         run_chat(args)
 
 
-def test_settings_commands_change_decoding_for_the_rest_of_the_conversation(tiny_model_dir, db_url):
+def test_settings_commands_change_decoding_for_the_rest_of_the_conversation(scripted, db_url):
     keys = "/greedy\nhello\n/beam 3\nhow are you?\n/top-k 5\n/top-p 0.5\n/sample\n/temperature 1.2\n/settings\nbye\n/beam x\n" + CTRL_D
-    lines = chat(tiny_model_dir, db_url, keys)
+    lines = chat_scripted(scripted, db_url, keys)
     settings = [line for line in lines if line.startswith("decoding: ")]
     assert settings[0].startswith("decoding: greedy · ≤40 tokens")
     assert settings[1].startswith("decoding: beam 3 · length penalty 1.0")
@@ -110,8 +156,8 @@ def test_settings_commands_change_decoding_for_the_rest_of_the_conversation(tiny
     assert stored[1]["num_beams"] == 3 and stored[2]["temperature"] == 1.2
 
 
-def test_candidates_are_shown_and_the_pick_is_stored(tiny_model_dir, db_url):
-    lines = chat(tiny_model_dir, db_url, "/candidates 3\nhello there\nseven\n2\n" + CTRL_D, "--seed", "4")
+def test_candidates_are_shown_and_the_pick_is_stored(scripted, db_url):
+    lines = chat_scripted(scripted, db_url, "/candidates 3\nhello there\nseven\n2\n" + CTRL_D, "--seed", "4")
     shown = [line for line in lines if line.startswith("  ") and ". " in line and "(score " in line]
     assert [line.split(".")[0].strip() for line in shown] == ["1", "2", "3"]
     assert "type a number from 1 to 3, or Enter for 1" in lines  # "seven" is not a choice
@@ -120,12 +166,12 @@ def test_candidates_are_shown_and_the_pick_is_stored(tiny_model_dir, db_url):
     bot = ConversationStore(db_url).turns(1)[1]
     assert bot.text == picked and bot.seed == 4
     assert json.loads(bot.decoding)["chosen"] == 1 and json.loads(bot.decoding)["num_return_sequences"] == 3
-    history = chat(tiny_model_dir, db_url, "/history\n" + CTRL_D, "--resume", "1")
+    history = chat_scripted(scripted, db_url, "/history\n" + CTRL_D, "--resume", "1")
     assert any("picked 2 of 3" in line and picked in line for line in history)
 
 
-def test_retry_keeps_the_earlier_reply_as_an_alternative(tiny_model_dir, db_url):
-    lines = chat(tiny_model_dir, db_url, "/retry\nhello there\n/retry\n/retry\n" + CTRL_D, "--seed", "8")
+def test_retry_keeps_the_earlier_reply_as_an_alternative(scripted, db_url):
+    lines = chat_scripted(scripted, db_url, "/retry\nhello there\n/retry\n/retry\n" + CTRL_D, "--seed", "8")
     assert "error: nothing to retry yet: send a message first" in lines
     replies = bot_lines(lines)
     assert len(replies) == 3
@@ -135,16 +181,16 @@ def test_retry_keeps_the_earlier_reply_as_an_alternative(tiny_model_dir, db_url)
     kept = store.alternatives(path[1].id)
     assert [f"bot> {t.text}" for t in kept] == replies and len({t.seed for t in kept}) == 3
     assert [t.active for t in kept] == [False, False, True]
-    history = chat(tiny_model_dir, db_url, "/history\n" + CTRL_D, "--resume", "1")
+    history = chat_scripted(scripted, db_url, "/history\n" + CTRL_D, "--resume", "1")
     assert any("2 alternatives here, on branches 1, 2" in line for line in history)
 
 
-def test_edit_branches_switch_and_title(tiny_model_dir, db_url):
+def test_edit_branches_switch_and_title(scripted, db_url):
     keys = (
         "/edit\n/branches\nhello there\nwhat is your name?\n/edit where do you live?\n/branches\n"
         "/switch 9\n/switch 1\n/title\n/title  Names   and places \n" + CTRL_D
     )
-    lines = chat(tiny_model_dir, db_url, keys, "--seed", "3")
+    lines = chat_scripted(scripted, db_url, keys, "--seed", "3")
     assert "error: nothing to edit yet: send a message first" in lines
     assert "error: no branches yet" in lines
     switched = lines.index("switched to branch 1 (4 turns); the last ones:")
@@ -163,13 +209,13 @@ def test_edit_branches_switch_and_title(tiny_model_dir, db_url):
     edited = store.alternatives(path[2].id)
     assert [t.text for t in edited] == ["what is your name?", "where do you live?"]
     assert store.get_conversation(1).title == "Names and places"
-    replay = chat(tiny_model_dir, db_url, "/history\n" + CTRL_D, "--resume", "1")
+    replay = chat_scripted(scripted, db_url, "/history\n" + CTRL_D, "--resume", "1")
     assert any("1 alternative here, on branch 2" in line for line in replay)
 
 
-def test_edit_without_text_prefills_the_last_message(tiny_model_dir, db_url):
+def test_edit_without_text_prefills_the_last_message(scripted, db_url):
     # Enter on the prefilled prompt would resend it; typing over it (Ctrl-U clears the line) replaces it.
-    lines = chat(tiny_model_dir, db_url, "hello there\n/edit\n\x15good morning\n" + CTRL_D, "--seed", "4")
+    lines = chat_scripted(scripted, db_url, "hello there\n/edit\n\x15good morning\n" + CTRL_D, "--seed", "4")
     assert len(bot_lines(lines)) == 2
     texts = [t.text for t in ConversationStore(db_url).turns(1)]
     assert texts[0] == "good morning" and len(texts) == 2
