@@ -50,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="model directory (default: $CHATBOT_MODEL, else the shipped storage/models/default, else the newest in storage/models/)",
     )
     chat.add_argument("--resume", type=int, metavar="ID", help="continue conversation ID")
+    chat.add_argument(
+        "--input",
+        metavar="FILE",
+        help="read one message (or /command) per line from FILE instead of the terminal; stdin from a file or pipe does the same",
+    )
+    chat.add_argument(
+        "--output",
+        choices=["text", "jsonl"],
+        default="text",
+        help="text: a you>/bot> transcript; jsonl: one JSON object per reply on stdout, notes on stderr (default text)",
+    )
     _add_db(chat)
     _add_decoding(chat)
 

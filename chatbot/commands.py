@@ -155,7 +155,7 @@ def cmd_corpus(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from chatbot.repl import run_chat
+    from chatbot.chat import run_chat
 
     return run_chat(args)
 

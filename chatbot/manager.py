@@ -17,9 +17,8 @@ from chatbot.corpus.dialogue import normalize_text
 from chatbot.decoding import DECODER_VERSION, DecodingConfig
 from chatbot.errors import ConfigError
 from chatbot.framing import context_array
+from chatbot.messages import clean_message
 from chatbot.storage import Branch, Conversation, ConversationStore, ConversationSummary, Transcript, Turn, open_store
-
-MAX_MESSAGE_CHARS = 4000  # longer messages are cut before they are stored
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +50,15 @@ class Responder:
         self.max_utterance_length = checkpoint.model_config.max_utterance_length
         self.generator = generator or make_generator(checkpoint, self.context_turns)
 
+    def token_window(self, text: str) -> tuple[int, int]:
+        """(tokens of `text` the model reads, tokens of `text`): it reads at most max_utterance_length - 2."""
+        total = len(self.checkpoint.tokenizer.encode(text))
+        return min(total, self.max_utterance_length - 2), total
+
     def is_truncated(self, text: str) -> bool:
-        """True when the model reads only the start of `text` (more than max_utterance_length - 2 tokens)."""
-        return len(self.checkpoint.tokenizer.encode(text)) > self.max_utterance_length - 2
+        """True when the model reads only the start of `text` (see `token_window`)."""
+        kept, total = self.token_window(text)
+        return kept < total
 
     def context_tokens(self, history: list[str]):
         """`(1, num_turns, utterance_length)` int32: the last `context_turns` texts of `history`, framed."""
@@ -166,6 +171,10 @@ class DialogueManager:
         """One line for the person when opening upgraded the database's schema (None otherwise)."""
         return self.store.upgrade_note
 
+    def check_writable(self) -> None:
+        """Raise StorageError now if the store cannot be written (see `ConversationStore.check_writable`)."""
+        self.store.check_writable()
+
     def close(self) -> None:
         """Release the database connections."""
         self.store.close()
@@ -223,12 +232,8 @@ class DialogueManager:
             raise ConfigError(f"rename: {exc}") from None
 
     def clean(self, text: str) -> str:
-        """Whitespace-normalised text without control characters, cut to MAX_MESSAGE_CHARS."""
-        text = "".join(ch for ch in text if ch.isprintable() or ch.isspace())
-        return normalize_text(text)[:MAX_MESSAGE_CHARS]
-
-    def is_truncated(self, text: str) -> bool:
-        return self.responder.is_truncated(text)
+        """The text stored for a message: `chatbot.messages.clean_message` (no escape or control characters, ≤ 64 Ki)."""
+        return clean_message(text).text
 
     # --- replies --------------------------------------------------------
 
@@ -268,7 +273,7 @@ class DialogueManager:
         """
         user_turn = self.add_user_turn(conversation_id, text)
         found = self.candidates(self.context(conversation_id), decoding, new_seed() if seed is None else seed)
-        return Reply(user_turn, self.add_bot_turn(conversation_id, found), self.is_truncated(user_turn.text))
+        return Reply(user_turn, self.add_bot_turn(conversation_id, found), self.responder.is_truncated(user_turn.text))
 
     def edit_user_turn(self, conversation_id: int, text: str, previous: Turn | None = None) -> tuple[Turn, Turn]:
         """Store `text` as an alternative to the last user message on the active path and make it active.
@@ -294,6 +299,12 @@ class DialogueManager:
             if turn.speaker == "user":
                 return turn
         raise ConfigError("nothing to edit: the conversation has no message of yours yet")
+
+    def unanswered(self, conversation_id: int) -> Turn | None:
+        """The last turn of the active path when it is a user message with no reply yet (after a
+        Ctrl-C mid-reply, a failed generation or a crash), else None."""
+        last = self.store.turns(conversation_id, last=1)
+        return last[0] if last and last[0].speaker == "user" else None
 
     def last_bot_turn(self, conversation_id: int) -> tuple[Turn, list[Turn]]:
         """The last turn of the active path, which must be the bot's, and the history before it.

@@ -7,21 +7,20 @@ background thread so the prompt shows first; `run_chat` wires them.
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 from collections.abc import Callable
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
-from chatbot.checkpoint import check_model_dir
-from chatbot.decoding import DecodingConfig, decoding_from_args, describe
+from chatbot.decoding import DecodingConfig, describe
 from chatbot.errors import ChatbotError, CheckpointError, ConfigError
 from chatbot.manager import DialogueManager, new_seed
+from chatbot.messages import MAX_MESSAGE_CHARS, clean_message
+from chatbot.terminal import LineInput
 from chatbot.transcript import branch_lines, session_lines, transcript_lines
 
 RESUME_SHOWN_TURNS = 6  # turns printed when a conversation is resumed
+HINT = "type a message, /help for commands, Ctrl-D to leave"
 
 HELP = """commands:
   /help              this list
@@ -56,10 +55,32 @@ SETTINGS: dict[str, tuple[Callable[[str], dict], str]] = {
 }
 
 
+def changed_setting(decoding: DecodingConfig, name: str, argument: str) -> DecodingConfig:
+    """`decoding` after the settings command `name` (one of SETTINGS) with `argument`.
+
+    Raises:
+        ConfigError: the argument is not a valid value (the message shows the usage).
+    """
+    change, usage = SETTINGS[name]
+    try:
+        changes = change(argument)
+    except ValueError:
+        raise ConfigError(f"usage: {usage}, got {argument!r}") from None
+    if changes.get("sampler") == "beam" and decoding.num_return_sequences > changes["num_beams"]:
+        changes["num_return_sequences"] = changes["num_beams"]
+    try:
+        return decoding.replace(**changes)
+    except ValueError as exc:  # DecodingConfig's own range checks
+        raise ConfigError(f"usage: {usage}, got {argument!r}") from exc
+
+
 class ModelLoader:
     """Loads the model in a background thread while the person types; the first reply waits
     only for the load. (The decoding graphs compile in the background after the replies that
     need them, which run eagerly meanwhile: see the generator's BackgroundCompiler.)
+
+    Waiting is on an Event, not `Thread.join`: a join interrupted by Ctrl-C can leave the thread
+    looking alive forever (CPython gh-90882), and the chat must still be able to leave.
 
     Args:
         load: builds `(checkpoint, generator)` (imports TensorFlow; runs in the thread).
@@ -68,29 +89,31 @@ class ModelLoader:
     def __init__(self, load: Callable[[], tuple]):
         self._loaded: tuple | None = None
         self._error: BaseException | None = None
+        self._done = threading.Event()
 
         def run():
             try:
                 self._loaded = load()
             except BaseException as exc:  # reported on the main thread when a reply needs the model
                 self._error = exc
+            finally:
+                self._done.set()
 
-        self._thread = threading.Thread(target=run, name="chatbot-model-load", daemon=True)
-        self._thread.start()
+        threading.Thread(target=run, name="chatbot-model-load", daemon=True).start()
 
     def ready(self) -> bool:
-        return not self._thread.is_alive()
+        return self._done.is_set()
 
     def result(self) -> tuple:
-        """`(checkpoint, generator)`, waiting for the load. Raises what loading raised."""
-        self._thread.join()
+        """`(checkpoint, generator)`, waiting for the load (Ctrl-C interrupts the wait). Raises what loading raised."""
+        self._done.wait()
         if self._error is not None:
             raise self._error
         assert self._loaded is not None  # the thread ended without an error, so it loaded
         return self._loaded
 
     def finish(self, compile_seconds: float = 5.0) -> bool:
-        """Wait for the loading thread to end, then up to `compile_seconds` for background compiles.
+        """Wait for the load to end, then up to `compile_seconds` for background compiles.
 
         Leaving the chat while TensorFlow is still importing or compiling in a thread would
         abort the interpreter at exit ("terminate called without an active exception").
@@ -98,7 +121,7 @@ class ModelLoader:
         Returns:
             True when no background thread is left running.
         """
-        self._thread.join()
+        self._done.wait()
         generator = self._loaded[1] if self._loaded is not None else None
         compiler = getattr(generator, "compiler", None)
         return compiler is None or compiler.wait(compile_seconds)
@@ -116,18 +139,22 @@ class ChatREPL:
         seed: seed of the first reply; later replies draw fresh seeds (every seed is stored).
         loader: loads the model in the background; attached to `manager` when a reply first needs it.
         context_turns: turns of context when the model is attached (default: the model's window).
+        hint: the line shown before the first prompt (None: nothing, for files and pipes).
+        on_reply: receives each stored bot turn instead of its `bot>` line being written (`--output jsonl`).
     """
 
     def __init__(
         self,
         manager: DialogueManager,
         decoding: DecodingConfig,
-        prompt_session: PromptSession,
+        prompt_session: PromptSession | LineInput,
         write: Callable[[str], None] = print,
         conversation_id: int | None = None,
         seed: int | None = None,
         loader: ModelLoader | None = None,
         context_turns: int | None = None,
+        hint: str | None = HINT,
+        on_reply: Callable | None = None,
     ):
         self.manager = manager
         self.decoding = decoding
@@ -137,6 +164,8 @@ class ChatREPL:
         self.seed = seed
         self.loader = loader
         self.context_turns = context_turns
+        self.hint = hint
+        self.on_reply = on_reply
 
     def _model_ready(self) -> DialogueManager:
         """The manager with its model attached, waiting for the background load the first time."""
@@ -153,7 +182,8 @@ class ChatREPL:
     def run(self) -> int:
         if self.conversation_id is not None:
             self._show_resumed()
-        self.write("type a message, /help for commands, Ctrl-D to leave")
+        if self.hint:
+            self.write(self.hint)
         while True:
             try:
                 line = self.prompt_session.prompt("you> ")
@@ -161,9 +191,14 @@ class ChatREPL:
                 continue  # Ctrl-C clears the line
             except EOFError:
                 break
+            except Exception as exc:  # noqa: BLE001 - input the terminal layer could not parse: say so, keep chatting
+                self.write(f"error: could not read that input ({type(exc).__name__}: {exc}); type it again")
+                continue
             try:
                 if not self.handle(line):
                     break
+            except KeyboardInterrupt:
+                self.write("(cancelled)")  # Ctrl-C during a command: what was stored stays stored
             except CheckpointError:
                 raise  # the model cannot load: nothing can be answered (the message was not stored)
             except ChatbotError as exc:
@@ -179,38 +214,67 @@ class ChatREPL:
             return True
         if line.startswith("/"):
             return self.command(line)
-        manager = self._model_ready()  # load before the message is stored: a failed load stores nothing
-        if self.conversation_id is None:
-            self.conversation_id = manager.start().id
-        self._answer_message(manager.add_user_turn(self.conversation_id, line))
+        cleaned = clean_message(line)
+        if not cleaned.text:
+            raise ConfigError("empty message: type some text (escape codes and control characters are removed)")
+        if cleaned.cut:
+            total = len(cleaned.text) + cleaned.cut
+            self.write(f"(note: your message has {total:,} characters; the first {MAX_MESSAGE_CHARS:,} are stored)")
+        try:
+            self._model_ready()  # before the message is stored: a model that cannot load stores nothing
+        except KeyboardInterrupt:
+            self._store_message(line)
+            self.write("(stopped waiting for the model: your message is kept; /retry answers it once the model is ready)")
+            return True
+        user_turn = self._store_message(line)
+        try:
+            self._answer_message(user_turn)
+        except KeyboardInterrupt:
+            self.write("(reply cancelled: your message is kept; /retry answers it)")
         return True
 
+    def _store_message(self, line: str):
+        if self.conversation_id is None:
+            self.conversation_id = self.manager.start().id
+        return self.manager.add_user_turn(self.conversation_id, line)
+
     def _answer_message(self, user_turn) -> None:
-        """Reply to a just-stored user message, noting first when the model reads only its start."""
+        """Reply to a stored user message, noting first when the model reads only its start."""
         manager = self._model_ready()
-        if manager.is_truncated(user_turn.text):
-            limit = manager.max_utterance_length - 2
-            self.write(f"(note: the model reads only the first {limit} tokens of a message; the rest was ignored)")
+        kept, total = manager.responder.token_window(user_turn.text)
+        if kept < total:
+            self.write(f"(note: the model reads the first {kept} of this message's {total} tokens; the rest does not reach it)")
         self._answer(manager.context(user_turn.conversation_id))
 
-    def _answer(self, history, replaces=None) -> None:
-        """Generate for `history`, let the person pick when there are several candidates, store, print."""
+    def _answer(self, history, replaces=None) -> bool:
+        """Generate for `history`, let the person pick when there are several candidates, store, print.
+        Returns False when the person cancelled the pick (nothing is stored)."""
         manager = self._model_ready()
         seed = new_seed() if self.seed is None else self.seed
         self.seed = None
         candidates = manager.candidates(history, self.decoding, seed)
         chosen = self._pick(candidates) if len(candidates.texts) > 1 else 0
+        if chosen is None:
+            self.write("(pick cancelled: nothing stored; /retry shows new candidates)")
+            return False
         turn = manager.add_bot_turn(self._current("no conversation yet"), candidates, chosen, replaces=replaces)
-        self.write(f"bot> {turn.text}")
+        if self.on_reply is not None:
+            self.on_reply(turn)
+        else:
+            self.write(f"bot> {turn.text}")
+        return True
 
-    def _pick(self, candidates) -> int:
+    def _pick(self, candidates) -> int | None:
+        """The index the person picks (Enter or end of input: the first); None after Ctrl-C."""
         for number, (text, found) in enumerate(zip(candidates.texts, candidates.found, strict=True), start=1):
             self.write(f"  {number}. {text}   (score {found.score:.2f}, log p {found.log_probability:.1f})")
         while True:
             try:
                 answer = self.prompt_session.prompt(f"pick 1-{len(candidates.texts)} (Enter = 1)> ").strip()
-            except (EOFError, KeyboardInterrupt):
-                return 0  # the reply is stored anyway: nothing is lost
+            except EOFError:
+                return 0  # the input ended: the first candidate is stored, nothing is lost
+            except KeyboardInterrupt:
+                return None
             if not answer:
                 return 0
             if answer.isdigit() and 1 <= int(answer) <= len(candidates.texts):
@@ -243,11 +307,15 @@ class ChatREPL:
                 for text in transcript_lines(self.manager.transcript(self.conversation_id)):
                     self.write(text)
         elif name == "/retry":
-            if self.conversation_id is None:
-                raise ConfigError("nothing to retry yet: send a message first")
-            previous, history = self._model_ready().last_bot_turn(self.conversation_id)
-            self._answer(history, replaces=previous)
-            self.write(f"(the earlier reply is kept as an alternative: {previous.text})")
+            conversation_id = self._current("nothing to retry yet: send a message first")
+            manager = self._model_ready()
+            pending = manager.unanswered(conversation_id)
+            if pending is not None:  # a reply was cancelled or never made: answer the message now
+                self._answer_message(pending)
+                return True
+            previous, history = manager.last_bot_turn(conversation_id)
+            if self._answer(history, replaces=previous):
+                self.write(f"(the earlier reply is kept as an alternative: {previous.text})")
         elif name == "/edit":
             self._edit(argument)
         elif name == "/branches":
@@ -266,14 +334,7 @@ class ChatREPL:
         elif name == "/settings":
             self.write(f"decoding: {describe(self.decoding)}")
         elif name in SETTINGS:
-            change, usage = SETTINGS[name]
-            try:
-                changes = change(argument)
-            except ValueError:
-                raise ConfigError(f"usage: {usage}, got {argument!r}") from None
-            if changes.get("sampler") == "beam" and self.decoding.num_return_sequences > changes["num_beams"]:
-                changes["num_return_sequences"] = changes["num_beams"]
-            self.decoding = self.decoding.replace(**changes)
+            self.decoding = changed_setting(self.decoding, name, argument)
             self.write(f"decoding: {describe(self.decoding)}")
             if name == "/temperature" and self.decoding.sampler in ("greedy", "beam"):
                 self.write("(the temperature applies when sampling: /sample, /top-k or /top-p)")
@@ -307,64 +368,5 @@ class ChatREPL:
         self.write(heading or f"resumed conversation {self.conversation_id} ({len(turns)} turns); the last ones:")
         for turn in turns[-RESUME_SHOWN_TURNS:]:
             self.write(f"{'you' if turn.speaker == 'user' else 'bot'}> {turn.text}")
-
-
-def private_history(path: os.PathLike) -> History:
-    """Input history kept in a file readable by its owner only (it holds what the person typed)."""
-    try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
-        return FileHistory(str(path))
-    except OSError:
-        return InMemoryHistory()
-
-
-def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[[str], None] = print) -> int:
-    """`chatbot chat`: open the conversations, show the prompt, and load the model in the background
-    (tests pass a session on pipe input)."""
-    from chatbot.checkpoint import find_default_model
-    from chatbot.paths import storage_dir
-
-    decoding = decoding_from_args(args)
-    manager = DialogueManager.open(args.db)
-    if manager.upgrade_note:
-        print(manager.upgrade_note, file=sys.stderr)
-    if args.resume is not None:
-        manager.resume(args.resume)  # fail before the slow model load
-    model_dir = find_default_model() if args.model is None else args.model
-    check_model_dir(model_dir)  # a missing model fails now, not at the first message
-
-    def load():
-        from chatbot.checkpoint import load_checkpoint
-        from chatbot.manager import default_context_turns, make_generator
-
-        checkpoint = load_checkpoint(model_dir)
-        turns = default_context_turns(checkpoint) if args.context_turns is None else args.context_turns
-        generator = make_generator(checkpoint, turns, background_compile=True) if turns >= 1 else None
-        return checkpoint, generator
-
-    loader = ModelLoader(load)
-    print(f"model {model_dir} loading in the background; decoding: {describe(decoding)}", file=sys.stderr, flush=True)
-    session = prompt_session or PromptSession(history=private_history(storage_dir() / "repl_history"))
-    repl = ChatREPL(
-        manager,
-        decoding,
-        session,
-        write=write,
-        conversation_id=args.resume,
-        seed=args.seed,
-        loader=loader,
-        context_turns=args.context_turns,
-    )
-    try:
-        status = repl.run()
-    finally:
-        settled = loader.finish()
-    if not settled and prompt_session is None:
-        # A graph is still compiling after every turn was committed: leave without interpreter
-        # finalisation, which would abort in the compiler's thread. (Not for in-process callers.)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        manager.close()
-        os._exit(status)
-    return status
+        if turns and turns[-1].speaker == "user":
+            self.write("(your last message has no reply yet: /retry answers it)")

@@ -75,7 +75,7 @@ def test_front_end_modules_load_no_tensorflow():
     import subprocess
     import sys
 
-    modules = ["cli", "commands", "repl", "replay", "evaluation", "pack", "transcript", "training.trainer", "manager", "storage"]
+    modules = ["cli", "commands", "chat", "terminal", "messages", "repl", "replay", "evaluation", "pack", "transcript", "training.trainer", "manager", "storage"]
     code = "import sys\n" + "".join(f"import chatbot.{m}\n" for m in modules) + "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr

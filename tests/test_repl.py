@@ -20,7 +20,8 @@ from chatbot.cli import build_parser
 from chatbot.decoding import decoding_from_args
 from chatbot.generation import ReplyGenerator
 from chatbot.manager import DialogueManager, default_context_turns
-from chatbot.repl import ChatREPL, ModelLoader, run_chat
+from chatbot.chat import run_chat
+from chatbot.repl import ChatREPL, ModelLoader
 from chatbot.storage import ConversationStore
 
 CTRL_C, CTRL_D = "\x03", "\x04"
@@ -127,7 +128,9 @@ def test_temperature_is_stored_with_the_reply(scripted, db_url):
 
 def test_long_message_is_truncated_with_a_notice(scripted, db_url):
     lines = chat_scripted(scripted, db_url, "tell me " + "more " * 100 + "\n" + CTRL_D)
-    assert any(line.startswith("(note: the model reads only the first 22 tokens") for line in lines)
+    total = len(scripted.tokenizer.encode("tell me " + " ".join(["more"] * 100)))
+    assert f"(note: the model reads the first 22 of this message's {total} tokens; the rest does not reach it)" in lines
+    assert not any("(note:" in line for line in chat_scripted(scripted, db_url, "hi there\n" + CTRL_D))
     assert len(bot_lines(lines)) == 1
 
 

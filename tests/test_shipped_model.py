@@ -14,7 +14,7 @@ from prompt_toolkit.output import DummyOutput
 import chatbot.models  # noqa: F401  registers the custom layers for keras.models.load_model
 from chatbot.checkpoint import MODEL_FILENAME, SHIPPED_MODEL_DIR, find_default_model, load_checkpoint, model_checksum, sha256_of
 from chatbot.cli import build_parser, main
-from chatbot.repl import run_chat
+from chatbot.chat import run_chat
 from chatbot.storage import ConversationStore
 from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
 

@@ -23,6 +23,7 @@ from chatbot.errors import ConversationNotFoundError
 from chatbot.storage.branches import Branches, active_path, new_turn
 from chatbot.storage.database import (
     begin_writing,
+    check_writable,
     display_name,
     migrate,
     open_engine,
@@ -91,6 +92,10 @@ class ConversationStore(Branches):
         if self.backup_path is None:
             return None
         return f"upgraded {self.where} to schema version {self.schema_version()}; the previous file is kept as {self.backup_path}"
+
+    def check_writable(self) -> None:
+        """Raise StorageError now if a write would fail (read-only, locked, corrupt): `database.check_writable`."""
+        check_writable(self.engine, self.where)
 
     def schema_version(self) -> int:
         with self._transaction() as session:

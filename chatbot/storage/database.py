@@ -136,6 +136,8 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # --- opening ----------------------------------------------------------------
 
+SCHEMA_MIGRATIONS = SchemaMigration.metadata.tables["schema_migrations"]  # the Table behind SchemaMigration
+
 
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL that this code creates and backs up; None for other databases,
@@ -231,9 +233,31 @@ def begin_writing(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-# --- migrating --------------------------------------------------------------
+def check_writable(engine: Engine, where: str) -> None:
+    """Fail now, with one line, if the database cannot take a write: it is read-only, locked by
+    another process beyond the busy timeout, or (SQLite) fails `PRAGMA quick_check`. Nothing is changed.
 
-SCHEMA_MIGRATIONS = SchemaMigration.metadata.tables["schema_migrations"]  # the Table behind SchemaMigration
+    Raises:
+        StorageError: naming the database and the fix.
+    """
+    with storage_errors(where), engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            verdict = connection.exec_driver_sql("PRAGMA quick_check").scalar()
+            connection.rollback()  # end the read the pragma began
+            if verdict != "ok":
+                raise StorageError(
+                    f"{where}: the database fails its integrity check ({verdict}); move it away (or restore a "
+                    "*-backup-* copy beside it) and start again, or pass another --db"
+                )
+        transaction = connection.begin()
+        try:
+            begin_writing(connection)
+            connection.execute(SCHEMA_MIGRATIONS.insert().values(version=-1, name="write check", applied_at=utc_now()))
+        finally:
+            transaction.rollback()
+
+
+# --- migrating --------------------------------------------------------------
 
 
 def migrate(engine: Engine, where: str, path: Path | None) -> Path | None:

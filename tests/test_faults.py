@@ -1,0 +1,286 @@
+"""What people actually do to a chat: escape codes, Ctrl-C at any moment, files on stdin, long
+pastes, databases that cannot be written. Nothing stored is lost and nothing prints a traceback.
+
+The pty tests run the real `chatbot chat` over a pseudo-terminal (pexpect) with the tiny trained
+model; the in-process ones drive ChatREPL with the scripted model (tests/scripted.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import unicodedata
+from pathlib import Path
+
+import pexpect
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scripted import REPLIES, expected_reply, scripted_checkpoint
+
+from chatbot.chat import run_chat
+from chatbot.cli import build_parser
+from chatbot.corpus.loaders import load_dialogues
+from chatbot.decoding import DecodingConfig
+from chatbot.errors import ChatbotError, StorageError
+from chatbot.generation import ReplyGenerator
+from chatbot.manager import DialogueManager
+from chatbot.messages import MAX_MESSAGE_CHARS, clean_message
+from chatbot.repl import SETTINGS, ChatREPL, ModelLoader, changed_setting
+from chatbot.storage import ConversationStore
+from chatbot.terminal import LineInput
+
+REPO = Path(__file__).resolve().parent.parent
+GREEDY = DecodingConfig(sampler="greedy")
+
+
+# --- what a message becomes -------------------------------------------------------------------
+
+
+@given(st.text())
+def test_any_text_becomes_storable_text(text):
+    cleaned = clean_message(text)
+    assert len(cleaned.text) <= MAX_MESSAGE_CHARS
+    assert not any(unicodedata.category(ch) in ("Cc", "Cs") or ch.isspace() and ch != " " for ch in cleaned.text)
+    cleaned.text.encode("utf-8")  # no lone surrogate: SQLite can store it
+    assert clean_message(cleaned.text).text == cleaned.text  # cleaning twice changes nothing
+
+
+def test_escape_codes_and_controls_are_removed_and_the_words_kept():
+    assert clean_message("colour \x1b[31mred\x1b[0m text").text == "colour red text"
+    assert clean_message("\x1b[200~pasted\x1b[201~").text == "pasted"
+    assert clean_message("nul\x00 bell\x07 c1\x85 \ud800ok").text == "nul bell c1 ok"
+    long = clean_message("word " * 20_000)
+    assert len(long.text) == MAX_MESSAGE_CHARS and long.cut == len(("word " * 20_000).strip()) - MAX_MESSAGE_CHARS
+
+
+# --- the command parser and the corpus readers, fuzzed -------------------------------------------
+
+
+@given(st.sampled_from(sorted(SETTINGS)), st.text(max_size=20))
+def test_a_settings_command_gives_settings_or_one_line(name, argument):
+    try:
+        decoding = changed_setting(DecodingConfig(), name, argument)
+    except ChatbotError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("usage: ")
+    else:
+        assert isinstance(decoding, DecodingConfig)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=400), suffix=st.sampled_from([".txt", ".jsonl"]))
+def test_a_corpus_file_gives_dialogues_or_one_line(data, suffix):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"corpus{suffix}"
+        path.write_bytes(data)
+        try:
+            dialogues = load_dialogues(str(path))
+        except ChatbotError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc)
+        else:
+            assert all(len(d.turns) >= 2 for d in dialogues)
+
+
+# --- Ctrl-C and unanswered messages (in process) -------------------------------------------------
+
+
+class InterruptOnce:
+    """The scripted model, but the first reply is interrupted as by Ctrl-C while it is generated."""
+
+    def __init__(self, model):
+        self.model, self.interrupted = model, False
+        self.vocabulary_size, self.latent_dim = model.vocabulary_size, 0
+
+    def encode_context(self, context_tokens):
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        return self.model.encode_context(context_tokens)
+
+    def decode_step(self, token_ids, state):
+        return self.model.decode_step(token_ids, state)
+
+
+def run_lines(manager, lines: list[str], loader=None, **kwargs) -> list[str]:
+    written: list[str] = []
+    source = LineInput(io.BytesIO("".join(line + "\n" for line in lines).encode()), write=written.append)
+    ChatREPL(manager, GREEDY, source, write=written.append, loader=loader, **kwargs).run()
+    return written
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    return scripted_checkpoint(tmp_path / "scripted")
+
+
+def test_ctrl_c_mid_reply_keeps_the_message_and_retry_answers_it(db_url, checkpoint):
+    generator = ReplyGenerator(InterruptOnce(checkpoint.model), (5, 24), compiled=False)
+    manager = DialogueManager.open(db_url)
+    manager.attach(checkpoint, generator=generator)
+    lines = run_lines(manager, ["hello", "/retry"])
+    assert "(reply cancelled: your message is kept; /retry answers it)" in lines
+    turns = manager.history(1)
+    assert [(t.speaker, t.text) for t in turns] == [("user", "hello"), ("bot", expected_reply(checkpoint, ["hello"]))]
+
+    # a conversation left with an unanswered message says so when resumed
+    manager.store.add_turn(1, "user", "are you there?")
+    resumed = run_lines(manager, [], conversation_id=1)
+    assert "(your last message has no reply yet: /retry answers it)" in resumed
+
+
+def test_messages_of_only_escape_codes_are_refused_and_long_ones_cut_with_a_notice(db_url, checkpoint):
+    manager = DialogueManager(DialogueManager.open(db_url).store, checkpoint)
+    lines = run_lines(manager, ["\x1b[31m\x1b[0m", "x" * (MAX_MESSAGE_CHARS + 1000)])
+    assert any(line.startswith("error: empty message") for line in lines)
+    assert f"(note: your message has {MAX_MESSAGE_CHARS + 1000:,} characters; the first {MAX_MESSAGE_CHARS:,} are stored)" in lines
+    assert len(manager.history(1)[0].text) == MAX_MESSAGE_CHARS
+
+
+def test_a_load_that_fails_stores_nothing_and_the_chat_says_one_line(db_url):
+    def load():
+        raise StorageError("nothing to load")
+
+    manager = DialogueManager.open(db_url)
+    lines = run_lines(manager, ["hello"], loader=ModelLoader(load))
+    assert "error: nothing to load" in lines and manager.sessions() == []
+
+
+# --- storage faults before the prompt ------------------------------------------------------------
+
+
+def chat_args(db: str, *extra: str):
+    return build_parser().parse_args(["chat", "--model", "/nonexistent/model", "--db", db, *extra])
+
+
+def test_a_read_only_database_is_refused_before_the_model_is_looked_at(tmp_path):
+    path = tmp_path / "chat.db"
+    ConversationStore(f"sqlite:///{path}").close()
+    with pytest.raises(StorageError, match="read-only"):
+        run_chat(chat_args(f"sqlite:///file:{path}?mode=ro&uri=true"))
+
+
+def test_a_corrupt_database_is_refused_with_one_line(tmp_path):
+    path = tmp_path / "chat.db"
+    store = ConversationStore(f"sqlite:///{path}")
+    for index in range(400):  # enough rows for several pages, so damage lands inside the file
+        store.add_turn(store.create_conversation().id, "user", f"message {index} " * 20)
+    store.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    data[8192:16384] = b"\xff" * 8192  # overwrite two pages in the middle
+    path.write_bytes(bytes(data))
+    with pytest.raises(StorageError) as raised:
+        run_chat(chat_args(f"sqlite:///{path}"))
+    assert "\n" not in str(raised.value) and str(path) in str(raised.value)
+
+
+def test_a_database_locked_by_another_writer_is_refused_with_one_line(tmp_path):
+    path = tmp_path / "chat.db"
+    ConversationStore(f"sqlite:///{path}").close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    try:
+        with pytest.raises(StorageError, match="locked by another process"):
+            run_chat(chat_args(f"sqlite:///{path}"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+# --- the real command: files and pipes on stdin ---------------------------------------------------
+
+
+def chatbot_command(*args: str, stdin=None, input_text: str | None = None, home: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, CHATBOT_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, "-m", "chatbot", *args], stdin=stdin, input=input_text, capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+    )
+
+
+def test_messages_from_a_file_on_stdin_are_all_answered_and_stored(tmp_path, tiny_model_dir, db_url):
+    messages = tmp_path / "notes.txt"
+    messages.write_text("hello there\ncolour \x1b[31mred\x1b[0m text\n/history\nbye\n")
+    with open(messages, "rb") as stdin:
+        result = chatbot_command("chat", "--model", str(tiny_model_dir), "--db", db_url, "--seed", "5", stdin=stdin, home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line.startswith("you> ")] == ["you> hello there", "you> colour \x1b[31mred\x1b[0m text", "you> /history", "you> bye"]
+    assert len([line for line in lines if line.startswith("bot> ")]) == 3
+    assert "\x1b[?" not in result.stdout and "Traceback" not in result.stderr  # no terminal control clutter
+    stored = [(t.speaker, t.text) for t in ConversationStore(db_url).turns(1)]
+    assert [text for speaker, text in stored if speaker == "user"] == ["hello there", "colour red text", "bye"]
+
+    replies = chatbot_command(
+        "chat", "--model", str(tiny_model_dir), "--db", db_url, "--input", str(messages), "--output", "jsonl", home=tmp_path
+    )
+    assert replies.returncode == 0, replies.stderr
+    records = [json.loads(line) for line in replies.stdout.splitlines()]
+    assert len(records) == 3 and {r["conversation_id"] for r in records} == {2}
+    assert [r["reply"] for r in records] == [t.text for t in ConversationStore(db_url).turns(2) if t.speaker == "bot"]
+
+
+# --- the real command over a pseudo-terminal -------------------------------------------------------
+
+
+def spawn_chat(model_dir, db_url, home: Path, *extra: str) -> pexpect.spawn:
+    # A pty answers no cursor-position request (CPR) as a terminal would; without this prompt-toolkit
+    # waits for the answer and drops keys typed meanwhile, which no person at a terminal sees.
+    env = dict(os.environ, CHATBOT_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="3", PROMPT_TOOLKIT_NO_CPR="1")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "chatbot", "chat", "--model", str(model_dir), "--db", db_url, *extra],
+        env=env,
+        cwd=str(REPO),
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(40, 200),
+    )
+    child.logfile_read = open(home / "pty.log", "w")  # what the terminal showed, for a failing test
+    child.expect("you>")
+    return child
+
+
+def leave(child: pexpect.spawn) -> str:
+    child.expect("you>")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    return child.before
+
+
+def test_over_a_terminal_escape_codes_ctrl_c_while_loading_and_at_the_pick(tmp_path, tiny_model_dir, db_url):
+    child = spawn_chat(tiny_model_dir, db_url, tmp_path, "--seed", "3")
+    child.send("hello there\r")  # the model is still loading: TensorFlow takes seconds to import
+    child.expect_exact("(loading the model")
+    child.sendintr()
+    child.expect_exact("your message is kept")
+    child.send("colour \x1b[31mred\x1b[0m text\r")  # what a copy from a coloured terminal pastes
+    child.expect_exact("bot> ")
+    child.expect("you>")
+    child.send("/candidates 2\r")
+    child.expect("you>")
+    child.send("one more\r")
+    child.expect_exact("pick 1-2")
+    child.sendintr()
+    child.expect_exact("pick cancelled: nothing stored")
+    child.expect("you>")
+    child.send("/retry\r")
+    child.expect_exact("pick 1-2")
+    child.send("2\r")
+    child.expect_exact("bot> ")
+    output = leave(child)
+    assert "Traceback" not in output and "Unhandled exception" not in output
+    turns = [(t.speaker, t.text) for t in ConversationStore(db_url).turns(1)]
+    assert [t for t in turns if t[0] == "user"] == [("user", "hello there"), ("user", "colour red text"), ("user", "one more")]
+    assert turns[-1][0] == "bot" and turns[-2] == ("user", "one more")  # the cancelled pick stored nothing; /retry did
+
+
+def test_replies_table_is_what_the_scripted_model_answers(checkpoint):
+    assert expected_reply(checkpoint, ["hello"]) in REPLIES
