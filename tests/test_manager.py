@@ -4,6 +4,7 @@ import pytest
 from chatbot.decoding import DecodingConfig
 from chatbot.errors import ConfigError
 from chatbot.manager import DialogueManager
+from chatbot.messages import MAX_MESSAGE_CHARS
 from chatbot.storage import ConversationStore
 
 
@@ -59,10 +60,10 @@ def test_messages_are_cleaned_and_long_ones_flagged(tiny_checkpoint, db_url):
     conversation = manager.start()
     with pytest.raises(ConfigError, match="empty message"):
         manager.reply(conversation.id, " \x00\x07 ", DecodingConfig())
-    reply = manager.reply(conversation.id, "hello\x00 there " + "word " * 5000, DecodingConfig())
+    reply = manager.reply(conversation.id, "hello\x00 there " + "word " * 15_000, DecodingConfig())
     assert reply.truncated
     assert reply.user_turn.text.startswith("hello there word")
-    assert len(reply.user_turn.text) <= 4000
+    assert len(reply.user_turn.text) == MAX_MESSAGE_CHARS
 
 
 @pytest.mark.parametrize(
