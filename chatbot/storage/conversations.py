@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select, true
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
-from chatbot.errors import ConversationNotFoundError
+from chatbot.errors import ConversationNotFoundError, StorageError
 from chatbot.storage.branches import Branches, active_path, new_turn
 from chatbot.storage.database import (
     begin_writing,
@@ -69,10 +69,11 @@ class ConversationStore(Branches):
     def __init__(self, url: str):
         self.url = url
         self.where = display_name(url)
+        self._path = sqlite_path(url)
         self.engine = open_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:
-            self.backup_path: Path | None = migrate(self.engine, self.where, sqlite_path(url))
+            self.backup_path: Path | None = migrate(self.engine, self.where, self._path)
         except BaseException:
             self.engine.dispose()
             raise
@@ -81,6 +82,11 @@ class ConversationStore(Branches):
     def _transaction(self, write: bool = False) -> Iterator[Session]:
         """A session in one transaction, committed on leaving the block and rolled back on an error;
         with `write`, begun as a writer (`begin_writing`). SQLAlchemy errors leave as `StorageError`."""
+        if write and self._path is not None and not self._path.exists():
+            raise StorageError(
+                f"{self.where}: the database file was deleted or moved while it was open; put it back, or restart "
+                "to start a new one (what was written since it went is not in any file)"
+            )
         with storage_errors(self.where), self._sessions() as session, session.begin():
             if write:
                 begin_writing(session.connection())

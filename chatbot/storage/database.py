@@ -161,6 +161,11 @@ def display_name(url: str) -> str:
 def storage_error(exc: Exception, where: str) -> StorageError:
     """Turn a driver error into one line that says what is wrong and how to fix it."""
     message = str(getattr(exc, "orig", exc)).lower()
+    if "disk is full" in message or "database or disk is full" in message:
+        return StorageError(
+            f"{where}: the disk is full (or the database reached its size limit); free some space and send the "
+            "message again (the up arrow brings it back)"
+        )
     if "locked" in message or "busy" in message:
         return StorageError(f"{where}: the database is locked by another process; close other chatbot sessions or retry")
     if "readonly" in message or "read-only" in message:
