@@ -51,8 +51,8 @@ class DecodingConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}"),
-            (self.temperature > 0, f"--temperature must be > 0, got {self.temperature}"),
-            (self.top_k >= 1, f"--top-k must be at least 1, got {self.top_k}"),
+            (0 < self.temperature <= 100, f"--temperature must be > 0 and at most 100, got {self.temperature}"),
+            (1 <= self.top_k <= 2**31 - 1, f"--top-k must be between 1 and 2^31 - 1, got {self.top_k}"),
             (0 < self.top_p <= 1, f"--top-p must be in (0, 1], got {self.top_p}"),
             (1 <= self.num_beams <= 64, f"--beam must be between 1 and 64 hypotheses, got {self.num_beams}"),
             (self.length_penalty >= 0, f"--length-penalty must be >= 0, got {self.length_penalty}"),

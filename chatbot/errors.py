@@ -32,5 +32,9 @@ class ConversationNotFoundError(StorageError):
     """A conversation id that is not in the database."""
 
 
+class ConversationChangedError(StorageError):
+    """Another chat added to the conversation while this one made its reply; the reply was not stored."""
+
+
 class ConfigError(ChatbotError):
     """An invalid option value (names the option, the value and the allowed range)."""

@@ -252,7 +252,8 @@ class DialogueManager:
 
     def candidates(self, history: list[Turn], decoding: DecodingConfig, seed: int) -> Candidates:
         """Generate `decoding.num_return_sequences` candidate replies to `history` (nothing is written)."""
-        return self.responder.candidates([t.text for t in history], decoding, seed)
+        found = self.responder.candidates([t.text for t in history], decoding, seed)
+        return dataclasses.replace(found, after_turn_id=history[-1].id if history else None)
 
     def add_bot_turn(self, conversation_id: int, candidates: Candidates, chosen: int = 0, replaces: Turn | None = None) -> Turn:
         """Store candidate `chosen` as the bot's turn; with `replaces`, as an alternative to that
@@ -261,7 +262,7 @@ class DialogueManager:
         text, seed, latency_ms = candidates.texts[chosen], candidates.seed, round(candidates.latency_ms, 2)
         if replaces is not None:
             return self.store.add_alternative(replaces.id, text, self.model_id, decoding, seed, latency_ms)
-        return self.store.add_turn(conversation_id, "bot", text, self.model_id, decoding, seed, latency_ms)
+        return self.store.add_turn(conversation_id, "bot", text, self.model_id, decoding, seed, latency_ms, after=candidates.after_turn_id)
 
     def reply(self, conversation_id: int, text: str, decoding: DecodingConfig, seed: int | None = None) -> Reply:
         """Store the user's message, generate and store the bot's reply (the best candidate).
@@ -341,6 +342,7 @@ class Candidates:
     decoding: DecodingConfig
     seed: int
     latency_ms: float  # wall time to generate them all
+    after_turn_id: int | None = None  # the last turn of the history they answer (a reply is stored only after it)
 
 
 def new_seed() -> int:

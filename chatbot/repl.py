@@ -55,6 +55,30 @@ SETTINGS: dict[str, tuple[Callable[[str], dict], str]] = {
 }
 
 
+def _number(text: str) -> int:
+    """`text` as a positive id or choice (ASCII digits, at most 18 of them: SQLite's integers), else 0."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else 0
+
+
+def pick(candidates, prompt_session, write: Callable[[str], None]) -> int | None:
+    """Show candidate replies and return the index the person picks (Enter or end of input: the
+    first); None after Ctrl-C, which cancels the pick."""
+    for number, (text, found) in enumerate(zip(candidates.texts, candidates.found, strict=True), start=1):
+        write(f"  {number}. {text}   (score {found.score:.2f}, log p {found.log_probability:.1f})")
+    while True:
+        try:
+            answer = prompt_session.prompt(f"pick 1-{len(candidates.texts)} (Enter = 1)> ").strip()
+        except EOFError:
+            return 0  # the input ended: the first candidate is stored, nothing is lost
+        except KeyboardInterrupt:
+            return None
+        if not answer:
+            return 0
+        if 1 <= _number(answer) <= len(candidates.texts):
+            return int(answer) - 1
+        write(f"type a number from 1 to {len(candidates.texts)}, or Enter for 1")
+
+
 def changed_setting(decoding: DecodingConfig, name: str, argument: str) -> DecodingConfig:
     """`decoding` after the settings command `name` (one of SETTINGS) with `argument`.
 
@@ -166,12 +190,13 @@ class ChatREPL:
         self.context_turns = context_turns
         self.hint = hint
         self.on_reply = on_reply
+        self._waiting = False  # a message kept after Ctrl-C while the model loaded waits for an answer
 
     def _model_ready(self) -> DialogueManager:
         """The manager with its model attached, waiting for the background load the first time."""
         if not self.manager.ready:
             if self.loader is None:
-                raise ConfigError("no model to answer with")
+                raise ConfigError("no model to answer with (its loading was cancelled): restart the chat to load it")
             if not self.loader.ready():
                 self.write("(loading the model …)")
             checkpoint, generator = self.loader.result()
@@ -208,7 +233,12 @@ class ChatREPL:
         return 0
 
     def handle(self, line: str) -> bool:
-        """Act on one input line; False means leave."""
+        """Act on one input line; False means leave. A message kept while the model was loading
+        is answered first, once the model is ready."""
+        if self._waiting and self.loader is not None and self.loader.ready() and self.conversation_id is not None:
+            self._waiting, pending = False, self.manager.unanswered(self.conversation_id)
+            if pending is not None:
+                self._answer_message(pending)
         line = line.strip()
         if not line:
             return True
@@ -220,11 +250,20 @@ class ChatREPL:
         if cleaned.cut:
             total = len(cleaned.text) + cleaned.cut
             self.write(f"(note: your message has {total:,} characters; the first {MAX_MESSAGE_CHARS:,} are stored)")
+        if self.loader is None and not self.manager.ready:  # its loading was cancelled
+            self._store_message(line)
+            self.write("(no model loaded: your message is kept; restart the chat and /retry answers it)")
+            return True
         try:
             self._model_ready()  # before the message is stored: a model that cannot load stores nothing
         except KeyboardInterrupt:
             self._store_message(line)
-            self.write("(stopped waiting for the model: your message is kept; /retry answers it once the model is ready)")
+            if self._waiting:  # a second Ctrl-C while it still loads: go on without the model
+                self.loader, self._waiting = None, False
+                self.write("(model loading cancelled: your messages are kept; stored conversations can still be read)")
+            else:
+                self._waiting = True
+                self.write("(stopped waiting for the model: your message is kept and answered once the model is ready)")
             return True
         user_turn = self._store_message(line)
         try:
@@ -253,7 +292,7 @@ class ChatREPL:
         seed = new_seed() if self.seed is None else self.seed
         self.seed = None
         candidates = manager.candidates(history, self.decoding, seed)
-        chosen = self._pick(candidates) if len(candidates.texts) > 1 else 0
+        chosen = pick(candidates, self.prompt_session, self.write) if len(candidates.texts) > 1 else 0
         if chosen is None:
             self.write("(pick cancelled: nothing stored; /retry shows new candidates)")
             return False
@@ -263,23 +302,6 @@ class ChatREPL:
         else:
             self.write(f"bot> {turn.text}")
         return True
-
-    def _pick(self, candidates) -> int | None:
-        """The index the person picks (Enter or end of input: the first); None after Ctrl-C."""
-        for number, (text, found) in enumerate(zip(candidates.texts, candidates.found, strict=True), start=1):
-            self.write(f"  {number}. {text}   (score {found.score:.2f}, log p {found.log_probability:.1f})")
-        while True:
-            try:
-                answer = self.prompt_session.prompt(f"pick 1-{len(candidates.texts)} (Enter = 1)> ").strip()
-            except EOFError:
-                return 0  # the input ended: the first candidate is stored, nothing is lost
-            except KeyboardInterrupt:
-                return None
-            if not answer:
-                return 0
-            if answer.isdigit() and 1 <= int(answer) <= len(candidates.texts):
-                return int(answer) - 1
-            self.write(f"type a number from 1 to {len(candidates.texts)}, or Enter for 1")
 
     def command(self, line: str) -> bool:
         name, _, argument = line.partition(" ")
@@ -295,10 +317,10 @@ class ChatREPL:
             for text in session_lines(self.manager.sessions(10)):
                 self.write(text)
         elif name == "/resume":
-            if not argument.isdigit():
+            if _number(argument) < 1:
                 raise ConfigError("usage: /resume ID (see /sessions)")
-            self.manager.resume(int(argument))
-            self.conversation_id = int(argument)
+            self.manager.resume(_number(argument))
+            self.conversation_id = _number(argument)
             self._show_resumed()
         elif name == "/history":
             if self.conversation_id is None:
@@ -324,7 +346,7 @@ class ChatREPL:
             self.write("(/switch N continues from branch N)")
         elif name == "/switch":
             conversation_id = self._current("no branches yet")
-            path = self.manager.switch(conversation_id, int(argument) if argument.isdigit() else 0)
+            path = self.manager.switch(conversation_id, _number(argument))
             self._show_resumed(f"switched to branch {argument} ({len(path)} turns); the last ones:")
         elif name == "/title":
             conversation_id = self._current("no conversation yet: send a message first")

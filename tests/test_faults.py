@@ -215,14 +215,7 @@ def test_messages_from_a_file_on_stdin_are_all_answered_and_stored(tmp_path, tin
     assert "\x1b[?" not in result.stdout and "Traceback" not in result.stderr  # no terminal control clutter
     stored = [(t.speaker, t.text) for t in ConversationStore(db_url).turns(1)]
     assert [text for speaker, text in stored if speaker == "user"] == ["hello there", "colour red text", "bye"]
-
-    replies = chatbot_command(
-        "chat", "--model", str(tiny_model_dir), "--db", db_url, "--input", str(messages), "--output", "jsonl", home=tmp_path
-    )
-    assert replies.returncode == 0, replies.stderr
-    records = [json.loads(line) for line in replies.stdout.splitlines()]
-    assert len(records) == 3 and {r["conversation_id"] for r in records} == {2}
-    assert [r["reply"] for r in records] == [t.text for t in ConversationStore(db_url).turns(2) if t.speaker == "bot"]
+    # --input FILE with --output jsonl: test_kill_9_of_a_chat_mid_conversation_keeps_every_committed_turn
 
 
 # --- the real command over a pseudo-terminal -------------------------------------------------------
@@ -338,24 +331,26 @@ def test_kill_9_of_a_chat_mid_conversation_keeps_every_committed_turn(tmp_path, 
     messages = tmp_path / "messages.txt"
     messages.write_text("".join(f"message number {i}\n" for i in range(200)))
     env = dict(os.environ, CHATBOT_HOME=str(tmp_path), TF_CPP_MIN_LOG_LEVEL="3")
+    command = ["chat", "--model", str(tiny_model_dir), "--db", db_url, "--input", str(messages), "--output", "jsonl"]
     chat = subprocess.Popen(
-        [sys.executable, "-m", "chatbot", "chat", "--model", str(tiny_model_dir), "--db", db_url, "--input", str(messages)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=env,
+        [sys.executable, "-m", "chatbot", *command], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=env
     )
-    shown = []
-    for line in chat.stdout:
-        shown.append(line.rstrip("\n"))
-        if sum(line.startswith("bot> ") for line in shown) == 3:
+    records = []
+    for line in chat.stdout:  # one JSON object per reply, written after its commit
+        records.append(json.loads(line))
+        if len(records) == 3:
             time.sleep(0.05)  # somewhere in the next reply or commit
             os.kill(chat.pid, signal.SIGKILL)
             break
     chat.wait()
+    assert [(r["conversation_id"], r["position"]) for r in records] == [(1, 1), (1, 3), (1, 5)]
     path = db_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     stored = ConversationStore(db_url).turns(1)
-    replies = [line.removeprefix("bot> ") for line in shown if line.startswith("bot> ")]
+    replies = [r["reply"] for r in records]
     assert [t.text for t in stored if t.speaker == "bot"][:3] == replies  # every reply shown was committed first
+    assert [t.id for t in stored if t.speaker == "bot"][:3] == [r["turn_id"] for r in records]
     assert [t.text for t in stored if t.speaker == "user"][:3] == ["message number 0", "message number 1", "message number 2"]
 
 
@@ -396,3 +391,79 @@ def test_a_full_disk_a_lock_and_a_deleted_file_during_a_chat_each_get_one_line(t
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     lines = run_lines(manager, ["still here?"], conversation_id=1)
     assert any(line.startswith("error: ") and "deleted or moved" in line for line in lines)
+
+
+# --- fuzzed: every REPL command line, and the renderers -------------------------------------------
+
+COMMANDS = ["/resume", "/switch", "/title", "/top-k", "/top-p", "/beam", "/temperature", "/candidates", "/edit", "/retry",
+            "/history", "/branches", "/sessions", "/new", "/settings", "/greedy", "/sample", "/help", "/bogus", ""]
+
+
+@pytest.fixture(scope="module")
+def fuzz_repl(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz")
+    checkpoint = scripted_checkpoint(folder / "scripted")
+    manager = DialogueManager.open(f"sqlite:///{folder / 'chat.db'}")
+    shape = (checkpoint.model_config.max_turns - 1, checkpoint.model_config.max_utterance_length)
+    manager.attach(checkpoint, generator=ReplyGenerator(checkpoint.model, shape, compiled=False))
+    written: list[str] = []
+    repl = ChatREPL(manager, GREEDY, LineInput(io.BytesIO(b""), write=None), write=written.append)
+    repl.handle("hello there")
+    return repl, written
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(command=st.sampled_from(COMMANDS), argument=st.text(max_size=25))
+def test_any_command_line_answers_or_says_one_line(fuzz_repl, command, argument):
+    repl, written = fuzz_repl
+    before = len(written)
+    try:
+        keep_going = repl.handle(f"{command} {argument}" if command else argument)
+    except ChatbotError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert keep_going or command == "" and argument.strip() in ("/quit", "/exit")
+    assert all(isinstance(line, str) for line in written[before:])
+    repl.decoding = GREEDY  # keep replies quick for the next example
+    if repl.conversation_id is None:
+        repl.handle("hello again")
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60)
+
+
+@settings(max_examples=40, deadline=None)
+@given(turns=st.lists(texts, min_size=1, max_size=6), title=texts)
+def test_transcripts_sessions_and_exports_render_any_stored_text(turns, title):
+    from chatbot.transcript import export_text, session_lines, transcript_lines
+
+    store = ConversationStore("sqlite://")
+    conversation = store.create_conversation().id
+    for index, text in enumerate(turns):
+        store.add_turn(conversation, "user" if index % 2 == 0 else "bot", text)
+    if title.strip():
+        store.rename_conversation(conversation, title)
+    lines = transcript_lines(store.transcript(conversation, all_branches=True))
+    assert len(lines) == len(turns) + 1 and all(text in "\n".join(lines) for text in turns)
+    assert len(session_lines(store.list_conversations())) == 2
+    for form in ("jsonl", "md", "txt"):
+        assert "".join(export_text(store.active_paths(), form, store.models()))
+    store.close()
+
+
+def test_two_chats_on_one_conversation_one_reply_wins_and_the_other_is_told(db_url, checkpoint):
+    from chatbot.errors import ConversationChangedError
+
+    first = DialogueManager(DialogueManager.open(db_url).store, checkpoint)
+    second = DialogueManager(DialogueManager.open(db_url).store, checkpoint)
+    conversation = first.start().id
+    first.add_user_turn(conversation, "hello")
+    found = first.candidates(first.context(conversation), GREEDY, seed=1)  # the first chat is generating...
+    second.add_user_turn(conversation, "are you there?")  # ...when the second one writes
+    with pytest.raises(ConversationChangedError, match="changed in another chat"):
+        first.add_bot_turn(conversation, found)
+    second.add_bot_turn(conversation, second.candidates(second.context(conversation), GREEDY, seed=1))
+    history = ["hello", "are you there?"]
+    assert [t.text for t in first.history(conversation)] == [*history, expected_reply(checkpoint, history)]
+    lines = run_lines(first, ["/retry"], conversation_id=conversation)  # nothing unanswered now: a fresh alternative
+    assert any(line.startswith("(the earlier reply is kept as an alternative") for line in lines)

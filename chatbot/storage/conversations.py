@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select, true
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
-from chatbot.errors import ConversationNotFoundError, StorageError
+from chatbot.errors import ConversationChangedError, ConversationNotFoundError, StorageError
 from chatbot.storage.branches import Branches, active_path, new_turn
 from chatbot.storage.database import (
     begin_writing,
@@ -137,16 +137,19 @@ class ConversationStore(Branches):
         decoding: dict | None = None,
         seed: int | None = None,
         latency_ms: float | None = None,
+        after: int | None = None,
     ) -> Turn:
         """Append a turn to the end of the active path and commit it. The first user turn titles the conversation.
 
         Args:
             speaker: "user" or "bot".
             model_id, decoding, seed, latency_ms: for bot turns, what produced the reply (latency in milliseconds).
+            after: the id of the turn that must still be last (what the reply answered); None: no check.
 
         Raises:
             ValueError: `speaker` is not one of SPEAKERS.
             ConversationNotFoundError: unknown conversation.
+            ConversationChangedError: `after` is no longer the last turn (another chat wrote meanwhile).
             StorageError: the database cannot be written.
         """
         if speaker not in SPEAKERS:
@@ -156,6 +159,11 @@ class ConversationStore(Branches):
             if conversation is None:
                 raise self._not_found(conversation_id)
             parent = session.scalar(active_path(conversation_id).limit(1))
+            if after is not None and (parent is None or parent.id != after):
+                raise ConversationChangedError(
+                    f"conversation {conversation_id} changed in another chat while this reply was made, so it was not "
+                    "stored: /history shows the conversation, /retry answers its last message"
+                )
             turn = new_turn(parent, conversation_id, speaker, text, model_id, decoding, seed, latency_ms)
             session.add(turn)
             if speaker == "user" and conversation.title is None:
