@@ -67,12 +67,12 @@ def test_a_settings_command_gives_settings_or_one_line(name, argument):
     try:
         decoding = changed_setting(DecodingConfig(), name, argument)
     except ChatbotError as exc:
-        assert "\n" not in str(exc) and str(exc).startswith("usage: ")
+        assert "\n" not in str(exc) and str(exc).startswith(("usage: ", "--"))  # the usage, or the option's range
     else:
         assert isinstance(decoding, DecodingConfig)
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=400), suffix=st.sampled_from([".txt", ".jsonl"]))
 def test_a_corpus_file_gives_dialogues_or_one_line(data, suffix):
     with tempfile.TemporaryDirectory() as folder:
@@ -131,6 +131,29 @@ def test_ctrl_c_mid_reply_keeps_the_message_and_retry_answers_it(db_url, checkpo
     manager.store.add_turn(1, "user", "are you there?")
     resumed = run_lines(manager, [], conversation_id=1)
     assert "(your last message has no reply yet: /retry answers it)" in resumed
+
+
+class InterruptedLoad:
+    """A model load the person interrupts with Ctrl-C every time the chat waits for it."""
+
+    def ready(self) -> bool:
+        return False
+
+    def result(self):
+        raise KeyboardInterrupt
+
+    def finish(self, compile_seconds: float = 5.0) -> bool:
+        return True
+
+
+def test_ctrl_c_while_loading_keeps_the_message_and_twice_gives_up_on_the_model(db_url):
+    manager = DialogueManager.open(db_url)
+    lines = run_lines(manager, ["first", "second", "third", "/history"], loader=InterruptedLoad())
+    assert "(stopped waiting for the model: your message is kept and answered once the model is ready)" in lines
+    assert "(model loading cancelled: your messages are kept; stored conversations can still be read)" in lines
+    assert "(no model loaded: your message is kept; restart the chat and /retry answers it)" in lines
+    assert [t.text for t in manager.history(1)] == ["first", "second", "third"]
+    assert any("user: third" in line for line in lines)  # /history works without a model
 
 
 def test_messages_of_only_escape_codes_are_refused_and_long_ones_cut_with_a_notice(db_url, checkpoint):
@@ -248,6 +271,20 @@ def leave(child: pexpect.spawn) -> str:
     return child.before
 
 
+def test_over_a_terminal_an_unwritable_database_stops_the_chat_before_the_prompt(tmp_path, tiny_model_dir):
+    path = tmp_path / "chat.db"
+    ConversationStore(f"sqlite:///{path}").close()
+    env = dict(os.environ, CHATBOT_HOME=str(tmp_path), PROMPT_TOOLKIT_NO_CPR="1")
+    db = f"sqlite:///file:{path}?mode=ro&uri=true"
+    child = pexpect.spawn(
+        sys.executable, ["-m", "chatbot", "chat", "--model", str(tiny_model_dir), "--db", db], env=env, cwd=str(REPO), encoding="utf-8", timeout=60
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    assert child.before.strip() == f"chatbot: error: {path}: the database is read-only; check the file's permissions or pass another --db"
+
+
 def test_over_a_terminal_escape_codes_ctrl_c_while_loading_and_at_the_pick(tmp_path, tiny_model_dir, db_url):
     child = spawn_chat(tiny_model_dir, db_url, tmp_path, "--seed", "3")
     child.send("hello there\r")  # the model is still loading: TensorFlow takes seconds to import
@@ -311,10 +348,10 @@ def test_kill_9_at_random_moments_loses_no_committed_turn(tmp_path):
     ConversationStore(url).close()
     rng = random.Random(0)
     seen: set[int] = set()
-    for _ in range(10):
+    for _ in range(20):
         writer = subprocess.Popen([sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, text=True, cwd=REPO)
         first = writer.stdout.readline()  # the writer is committing from here on
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.2))
         os.kill(writer.pid, signal.SIGKILL)
         seen.update(int(line) for line in [first, *writer.stdout.read().splitlines()] if line.strip())
         writer.wait()
@@ -332,6 +369,10 @@ def test_kill_9_of_a_chat_mid_conversation_keeps_every_committed_turn(tmp_path, 
     messages.write_text("".join(f"message number {i}\n" for i in range(200)))
     env = dict(os.environ, CHATBOT_HOME=str(tmp_path), TF_CPP_MIN_LOG_LEVEL="3")
     command = ["chat", "--model", str(tiny_model_dir), "--db", db_url, "--input", str(messages), "--output", "jsonl"]
+    loading = subprocess.Popen([sys.executable, "-m", "chatbot", *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
+    time.sleep(0.8)  # opening the database, importing TensorFlow: before any reply
+    os.kill(loading.pid, signal.SIGKILL)
+    loading.wait()
     chat = subprocess.Popen(
         [sys.executable, "-m", "chatbot", *command], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=env
     )
@@ -412,7 +453,7 @@ def fuzz_repl(tmp_path_factory):
     return repl, written
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(command=st.sampled_from(COMMANDS), argument=st.text(max_size=25))
 def test_any_command_line_answers_or_says_one_line(fuzz_repl, command, argument):
     repl, written = fuzz_repl
