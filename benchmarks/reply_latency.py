@@ -148,8 +148,8 @@ def naive_beam(model, state, beams: int) -> list[int]:
         best = np.argsort(-totals)[:beams]
         origin, tokens = best // log_probs.shape[1], (best % log_probs.shape[1]).astype(np.int32)
         scores = totals[best]
-        replies = [replies[o] + [int(t)] for o, t in zip(origin, tokens)]
-        state = tf.nest.map_structure(lambda s: tf.gather(s, origin), state)
+        replies = [replies[o] + [int(t)] for o, t in zip(origin, tokens, strict=True)]
+        state = tf.nest.map_structure(lambda s, origin=origin: tf.gather(s, origin), state)
     return replies[0]
 
 
@@ -195,9 +195,9 @@ def main() -> None:
             reply = generator.candidates(context, config, seed=0)[0]
             compile_seconds = time.perf_counter() - started
             assert len(reply.token_ids) == REPLY_TOKENS, "the reply stopped early"
-            compiled = timed(lambda run: generator.candidates(context, config, seed=run), args.runs)
+            compiled = timed(lambda run, g=generator, c=context, d=config: g.candidates(c, d, seed=run), args.runs)
             naive_reply(model, context, config, np.random.default_rng(0))  # warm the eager kernels
-            eager = timed(lambda run: naive_reply(model, context, config, np.random.default_rng(run)), args.eager_runs)
+            eager = timed(lambda run, m=model, c=context, d=config: naive_reply(m, c, d, np.random.default_rng(run)), args.eager_runs)
             sequences = config.num_beams if config.sampler == "beam" else 1
             floor_ms = reply_flops(model, context, sequences) / throughput * 1000.0
             projections = projection_ms(model, sequences)

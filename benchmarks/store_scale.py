@@ -85,7 +85,7 @@ def title_of(text: str) -> str:
 def fill(store: ConversationStore, args) -> dict:
     """Bulk-insert the layout described in the module docstring; returns its counts."""
     rng = random.Random(args.seed)
-    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=365)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=365)
     sizes = [args.big_turns]
     left = args.turns - args.big_turns
     while left > 0:
@@ -141,7 +141,7 @@ def fill(store: ConversationStore, args) -> dict:
 def run_command(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, subprocess.CompletedProcess]:
     """Wall milliseconds from spawn to exit, with stdout and stderr read fully through pipes."""
     start = time.perf_counter()
-    done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
     return (time.perf_counter() - start) * 1000.0, done
 
 

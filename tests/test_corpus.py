@@ -1,4 +1,5 @@
 import json
+from itertools import pairwise
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_chitchat_has_every_conversation_with_a_reply():
     # 7,168 conversations ship; 3,150 hold one sender only (no reply) and one has no text.
     assert len(corpus.dialogues) == 4017
     assert all(len(d.turns) >= 2 for d in corpus.dialogues)
-    assert all(a.speaker != b.speaker for d in corpus.dialogues for a, b in zip(d.turns, d.turns[1:]))
+    assert all(a.speaker != b.speaker for d in corpus.dialogues for a, b in pairwise(d.turns))
     sizes = {name: len(corpus.split(name)) for name in ("train", "valid", "test")}
     assert sizes == {"train": 3621, "valid": 184, "test": 212}
 

@@ -5,10 +5,10 @@ import json
 import keras
 import numpy as np
 
-from chatbot.decoding import DecodingConfig
 from chatbot.checkpoint import load_checkpoint, read_config
 from chatbot.cli import main
 from chatbot.config import model_config
+from chatbot.decoding import DecodingConfig
 from chatbot.models import build_model
 from chatbot.training.callbacks import PosteriorCollapseWarning
 from chatbot.training.trainer import copy_encoder_weights
@@ -31,7 +31,7 @@ def test_copy_encoder_weights_copies_the_embedding_and_both_encoders(tiny_checkp
     copied = copy_encoder_weights(model, source)
     assert copied == ["embedding", "utterance_encoder", "context_encoder"]
     for name in copied:
-        for a, b in zip(getattr(model, name).get_weights(), getattr(source, name).get_weights()):
+        for a, b in zip(getattr(model, name).get_weights(), getattr(source, name).get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
 
 

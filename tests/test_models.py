@@ -1,6 +1,8 @@
 """The language-model baseline, Seq2Seq and VHRED beside HRED: training, saving, the inference contract,
 the context probe, tied embeddings, legacy checkpoints, and VHRED's loss pieces."""
 
+import itertools
+
 import keras
 import numpy as np
 import pytest
@@ -177,7 +179,7 @@ def test_length_groups_give_the_same_loss_and_gradients_with_less_padding(englis
     vocabulary_size, batches = english
     model = build_model(model_config("tiny", vocabulary_size=vocabulary_size, dropout=0.0, word_dropout=0.0, **ARCHITECTURES[name]))
     # Real batches, plus one window alone: fewer utterances than groups leaves some chunks empty.
-    probes = [b for b, _ in zip(batches._batches(), range(3))] + [WindowBatches.pad(batches.windows[:1])]
+    probes = list(itertools.islice(batches._batches(), 3)) + [WindowBatches.pad(batches.windows[:1])]
     for probe in probes:
         results = []
         for groups in (1, 4):
@@ -192,7 +194,7 @@ def test_length_groups_give_the_same_loss_and_gradients_with_less_padding(englis
         assert float(one["tokens"]) == float(four["tokens"]) > 0
         np.testing.assert_allclose(float(one["nll"]), float(four["nll"]), rtol=1e-5)
         assert len(one_gradients) == len(four_gradients)
-        for a, b in zip(one_gradients, four_gradients):
+        for a, b in zip(one_gradients, four_gradients, strict=True):
             np.testing.assert_allclose(a, b, atol=1e-4)
     assert batches.padding_share(4) < 0.8 * batches.padding_share(1)
 

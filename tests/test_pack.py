@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from chatbot.checkpoint import MODEL_FILENAME, load_checkpoint
+from chatbot.checkpoint import MODEL_FILENAME, load_checkpoint, sha256_of
 from chatbot.cli import main
 from chatbot.config import model_config
 from chatbot.corpus import load_corpus
@@ -13,7 +13,6 @@ from chatbot.decoding import DecodingConfig
 from chatbot.errors import CheckpointError
 from chatbot.evaluation import perplexity
 from chatbot.manager import Responder
-from chatbot.checkpoint import sha256_of
 from chatbot.pack import PACK_FILENAME, pack_model
 from tests.conftest import tiny_train_config
 

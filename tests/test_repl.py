@@ -13,14 +13,13 @@ import pytest
 from prompt_toolkit import PromptSession
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
-
 from scripted import expected_reply, scripted_checkpoint
 
+from chatbot.chat import run_chat
 from chatbot.cli import build_parser
 from chatbot.decoding import decoding_from_args
 from chatbot.generation import ReplyGenerator
 from chatbot.manager import DialogueManager, default_context_turns
-from chatbot.chat import run_chat
 from chatbot.repl import ChatREPL, ModelLoader
 from chatbot.storage import ConversationStore
 

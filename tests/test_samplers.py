@@ -1,6 +1,8 @@
 """Samplers against fake step functions whose preferred sequences are known (as keras-hub tests its samplers),
 then the compiled generator against the eager reference path on a real tiny model."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -121,7 +123,7 @@ def test_repeated_ngrams_are_blocked():
     loop = preferring([5, 6, 5, 6, 5, 6, 5, 6], steps=8)
     assert run(loop, sampler="greedy", max_reply_tokens=8)[0][0] == [5, 6, 5, 6, 5, 6, 5, 6]
     blocked = run(loop, sampler="greedy", max_reply_tokens=8, no_repeat_ngram=2)[0][0]
-    bigrams = list(zip(blocked, blocked[1:]))
+    bigrams = list(pairwise(blocked))
     assert len(bigrams) == len(set(bigrams)) and blocked[:2] == [5, 6]
 
 
@@ -150,8 +152,8 @@ def test_ngram_bans_direct():
 
 @pytest.mark.parametrize("settings", [dict(sampler="greedy"), dict(sampler="beam", num_beams=4, num_return_sequences=3)])
 def test_compiled_path_equals_eager_reference(tiny_checkpoint, settings):
-    from chatbot.generation import ReplyGenerator
     from chatbot.framing import context_array
+    from chatbot.generation import ReplyGenerator
 
     tokenizer = tiny_checkpoint.tokenizer
     context = context_array(tokenizer.encode_batch(["hello there", "hi! how are you?", "i am fine, thank you"]), 24)
@@ -162,13 +164,13 @@ def test_compiled_path_equals_eager_reference(tiny_checkpoint, settings):
     assert [c.token_ids for c in compiled] == [c.token_ids for c in eager]
     np.testing.assert_allclose([c.score for c in compiled], [c.score for c in eager], rtol=1e-4)
     assert len(compiled) == config.num_return_sequences
-    assert all(a.score >= b.score for a, b in zip(compiled, compiled[1:]))
+    assert all(a.score >= b.score for a, b in pairwise(compiled))
 
 
 def test_mmi_rerank_rescores_the_same_candidates(tiny_checkpoint):
     """MMI-antiLM keeps the sampled candidates and adds -lambda * log U(T) >= 0 to each score."""
-    from chatbot.generation import MMI_CANDIDATES, ReplyGenerator
     from chatbot.framing import context_array
+    from chatbot.generation import MMI_CANDIDATES, ReplyGenerator
 
     context = context_array(tiny_checkpoint.tokenizer.encode_batch(["what is your favorite book?"]), 24)
     generator = ReplyGenerator(tiny_checkpoint.model, (5, 24))

@@ -66,7 +66,7 @@ def test_regenerate_reproduces_every_reply_and_names_a_changed_model(tiny_model_
     status, lines = output_of(capsys, "replay", "1", "--regenerate", "--db", db_url)
     assert status == 1
     problems = [line for line in lines if "CANNOT REGENERATE" in line]
-    assert len(problems) == 3 and f"model model (" in problems[0] and f"at {model.resolve()} has changed since" in problems[0]
+    assert len(problems) == 3 and "model model (" in problems[0] and f"at {model.resolve()} has changed since" in problems[0]
     assert lines[-1] == "0 of 3 replies identical, 3 could not be regenerated"
 
     shutil.rmtree(model)
@@ -171,7 +171,7 @@ def test_export_formats_and_the_jsonl_round_trip_keeps_speakers(tiny_checkpoint,
     from_db = load_corpus(f"db:{db_url}")
     for loaded in (corpus, from_db):
         assert [d.id for d in loaded.dialogues] == ["session-1", "session-2"]
-        for dialogue, path in zip(loaded.dialogues, paths.values()):
+        for dialogue, path in zip(loaded.dialogues, paths.values(), strict=True):
             assert [(u.speaker, u.text) for u in dialogue.turns] == [(t.speaker, t.text) for t in path]
 
     assert main(["sessions", "export", "2", "--format", "txt", "--db", db_url]) == 0
@@ -194,10 +194,10 @@ def test_fine_tuning_on_stored_conversations(tiny_model_dir, tiny_checkpoint, tm
     assert tuned.tokenizer.vocabulary_size == tiny_checkpoint.tokenizer.vocabulary_size
     before, after = tiny_checkpoint.model.get_weights(), tuned.model.get_weights()
     assert len(before) == len(after)
-    changed = sum(not (b == a).all() for b, a in zip(before, after))
+    changed = sum(not (b == a).all() for b, a in zip(before, after, strict=True))
     # Started from the source (most weights moved only a little), then trained on the stored chats.
     assert changed > 0
-    assert max(float(abs(b - a).max()) for b, a in zip(before, after)) < 0.5
+    assert max(float(abs(b - a).max()) for b, a in zip(before, after, strict=True)) < 0.5
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"]["corpus"] == f"db:{db_url}" and metrics["data"]["train_dialogues"] >= 1
 

@@ -12,9 +12,9 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 import chatbot.models  # noqa: F401  registers the custom layers for keras.models.load_model
+from chatbot.chat import run_chat
 from chatbot.checkpoint import MODEL_FILENAME, SHIPPED_MODEL_DIR, find_default_model, load_checkpoint, model_checksum, sha256_of
 from chatbot.cli import build_parser, main
-from chatbot.chat import run_chat
 from chatbot.storage import ConversationStore
 from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
 
@@ -47,7 +47,7 @@ def test_it_loads_in_safe_mode_with_float16_weights_decoded_in_float32():
     checkpoint = load_checkpoint(SHIPPED_MODEL_DIR)
     assert {w.dtype for w in checkpoint.model.weights} == {"float32"}
     assert checkpoint.model.dtype_policy.name == "float32"
-    for raw_weight, weight in zip(raw.get_weights(), checkpoint.model.get_weights()):
+    for raw_weight, weight in zip(raw.get_weights(), checkpoint.model.get_weights(), strict=True):
         np.testing.assert_array_equal(raw_weight.astype(np.float32), weight)
 
 
