@@ -51,9 +51,9 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
         manager.resume(args.resume)  # fail before the slow model load
     model_dir = find_default_model() if args.model is None else args.model
     check_model_dir(model_dir)  # a missing model fails now, not at the first message
-    input_file = getattr(args, "input", None)
+    input_file = args.input
     interactive = prompt_session is not None or (input_file is None and sys.stdin.isatty())
-    jsonl = getattr(args, "output", "text") == "jsonl"
+    jsonl = args.output == "jsonl"
 
     def load():
         from chatbot.checkpoint import load_checkpoint

@@ -317,10 +317,11 @@ class ChatREPL:
             for text in session_lines(self.manager.sessions(10)):
                 self.write(text)
         elif name == "/resume":
-            if _number(argument) < 1:
+            conversation_id = _number(argument)
+            if conversation_id < 1:
                 raise ConfigError("usage: /resume ID (see /sessions)")
-            self.manager.resume(_number(argument))
-            self.conversation_id = _number(argument)
+            self.manager.resume(conversation_id)
+            self.conversation_id = conversation_id
             self._show_resumed()
         elif name == "/history":
             if self.conversation_id is None:

@@ -161,7 +161,7 @@ def display_name(url: str) -> str:
 def storage_error(exc: Exception, where: str) -> StorageError:
     """Turn a driver error into one line that says what is wrong and how to fix it."""
     message = str(getattr(exc, "orig", exc)).lower()
-    if "disk is full" in message or "database or disk is full" in message:
+    if "disk is full" in message:
         return StorageError(
             f"{where}: the disk is full (or the database reached its size limit); free some space and send the "
             "message again (the up arrow brings it back)"
