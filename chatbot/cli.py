@@ -12,6 +12,7 @@ import sys
 
 from chatbot import commands
 from chatbot.config import LR_SCHEDULES, MODEL_TYPES, TrainConfig
+from chatbot.corpus.registry import FORMATS
 from chatbot.errors import ChatbotError
 from chatbot.native_logs import native_logs_silenced
 
@@ -24,6 +25,43 @@ def _add_db(parser: argparse.ArgumentParser, nested: bool = False) -> None:
     parser.add_argument(
         "--db", default=argparse.SUPPRESS if nested else None, help="SQLAlchemy database URL (default: sqlite:///storage/chatbot.db)"
     )
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 1,2, got {text!r}") from None
+
+
+def _add_corpus_reading(parser: argparse.ArgumentParser, mixture: bool = True) -> None:
+    """The flags that say how corpus files are read (train, eval, corpus)."""
+    formats = ", ".join(FORMATS)
+    parser.add_argument(
+        "--format",
+        choices=list(FORMATS),
+        metavar="FORMAT",
+        help=f"format of bare corpus paths: {formats} (default: txt or jsonl by extension)",
+    )
+    parser.add_argument(
+        "--encoding", help="text encoding of the corpus files, e.g. latin-1 (default: byte-order mark, else the format's own)"
+    )
+    parser.add_argument(
+        "--convokit-paths",
+        choices=["longest", "all"],
+        default="longest",
+        help="ConvoKit reply trees: one dialogue per conversation along its longest path, or every root-to-leaf path (default longest)",
+    )
+    parser.add_argument(
+        "--skip-malformed", action="store_true", help="skip malformed corpus records (counted) instead of stopping at the first"
+    )
+    if mixture:
+        parser.add_argument(
+            "--corpus-weights",
+            type=_weights,
+            metavar="W1,W2,…",
+            help="with several corpora: how often an epoch sees each one's windows (2: twice, 0.5: a fresh half each epoch)",
+        )
 
 
 def _add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> argparse._ArgumentGroup:
@@ -67,10 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model on a corpus")
     train.add_argument(
         "--corpus",
-        default="chitchat",
-        help="corpus SPEC: chitchat, chatterbot:LANG, db: (stored conversations; db:URL for another database), FILE.txt or FILE.jsonl (default chitchat)",
+        action="append",
+        help="corpus SPEC, repeat to mix: chitchat, chatterbot:LANG, db: (stored conversations; db:URL for another database), "
+        "FORMAT:PATH (e.g. dailydialog:data/dd, cornell:data/cornell), FILE.txt or FILE.jsonl (default chitchat)",
     )
-    train.add_argument("--format", choices=["txt", "jsonl"], help="corpus file format (default: from the extension)")
+    _add_corpus_reading(train)
     train.add_argument(
         "--model",
         choices=list(MODEL_TYPES),
@@ -152,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="perplexity and reply metrics of one or more models on a corpus split")
     evaluate.add_argument("--model", action="append", required=True, metavar="DIR", help="model directory; repeat for a side-by-side table")
     evaluate.add_argument("--corpus", default="chitchat", help="corpus SPEC (default chitchat)")
-    evaluate.add_argument("--format", choices=["txt", "jsonl"], help="corpus file format (default: from the extension)")
+    _add_corpus_reading(evaluate, mixture=False)
     evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split to evaluate (default test)")
     evaluate.add_argument("--contexts", type=int, default=200, help="contexts to generate replies for (default 200)")
     evaluate.add_argument(
@@ -174,11 +213,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pack.add_argument("--max-dialogues", type=int, help="measure the perplexities on the first N dialogues' valid split only (quick runs)")
 
-    corpus = commands.add_parser("corpus", help="inspect a corpus")
-    corpus.add_argument("action", choices=["stats", "validate"], help="stats: counts per split; validate: parse and report")
-    corpus.add_argument("spec", help="corpus SPEC")
-    corpus.add_argument("--format", choices=["txt", "jsonl"], help="corpus file format (default: from the extension)")
-    corpus.add_argument("--vocabulary-size", type=int, default=8000, help="tokenizer used for token counts (default 8000)")
+    corpus = commands.add_parser("corpus", help="inspect, check, identify and convert corpora")
+    corpus_actions = corpus.add_subparsers(dest="action", metavar="ACTION", required=True)
+    stats = corpus_actions.add_parser("stats", help="dialogues, turns and tokens per split, of each corpus and of the mixture")
+    stats.add_argument("specs", nargs="+", metavar="SPEC", help="corpus SPECs (several: a mixture)")
+    stats.add_argument("--vocabulary-size", type=int, default=8000, help="tokenizer used for token counts (default 8000)")
+    validate = corpus_actions.add_parser("validate", help="read every record; list the malformed ones as FILE:LINE")
+    validate.add_argument("specs", nargs="+", metavar="SPEC", help="corpus SPECs")
+    detect = corpus_actions.add_parser("detect", help="name the format of files or directories")
+    detect.add_argument("paths", nargs="+", metavar="PATH", help="corpus files or directories")
+    convert = corpus_actions.add_parser("convert", help="write a corpus as jsonl (everything kept), txt or parlai")
+    convert.add_argument("spec", metavar="SPEC", help="corpus SPEC")
+    convert.add_argument("out", metavar="OUT", help="file to write")
+    convert.add_argument("--to", choices=["jsonl", "txt", "parlai"], default="jsonl", help="output format (default jsonl)")
+    convert.add_argument("--max-dialogues", type=int, help="write only the first N dialogues")
+    for sub, mixture in ((stats, True), (validate, False), (convert, False)):
+        _add_corpus_reading(sub, mixture)
 
     sessions = commands.add_parser("sessions", help="list, show, rename, delete and export stored conversations")
     _add_db(sessions)

@@ -47,8 +47,12 @@ def cmd_train(args) -> int:
         bow_weight=args.bow_weight,
     )
     train_config = TrainConfig(
-        corpus=args.corpus,
+        corpus=tuple(args.corpus or ["chitchat"]),
+        corpus_weights=args.corpus_weights,
         corpus_format=args.format,
+        encoding=args.encoding,
+        convokit_paths=args.convokit_paths,
+        skip_malformed=args.skip_malformed,
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
@@ -93,6 +97,9 @@ def cmd_eval(args) -> int:
         corpus=args.corpus,
         split=args.split,
         corpus_format=args.format,
+        encoding=args.encoding,
+        convokit_paths=args.convokit_paths,
+        skip_malformed=args.skip_malformed,
         num_contexts=args.contexts,
         context_turns=args.context_turns,
         seed=args.seed,
@@ -134,23 +141,31 @@ def cmd_pack(args) -> int:
 
 
 def cmd_corpus(args) -> int:
-    from chatbot.corpus import SPLITS, load_corpus
+    from chatbot.corpus import Problems, ReadOptions, report, resolve
 
-    corpus = load_corpus(args.spec, args.format)
-    if args.action == "validate":
-        print(f"{args.spec}: ok, {len(corpus.dialogues)} dialogues, {sum(len(d.turns) for d in corpus.dialogues)} turns")
+    if args.action == "detect":
+        results = [report.detect_line(Path(path)) for path in args.paths]
+        print("\n".join(line for line, _ in results))
+        return 0 if all(found for _, found in results) else 1
+    options = ReadOptions(args.encoding, args.convokit_paths)
+    if args.action == "convert":
+        print(report.convert(args.spec, args.format, options, args.to, Path(args.out), args.max_dialogues))
         return 0
-    from chatbot.tokenizer import Tokenizer
+    sources = [resolve(spec, args.format, options) for spec in args.specs]
+    if args.action == "validate":
+        clean = True
+        for source in sources:
+            lines, ok = report.validate_lines(source)
+            print("\n".join(lines))
+            clean = clean and ok
+        return 0 if clean else 1
+    from chatbot.paths import cache_dir
 
-    tokenizer = Tokenizer.train([t.text for d in corpus.split("train") or corpus.dialogues for t in d.turns], args.vocabulary_size)
-    print(f"corpus {args.spec} (tokens: SentencePiece, {tokenizer.vocabulary_size} pieces trained on the train split)")
-    print(f"{'split':<6} {'dialogues':>10} {'turns':>10} {'tokens':>12} {'tokens/turn':>12}")
-    for name in SPLITS:
-        dialogues = corpus.split(name)
-        texts = [t.text for d in dialogues for t in d.turns]
-        tokens = sum(len(ids) for ids in tokenizer.encode_batch(texts)) if texts else 0
-        per_turn = tokens / len(texts) if texts else 0.0
-        print(f"{name:<6} {len(dialogues):>10} {len(texts):>10} {tokens:>12} {per_turn:>12.1f}")
+    if args.corpus_weights is not None and len(args.corpus_weights) != len(sources):
+        raise ConfigError(f"--corpus-weights needs one number per SPEC ({len(sources)}), got {len(args.corpus_weights)}")
+    problems = Problems(strict=not args.skip_malformed)
+    for line in report.stats_lines(sources, args.corpus_weights, args.vocabulary_size, cache_dir(), problems):
+        print(line)
     return 0
 
 

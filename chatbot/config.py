@@ -93,8 +93,12 @@ class ModelConfig:
 class TrainConfig:
     """How a model is trained. Budgets stop a run early; the best checkpoint is always kept."""
 
-    corpus: str = "chitchat"  # corpus SPEC the model was trained on
-    corpus_format: str | None = None  # "txt" or "jsonl" when the file's extension does not say
+    corpus: tuple[str, ...] = ("chitchat",)  # corpus SPECs the model was trained on (several: a mixture)
+    corpus_weights: tuple[float, ...] | None = None  # per corpus, how often an epoch sees its windows (None: once each)
+    corpus_format: str | None = None  # format of bare paths whose extension does not say (see chatbot.corpus.registry)
+    encoding: str | None = None  # text encoding of the corpus files (None: byte-order mark, else the format's own)
+    convokit_paths: str = "longest"  # ConvoKit reply trees: "longest" path or "all" root-to-leaf paths
+    skip_malformed: bool = False  # skip malformed corpus records (counted in the log) instead of stopping
     epochs: int = 10  # passes over the training split
     batch_size: int = 64  # dialogue windows per batch (larger amortises the per-step RNN loop; see benchmarks/train_throughput.py)
     learning_rate: float = 3e-3  # Adam step size (the peak, with a schedule)
@@ -111,6 +115,17 @@ class TrainConfig:
     length_groups: int = 4  # HRED/VHRED training runs each RNN over this many length-sorted chunks of a batch (1: off)
 
     def __post_init__(self) -> None:
+        # config.json files before mixtures hold one SPEC string; JSON gives lists.
+        object.__setattr__(self, "corpus", (self.corpus,) if isinstance(self.corpus, str) else tuple(self.corpus))
+        if self.corpus_weights is not None:
+            object.__setattr__(self, "corpus_weights", tuple(float(w) for w in self.corpus_weights))
+            if len(self.corpus_weights) != len(self.corpus) or any(not w >= 0 for w in self.corpus_weights):
+                raise ConfigError(
+                    f"--corpus-weights needs one non-negative number per --corpus ({len(self.corpus)}), got "
+                    + ",".join(f"{w:g}" for w in self.corpus_weights)
+                )
+        if not self.corpus:
+            raise ConfigError("give at least one --corpus")
         if self.length_groups < 1:
             raise ConfigError(f"--length-groups must be at least 1, got {self.length_groups}")
         if self.precision not in PRECISIONS:
@@ -160,6 +175,12 @@ def model_config(preset: str = "small", **overrides: Any) -> ModelConfig:
 LEGACY_VALUES: dict[type, dict[str, Any]] = {
     ModelConfig: {"tie_embeddings": False, "scale_embeddings": False, "center_context": False},
 }
+
+
+def corpus_label(specs: tuple[str, ...], weights: tuple[float, ...] | None = None) -> str:
+    """How a corpus mixture reads in logs and plots: ``chitchat + 2×dailydialog:data/dd``."""
+    weights = weights or (1.0,) * len(specs)
+    return " + ".join(spec if weight == 1 else f"{weight:g}×{spec}" for spec, weight in zip(specs, weights, strict=True))
 
 
 def from_dict(cls: type, values: dict[str, Any]) -> Any:

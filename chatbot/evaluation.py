@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from chatbot.checkpoint import METRICS_FILENAME, Checkpoint, load_checkpoint
-from chatbot.corpus import Dialogue, load_corpus
+from chatbot.corpus import Dialogue, Problems, ReadOptions, load_corpus
 from chatbot.decoding import DecodingConfig
 from chatbot.errors import ConfigError, CorpusError
 from chatbot.metrics import reply_metrics, unigram_distribution, words
@@ -34,6 +34,9 @@ class EvalConfig:
     corpus: str
     split: str = "test"
     corpus_format: str | None = None
+    encoding: str | None = None  # see TrainConfig
+    convokit_paths: str = "longest"
+    skip_malformed: bool = False
     num_contexts: int = 200  # contexts replies are generated for
     context_turns: int | None = None  # turns of history per context (default: the model's max_turns - 1)
     batch_size: int = 64  # windows per perplexity batch
@@ -51,7 +54,8 @@ class EvalData:
     @classmethod
     def load(cls, config: EvalConfig) -> EvalData:
         """Raises CorpusError when the corpus cannot be read or a needed split is empty."""
-        corpus = load_corpus(config.corpus, config.corpus_format)
+        options = ReadOptions(config.encoding, config.convokit_paths)
+        corpus = load_corpus(config.corpus, config.corpus_format, options=options, problems=Problems(strict=not config.skip_malformed))
         splits = {name: corpus.split(name) for name in ("train", config.split)}
         for name, dialogues in splits.items():
             if not dialogues:

@@ -58,7 +58,7 @@ def pack_model(
             (the copy is assembled in a hidden sibling directory and renamed at the end).
         CorpusError: the training corpus cannot be read to measure the perplexity.
     """
-    from chatbot.corpus import load_corpus
+    from chatbot.corpus import ReadOptions, load_corpus
     from chatbot.evaluation import perplexity
     from chatbot.models import build_model, dtype_policy
     from chatbot.training.data import dialogue_windows
@@ -68,12 +68,14 @@ def pack_model(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CheckpointError(f"{out} already exists and is not an empty directory; choose another --out or remove it first")
     # Everything that can fail on the input is checked before anything is written.
-    corpus = load_corpus(original.train_config.corpus, original.train_config.corpus_format, max_dialogues)
+    train_config = original.train_config
+    options = ReadOptions(train_config.encoding, train_config.convokit_paths)
+    corpus = load_corpus(train_config.corpus, train_config.corpus_format, max_dialogues, options, splits=[split])
     dialogues = corpus.split(split)
     config = original.model_config
     if not dialogue_windows(dialogues, original.tokenizer, config.max_turns, config.max_utterance_length):
         raise CheckpointError(
-            f"{original.train_config.corpus}: no {split} dialogue with two or more turns to check the packed model on"
+            f"{corpus.spec}: no {split} dialogue with two or more turns to check the packed model on"
             + ("; raise --max-dialogues" if max_dialogues is not None else "")
         )
     dtype = "float16" if float16 else "float32"

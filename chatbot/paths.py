@@ -16,3 +16,8 @@ def default_database_url() -> str:
 
 def models_dir() -> Path:
     return storage_dir() / "models"
+
+
+def cache_dir() -> Path:
+    """Derived data that can always be rebuilt: tokenized corpora and their tokenizers."""
+    return storage_dir() / "cache"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
@@ -41,9 +41,21 @@ class Tokenizer:
             ConfigError: `vocabulary_size` is below what the corpus's characters need.
         """
         buffer = io.BytesIO()
+        # SentencePiece turns an exception of the iterator (a malformed corpus record) into a
+        # RuntimeError with a native trace; stop the iteration instead and raise it as it was.
+        failure: list[Exception] = []
+
+        def guarded() -> Iterator[str]:
+            try:
+                yield from texts
+            except Exception as exc:  # noqa: BLE001 - re-raised below, unchanged
+                failure.append(exc)
+
         try:
-            cls._train(texts, vocabulary_size, buffer)
+            cls._train(guarded(), vocabulary_size, buffer)
         except RuntimeError as exc:
+            if failure:
+                raise failure[0] from None
             needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(exc))
             if needed:
                 raise ConfigError(
@@ -51,12 +63,14 @@ class Tokenizer:
                     f"byte pieces need at least {int(needed.group(1)) + 4}"
                 ) from exc
             raise ConfigError(f"cannot train the tokenizer with --vocabulary-size {vocabulary_size}: {exc}") from exc
+        if failure:
+            raise failure[0]
         return cls(buffer.getvalue())
 
     @staticmethod
-    def _train(texts: Iterable[str], vocabulary_size: int, buffer: io.BytesIO) -> None:
+    def _train(texts: Iterator[str], vocabulary_size: int, buffer: io.BytesIO) -> None:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts),
+            sentence_iterator=texts,
             model_writer=buffer,
             vocab_size=vocabulary_size,
             hard_vocab_limit=False,

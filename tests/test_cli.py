@@ -8,6 +8,7 @@ import pytest
 
 from chatbot.checkpoint import SHIPPED_MODEL_DIR, find_default_model
 from chatbot.cli import main
+from chatbot.corpus import SPLITS
 from chatbot.errors import ModelNotFoundError
 from chatbot.storage import ConversationStore
 from tests.conftest import CORPORA, REPO
@@ -60,15 +61,22 @@ def test_malformed_corpus_exits_nonzero_naming_file_and_line(tmp_path):
     path.write_text('["a", "b"]\n["c", "d"]\n{not json}\n')
     result = run("corpus", "validate", str(path))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"chatbot: error: {path}:3: invalid JSON (Expecting property name enclosed in double quotes at column 2)"
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{path}:3: invalid JSON (Expecting property name enclosed in double quotes at column 2)"
+    assert lines[1] == f"{path} (format jsonl): 2 dialogues, 4 turns, 1 malformed records skipped"
     assert "Traceback" not in result.stderr
+    # Training stops at the first malformed record, with the same line.
+    result = run("train", "--corpus", str(path), "--out", str(tmp_path / "model"))
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(f"{path}:3: invalid JSON (Expecting property name enclosed in double quotes at column 2)")
+    assert not (tmp_path / "model").exists()  # nothing written, so a fixed corpus trains into the same --out
 
 
 def test_corpus_stats_per_split(capsys):
     assert main(["corpus", "stats", f"{CORPORA}/sample.jsonl", "--vocabulary-size", "100"]) == 1
     assert "--vocabulary-size 100 is too small for this corpus" in capsys.readouterr().err
     assert main(["corpus", "stats", f"{CORPORA}/sample.jsonl", "--vocabulary-size", "400"]) == 0
-    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.split()[0] in SPLITS}
     assert set(rows) == {"train", "valid", "test"}
     assert sum(int(r[1]) for r in rows.values()) == 3  # dialogues
     assert sum(int(r[2]) for r in rows.values()) == 4 + 4 + 4  # turns

@@ -25,7 +25,7 @@ from scripted import REPLIES, expected_reply, scripted_checkpoint
 
 from chatbot.chat import run_chat
 from chatbot.cli import build_parser
-from chatbot.corpus.loaders import load_dialogues
+from chatbot.corpus import load_corpus
 from chatbot.decoding import DecodingConfig
 from chatbot.errors import ChatbotError, StorageError
 from chatbot.generation import ReplyGenerator
@@ -72,18 +72,33 @@ def test_a_settings_command_gives_settings_or_one_line(name, argument):
         assert isinstance(decoding, DecodingConfig)
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=400), suffix=st.sampled_from([".txt", ".jsonl"]))
-def test_a_corpus_file_gives_dialogues_or_one_line(data, suffix):
+# A file name each format's reader expects, so the fuzz reaches past "not this file".
+FORMAT_FILES = {
+    "txt": "corpus.txt",
+    "jsonl": "corpus.jsonl",
+    "dailydialog": "dialogues_train.txt",
+    "cornell": "movie_lines.txt",
+    "ubuntu": "train.csv",
+    "parlai": "episodes.txt",
+    "convokit": "utterances.jsonl",
+    "personachat": "train_self_original.txt",
+}
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=400), format=st.sampled_from(sorted(FORMAT_FILES)), bom=st.booleans())
+def test_every_reader_gives_dialogues_or_one_line_on_any_bytes(data, format, bom):
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"corpus{suffix}"
-        path.write_bytes(data)
+        path = Path(folder) / FORMAT_FILES[format]
+        path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + data)
+        if format == "cornell":  # its reader needs both files; fuzz the lines file
+            (Path(folder) / "movie_conversations.txt").write_bytes(b"u0 +++$+++ u1 +++$+++ m0 +++$+++ ['L1', 'L2']\n")
         try:
-            dialogues = load_dialogues(str(path))
+            dialogues = load_corpus(f"{format}:{path}").dialogues
         except ChatbotError as exc:
-            assert "\n" not in str(exc) and str(path) in str(exc)
+            assert "\n" not in str(exc) and str(Path(folder)) in str(exc)
         else:
-            assert all(len(d.turns) >= 2 for d in dialogues)
+            assert all(len(d.turns) >= 2 and all(t.text for t in d.turns) for d in dialogues)
 
 
 # --- Ctrl-C and unanswered messages (in process) -------------------------------------------------

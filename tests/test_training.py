@@ -18,7 +18,7 @@ def test_training_writes_a_complete_model_directory(tiny_model_dir):
     assert metrics["best"]["val_perplexity"] == min(e["val_perplexity"] for e in epochs)
     model_config, train_config = read_config(tiny_model_dir)
     assert model_config.vocabulary_size == load_checkpoint(tiny_model_dir).tokenizer.vocabulary_size
-    assert train_config.corpus == "chatterbot:english"
+    assert train_config.corpus == ("chatterbot:english",)
     assert any((tiny_model_dir / "logs").rglob("*tfevents*"))
 
 

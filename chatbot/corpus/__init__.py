@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from collections.abc import Sequence
 
 from chatbot.corpus.dialogue import SPLITS, Dialogue, Utterance, split_of
-from chatbot.corpus.loaders import FILE_FORMATS, chatterbot_languages, load_dialogues
+from chatbot.corpus.formats import Problems, ReadOptions
+from chatbot.corpus.loaders import chatterbot_languages
+from chatbot.corpus.registry import FORMATS, Source, detect, resolve
 
 
 @dataclasses.dataclass
@@ -14,31 +18,50 @@ class Corpus:
 
     spec: str
     dialogues: list[Dialogue]
+    format: str = ""
 
     def split(self, name: str) -> list[Dialogue]:
         """The dialogues of one split (``train``, ``valid`` or ``test``), in corpus order."""
         return [d for d in self.dialogues if d.split == name]
 
 
-def load_corpus(spec: str, format: str | None = None, max_dialogues: int | None = None) -> Corpus:
-    """Read a corpus SPEC (see `load_dialogues`); `max_dialogues` keeps the first N, for quick runs.
+def load_corpus(
+    spec: str | Sequence[str],
+    format: str | None = None,
+    max_dialogues: int | None = None,
+    options: ReadOptions | None = None,
+    problems: Problems | None = None,
+    splits: Sequence[str] | None = None,
+) -> Corpus:
+    """Read a corpus SPEC (see `chatbot.corpus.registry`), or several one after another, into memory.
+
+    `max_dialogues` keeps the first N of each; `splits` keeps only those splits' dialogues
+    (read while streaming, so a big corpus's valid split fits in memory). For corpora too big for memory, stream
+    `resolve(spec).dialogues()` instead (as `chatbot train` does).
 
     Raises:
-        CorpusError: the spec cannot be read (the message names file and line).
+        CorpusError: a spec cannot be read (the message names file and line).
     """
-    dialogues = load_dialogues(spec, format)
-    if max_dialogues is not None:
-        dialogues = dialogues[:max_dialogues]
-    return Corpus(spec, dialogues)
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    sources = [resolve(s, format, options) for s in specs]
+    dialogues = [
+        d for source in sources for d in itertools.islice(source.dialogues(problems), max_dialogues) if splits is None or d.split in splits
+    ]
+    return Corpus(" + ".join(specs), dialogues, "+".join(source.format for source in sources))
 
 
 __all__ = [
     "Corpus",
     "Dialogue",
-    "FILE_FORMATS",
+    "FORMATS",
+    "Problems",
+    "ReadOptions",
     "SPLITS",
+    "Source",
     "Utterance",
     "chatterbot_languages",
+    "detect",
     "load_corpus",
+    "resolve",
     "split_of",
 ]

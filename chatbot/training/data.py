@@ -10,6 +10,7 @@ batch, which keeps padding (wasted arithmetic) low.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -40,11 +41,95 @@ def target_tokens(window: list[list[int]]) -> int:
     return sum(len(u) - 1 for u in window[1:])
 
 
+class TokenWindows:
+    """The dialogue windows of one split over the token arrays of one or more corpora.
+
+    The same windows as `dialogue_windows` (stride `max_turns - 1`, framed with
+    `frame_utterance`), computed with array arithmetic over `TokenizedCorpus` offsets,
+    so a million dialogues cost a few arrays, not a million Python lists.
+
+    Args:
+        parts: the corpora of a mixture (one for a single corpus).
+        split: ``train``, ``valid`` or ``test``; None: every dialogue.
+        weights: per part, how many times an epoch sees its windows (2: twice; 0.5: a
+            fresh random half every epoch); None: each window once.
+
+    Attributes (``W`` windows):
+        part, first, count: `(W,)` the corpus, first utterance index and number of turns of each window.
+        longest: `(W,)` framed length of each window's longest utterance, in tokens.
+        targets: `(W,)` predicted tokens per window (`target_tokens`).
+    """
+
+    def __init__(self, parts, split: str | None, max_turns: int, max_utterance_length: int, weights: Sequence[float] | None = None):
+        self.parts = list(parts)
+        self.split = split
+        self.max_utterance_length = max_utterance_length
+        self.weights = list(weights) if weights is not None else [1.0] * len(self.parts)
+        if len(self.weights) != len(self.parts) or any(w < 0 for w in self.weights):
+            raise ValueError(f"need one non-negative weight per corpus, got {self.weights} for {len(self.parts)} corpora")
+        self.part = self.first = self.count = self.longest = self.targets = np.zeros(0, np.int64)
+        columns: dict[str, list[np.ndarray]] = {"part": [], "first": [], "count": [], "longest": [], "targets": []}
+        for index, corpus in enumerate(self.parts):
+            for name, column in self._windows(corpus, split, max_turns, max_utterance_length).items():
+                columns[name].append(column)
+            columns["part"].append(np.full(len(columns["first"][-1]), index, np.int32))
+        for name, pieces in columns.items():
+            if pieces:
+                setattr(self, name, np.concatenate(pieces))
+
+    @staticmethod
+    def _windows(corpus, split: str | None, max_turns: int, length: int) -> dict[str, np.ndarray]:
+        offsets = np.asarray(corpus.dialogues)
+        dialogues = np.flatnonzero(corpus.split_mask(split))
+        turns = offsets[dialogues + 1] - offsets[dialogues]
+        dialogues, turns = dialogues[turns >= 2], turns[turns >= 2]
+        per_dialogue = -(-(turns - 1) // (max_turns - 1))  # ceil: starts 0, stride, ... below turns - 1
+        owner = np.repeat(dialogues, per_dialogue)
+        step = np.arange(len(owner)) - np.repeat(np.cumsum(per_dialogue) - per_dialogue, per_dialogue)
+        first = offsets[owner] + step * (max_turns - 1)
+        count = np.minimum(max_turns, offsets[owner + 1] - first)
+        framed = np.minimum(np.diff(np.asarray(corpus.utterances)) + 2, length)  # (N_utt,) framed lengths
+        bounds = np.empty(2 * len(first), np.int64)
+        bounds[0::2], bounds[1::2] = first, first + count
+        longest = np.maximum.reduceat(np.append(framed, 0), bounds)[0::2] if len(first) else np.zeros(0, np.int64)
+        predicted = np.concatenate([[0], np.cumsum(framed - 1)])
+        return {"first": first, "count": count, "longest": longest, "targets": predicted[first + count] - predicted[first + 1]}
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def __getitem__(self, index: int) -> list[list[int]]:
+        corpus = self.parts[self.part[index]]
+        first = int(self.first[index])
+        bounds = corpus.utterances[first : first + int(self.count[index]) + 1]
+        return [frame_utterance(corpus.tokens[a:b].tolist(), self.max_utterance_length) for a, b in itertools.pairwise(bounds)]
+
+    @property
+    def weighted(self) -> bool:
+        return any(w != 1 for w in self.weights)
+
+    @property
+    def epoch_size(self) -> int:
+        """Windows per epoch under the weights."""
+        sizes = np.bincount(self.part, minlength=len(self.parts))
+        return sum(math.floor(w) * int(n) + round((w % 1) * int(n)) for w, n in zip(self.weights, sizes, strict=True))
+
+    def epoch_selection(self, rng: np.random.Generator) -> np.ndarray:
+        """Window indices of one epoch: each part's windows `floor(weight)` times, plus a random
+        `weight % 1` share of them. `(epoch_size,)` int64."""
+        chosen = []
+        for index, weight in enumerate(self.weights):
+            members = np.flatnonzero(self.part == index)
+            chosen.extend([members] * math.floor(weight))
+            chosen.append(rng.choice(members, round((weight % 1) * len(members)), replace=False))
+        return np.concatenate(chosen).astype(np.int64)
+
+
 class WindowBatches:
     """Bucketed, per-batch padded batches of windows, reshuffled every epoch with a fixed seed.
 
     Args:
-        windows: from `dialogue_windows`.
+        windows: from `dialogue_windows` (lists), or a `TokenWindows` (token arrays on disk).
         batch_size: windows per batch.
         shuffle: reshuffle batch membership and order every epoch (training).
         seed: makes the order identical on every run.
@@ -53,29 +138,44 @@ class WindowBatches:
     """
 
     def __init__(self, windows, batch_size: int, shuffle: bool = True, seed: int = 0, bucket_width: int = 8):
-        if not windows:
+        if not len(windows):
             raise ValueError("no dialogue windows: the split has no dialogue with two or more turns")
         self.windows = windows
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self._epoch = 0
-        self.buckets: dict[int, list[int]] = {}
-        for index, window in enumerate(windows):
-            longest = max(len(u) for u in window)
-            self.buckets.setdefault(math.ceil(longest / bucket_width), []).append(index)
-        self.num_batches = sum(math.ceil(len(b) / batch_size) for b in self.buckets.values())
-        self.num_target_tokens = sum(target_tokens(w) for w in windows)
+        if isinstance(windows, TokenWindows):
+            longest, self.num_target_tokens = windows.longest, int(windows.targets.sum())
+        else:
+            longest = np.fromiter((max(len(u) for u in w) for w in windows), np.int64, len(windows))
+            self.num_target_tokens = sum(target_tokens(w) for w in windows)
+        self.keys = np.ceil(longest / bucket_width).astype(np.int64)
+        self.buckets: dict[int, np.ndarray] = {int(key): np.flatnonzero(self.keys == key) for key in np.unique(self.keys)}
+        self.weighted = isinstance(windows, TokenWindows) and windows.weighted
+        if self.weighted:
+            self.num_batches = math.ceil(windows.epoch_size / batch_size)
+        else:
+            self.num_batches = sum(math.ceil(len(b) / batch_size) for b in self.buckets.values())
 
     def _batches(self):
         rng = np.random.default_rng([self.seed, self._epoch])
         self._epoch += 1
         batches: list[np.ndarray] = []
-        for key in sorted(self.buckets):
-            members = np.array(self.buckets[key])
+        if self.weighted:
+            # A weighted mixture draws a new selection every epoch; sorted by bucket and cut into
+            # equal batches (a batch may straddle two buckets) so every epoch has num_batches.
+            selected = self.windows.epoch_selection(rng)
             if self.shuffle:
-                rng.shuffle(members)
-            batches.extend(members[i : i + self.batch_size] for i in range(0, len(members), self.batch_size))
+                rng.shuffle(selected)
+            selected = selected[np.argsort(self.keys[selected], kind="stable")]
+            batches.extend(selected[i : i + self.batch_size] for i in range(0, len(selected), self.batch_size))
+        else:
+            for key in sorted(self.buckets):
+                members = self.buckets[key].copy()
+                if self.shuffle:
+                    rng.shuffle(members)
+                batches.extend(members[i : i + self.batch_size] for i in range(0, len(members), self.batch_size))
         if self.shuffle:
             rng.shuffle(batches)
         for batch in batches:

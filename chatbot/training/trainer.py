@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from chatbot.checkpoint import CURVES_FILENAME, METRICS_FILENAME, MODEL_FILENAME, load_checkpoint, read_config, write_config
-from chatbot.config import ModelConfig, TrainConfig
-from chatbot.corpus import load_corpus
+from chatbot.config import ModelConfig, TrainConfig, corpus_label
+from chatbot.corpus import Problems, ReadOptions, Source, resolve
+from chatbot.corpus.tokens import cached_tokenizer, tokenize_source
 from chatbot.errors import CheckpointError, CorpusError
+from chatbot.paths import cache_dir
 from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
 from chatbot.tokenizer import Tokenizer
 
@@ -101,6 +104,60 @@ class TrainResult:
     stopped_by_budget: bool
 
 
+def corpus_sources(train_config: TrainConfig) -> tuple[list[Source], Problems]:
+    """The run's corpora, resolved (nothing read yet), and where their malformed records go.
+
+    Raises:
+        CorpusError: a SPEC names no corpus, or names a standard corpus as plain text.
+    """
+    options = ReadOptions(train_config.encoding, train_config.convokit_paths)
+    sources = [resolve(spec, train_config.corpus_format, options) for spec in train_config.corpus]
+    return sources, Problems(strict=not train_config.skip_malformed)
+
+
+def tokenizer_texts(sources: list[Source], max_dialogues: int | None, strict: bool = True) -> Iterator[str]:
+    """Utterance texts of the mixture's train split, streamed (every split when none is train).
+
+    Raises:
+        CorpusError: a malformed record, when `strict`.
+    """
+    seen = 0
+    for source in sources:
+        for dialogue in itertools.islice(source.dialogues(Problems(strict=strict)), max_dialogues):
+            if dialogue.split == "train":
+                seen += 1
+                yield from (turn.text for turn in dialogue.turns)
+    if not seen:
+        for source in sources:
+            for dialogue in itertools.islice(source.dialogues(Problems(strict=False)), max_dialogues):
+                yield from (turn.text for turn in dialogue.turns)
+
+
+def split_windows(parts: list, model_config: ModelConfig, weights, log: Callable[[str], None]) -> dict:
+    """The train and valid `TokenWindows` of a mixture, with the fallbacks tiny corpora need.
+
+    Raises:
+        CorpusError: no dialogue of two turns or more at all.
+    """
+    from chatbot.training.data import TokenWindows
+
+    def windows(split: str | None, weighted: bool = False) -> TokenWindows:
+        return TokenWindows(parts, split, model_config.max_turns, model_config.max_utterance_length, weights if weighted else None)
+
+    found = {"train": windows("train", weighted=True), "valid": windows("valid")}
+    if not len(found["train"]):
+        # A handful of stored conversations may all hash into valid/test: fine-tuning on them is still wanted.
+        found["train"] = windows(None, weighted=True)
+        if not len(found["train"]):
+            raise CorpusError("no dialogue with two or more turns to train on")
+        log(f"warning: no dialogue falls in the train split; training on all {len(found['train'])} windows")
+    if not len(found["valid"]):
+        # Tiny corpora may hash no dialogue into valid; validate on train rather than not at all.
+        log("warning: the valid split is empty; validating on the train split")
+        found["valid"] = windows(found["train"].split)
+    return found
+
+
 def train(
     out_dir: Path,
     model_config: ModelConfig,
@@ -121,7 +178,7 @@ def train(
     """
     import keras
 
-    from chatbot.training.data import WindowBatches, dialogue_windows
+    from chatbot.training.data import WindowBatches
 
     out_dir = Path(out_dir)
     if resume:
@@ -132,18 +189,8 @@ def train(
         raise CheckpointError(f"{out_dir} already holds a model; continue it with --resume, or choose another --out")
     keras.utils.set_random_seed(train_config.seed)
 
-    corpus = load_corpus(train_config.corpus, train_config.corpus_format, train_config.max_dialogues)
-    splits = {name: corpus.split(name) for name in ("train", "valid")}
-    if not corpus.dialogues:
-        raise CorpusError(f"{train_config.corpus}: no dialogues to train on")
-    if not splits["train"]:
-        # A handful of stored conversations may all hash into valid/test: fine-tuning on them is still wanted.
-        log(f"warning: none of the {len(corpus.dialogues)} dialogues falls in the train split; training on all of them")
-        splits["train"] = list(corpus.dialogues)
-    if not splits["valid"]:
-        # Tiny corpora may hash no dialogue into valid; validate on train rather than not at all.
-        log("warning: the valid split is empty; validating on the train split")
-        splits["valid"] = splits["train"]
+    sources, problems = corpus_sources(train_config)
+    label = corpus_label(train_config.corpus, train_config.corpus_weights)
 
     source = None
     if train_config.init_from and not resume:
@@ -157,39 +204,45 @@ def train(
         else:
             model_config = inherit_sizes(model_config, source.model_config)
             log(f"starting from {train_config.init_from}: its tokenizer, embedding and encoders (sizes taken from it)")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Everything that can fail on the corpus happens before anything is written to out_dir.
     if resume:
         tokenizer = Tokenizer.load(out_dir / TOKENIZER_FILENAME)
     elif source is not None:
         tokenizer = source.tokenizer
-        tokenizer.save(out_dir / TOKENIZER_FILENAME)
-        write_config(out_dir, model_config, train_config)
     else:
-        log(f"training the tokenizer on {len(splits['train'])} dialogues (vocabulary ≤ {train_config.vocabulary_size})")
-        texts = [turn.text for dialogue in splits["train"] for turn in dialogue.turns]
-        tokenizer = Tokenizer.train(texts, train_config.vocabulary_size)
-        tokenizer.save(out_dir / TOKENIZER_FILENAME)
-        model_config = dataclasses.replace(model_config, vocabulary_size=tokenizer.vocabulary_size)
-        write_config(out_dir, model_config, train_config)
-
-    batches = {
-        name: WindowBatches(
-            dialogue_windows(dialogues, tokenizer, model_config.max_turns, model_config.max_utterance_length),
-            train_config.batch_size,
-            shuffle=name == "train",
-            seed=train_config.seed,
+        tokenizer = cached_tokenizer(
+            sources,
+            train_config.vocabulary_size,
+            cache_dir(),
+            lambda: tokenizer_texts(sources, train_config.max_dialogues, problems.strict),
+            train_config.max_dialogues,
+            log,
         )
-        for name, dialogues in splits.items()
+        model_config = dataclasses.replace(model_config, vocabulary_size=tokenizer.vocabulary_size)
+    parts = [tokenize_source(s, tokenizer, cache_dir(), train_config.max_dialogues, problems, log) for s in sources]
+    if problems.count:
+        log(f"warning: skipped {problems.count} malformed records (--skip-malformed); the first: {problems.messages[0]}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        tokenizer.save(out_dir / TOKENIZER_FILENAME)
+        write_config(out_dir, model_config, train_config)
+    windows = split_windows(parts, model_config, train_config.corpus_weights, log)
+    batches = {
+        name: WindowBatches(split, train_config.batch_size, shuffle=name == "train", seed=train_config.seed)
+        for name, split in windows.items()
     }
+    counts = [part.counts() for part in parts]
     summary = {
-        "corpus": train_config.corpus,
-        "train_dialogues": len(splits["train"]),
-        "valid_dialogues": len(splits["valid"]),
-        "train_windows": len(batches["train"].windows),
+        "corpus": label,
+        "train_dialogues": sum(c["train"]["dialogues"] for c in counts),
+        "valid_dialogues": sum(c["valid"]["dialogues"] for c in counts),
+        "train_windows": len(windows["train"]),
         "train_target_tokens": batches["train"].num_target_tokens,
         "train_batches": batches["train"].num_batches,
         "vocabulary_size": tokenizer.vocabulary_size,
     }
+    if len(parts) > 1:
+        summary["parts"] = [{"spec": s.spec, **c["train"]} for s, c in zip(sources, counts, strict=True)]
     log(
         f"{summary['train_dialogues']} train / {summary['valid_dialogues']} valid dialogues, "
         f"{summary['train_windows']} windows, {summary['train_target_tokens']} target tokens per epoch"
@@ -231,7 +284,9 @@ def _fit(out_dir, model_config, train_config, batches, source, summary, verbose,
         keras.callbacks.EarlyStopping(monitor="val_perplexity", mode="min", patience=train_config.patience),
         keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
         metrics_log,
-        CurvesPlot(metrics_log, out_dir / CURVES_FILENAME, f"{out_dir.name}: {model_config.model}, {train_config.corpus}", write=log),
+        CurvesPlot(
+            metrics_log, out_dir / CURVES_FILENAME, f"{out_dir.name}: {model_config.model}, {corpus_label(train_config.corpus)}", write=log
+        ),
     ] + ([budget] if budget else [])
     if getattr(model, "latent_dim", 0):
         callbacks.append(PosteriorCollapseWarning(model_config.kl_anneal_steps, write=log))
