@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Adam step size, the peak of the schedule (default {TrainConfig.learning_rate:g}, chosen by benchmarks/learning_curve.py)",
     )
     train.add_argument("--vocabulary-size", type=int, default=8000, help="SentencePiece vocabulary bound (default 8000)")
-    train.add_argument("--max-dialogues", type=int, help="use only the first N dialogues (quick runs)")
+    train.add_argument("--max-dialogues", type=int, help="use only the first N dialogues of each corpus (quick runs)")
     train.add_argument("--max-minutes", type=float, help="stop after this many minutes; the last epoch is validated and saved")
     train.add_argument("--patience", type=int, default=2, help="early stopping: epochs without improvement (default 2)")
     train.add_argument(

@@ -107,7 +107,7 @@ class TrainConfig:
     warmup_steps: int = 0  # updates over which the learning rate rises linearly from 0 to learning_rate
     patience: int = 2  # epochs without a better validation perplexity before early stopping
     vocabulary_size: int = 8000  # upper bound on SentencePiece pieces
-    max_dialogues: int | None = None  # use only the first N dialogues of the corpus (quick runs)
+    max_dialogues: int | None = None  # use only the first N dialogues of each corpus (quick runs)
     max_minutes: float | None = None  # stop training after this many minutes of wall time
     seed: int = 1234  # seeds weight init, shuffling and dropout
     init_from: str | None = None  # model directory whose embedding, utterance encoder and context RNN start this run

@@ -17,6 +17,9 @@ BOS_ID = 2  # start of utterance: the decoder's first input
 EOS_ID = 3  # end of utterance: the decoder's last target; generation stops on it
 
 FILENAME = "tokenizer.model"
+# Utterances SentencePiece samples to train on: plenty for 8,000 pieces, and it keeps a million-dialogue
+# corpus's first training run at 1.6 GB resident (with 2 M it peaked at 4.4 GB; benchmarks/corpus_scale.py).
+TRAINING_SENTENCES = 500_000
 
 
 class Tokenizer:
@@ -81,7 +84,7 @@ class Tokenizer:
             unk_id=UNK_ID,
             bos_id=BOS_ID,
             eos_id=EOS_ID,
-            input_sentence_size=2_000_000,
+            input_sentence_size=TRAINING_SENTENCES,
             shuffle_input_sentence=True,
             max_sentence_length=8192,
             num_threads=2,

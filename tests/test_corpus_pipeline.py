@@ -29,7 +29,22 @@ SAMPLES = {
 def test_every_format_trains_a_tiny_model_from_its_sample(name, tmp_path, capsys):
     spec, dialogues, _ = SAMPLES[name]
     out = tmp_path / name
-    args = ["train", "--corpus", spec, "--preset", "tiny", "--epochs", "1", "--vocabulary-size", "400", "--out", str(out)]
+    # One length group: a graph a third the size, so six trainings cost what two would.
+    args = [
+        "train",
+        "--corpus",
+        spec,
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--vocabulary-size",
+        "400",
+        "--length-groups",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0, capsys.readouterr().err
     err = capsys.readouterr().err
     # The log counts the sample's dialogues: reading went through the format's reader.
@@ -116,6 +131,16 @@ def test_the_token_cache_is_reused_and_rebuilt_when_the_corpus_changes(tmp_path)
     assert len(calls) == 1
 
 
+def test_file_digests_are_remembered_until_the_file_changes(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("hello there\nhi\n")
+    first = resolve(str(path)).fingerprint()
+    assert len(list((tmp_path / "home" / "cache" / "digests").iterdir())) == 1  # CHATBOT_HOME is tmp_path/home
+    assert resolve(str(path)).fingerprint() == first
+    path.write_text("hello where\nhi\n")  # same size, new bytes, new modification time
+    assert resolve(str(path)).fingerprint() != first
+
+
 def test_mixture_weights_set_how_often_an_epoch_sees_each_corpus(tmp_path):
     tokenizer = Tokenizer.train([t.text for d in load_corpus(f"{CORPORA}/sample.txt").dialogues for t in d.turns] * 10, 300)
     a = tokenize_source(resolve(f"{CORPORA}/sample.txt"), tokenizer, tmp_path)
@@ -139,7 +164,7 @@ def test_a_mixture_trains_and_stats_show_each_part(tmp_path, capsys):
     assert main(["corpus", "stats", *specs, "--corpus-weights", "1,2", "--vocabulary-size", "400"]) == 0
     out = capsys.readouterr().out
     assert all(spec in out for spec in specs) and "mixture" in out and "2×" in out
-    args = ["train", "--preset", "tiny", "--epochs", "1", "--vocabulary-size", "400", "--out", str(tmp_path / "m")]
+    args = ["train", "--preset", "tiny", "--epochs", "1", "--vocabulary-size", "400", "--length-groups", "1", "--out", str(tmp_path / "m")]
     assert main([*args, "--corpus", specs[0], "--corpus", specs[1], "--corpus-weights", "1,2"]) == 0
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert [part["spec"] for part in metrics["data"]["parts"]] == specs

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from chatbot.corpus.formats import Format, Problems, ReadOptions
 from chatbot.corpus.loaders import chatterbot_directory, chitchat_file, load_chatterbot, load_chitchat, load_stored
 from chatbot.corpus.plain import JSONL, TXT
 from chatbot.errors import CorpusError
+from chatbot.paths import cache_dir
 
 # Standard corpora first: detection tries them in this order, then the project's own formats.
 STANDARD_FORMATS: tuple[Format, ...] = (
@@ -69,14 +71,37 @@ class Source:
             return None
         digest = hashlib.sha256(f"{self.format}\0{self.options.encoding}\0{self.options.convokit_paths}".encode())
         for path in self.files:
-            digest.update(f"\0{path.name}\0".encode())
-            try:
-                with path.open("rb") as handle:
-                    while block := handle.read(1 << 22):
-                        digest.update(block)
-            except OSError as exc:
-                raise CorpusError(f"{path}: cannot read corpus file: {exc.strerror}") from exc
+            digest.update(f"\0{path.name}\0{file_sha256(path)}".encode())
         return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, remembered under ``storage/cache/digests/`` by path, size and
+    modification time (nanoseconds), so an unchanged 600 MB corpus is not re-read on every run.
+
+    Raises:
+        CorpusError: the file cannot be read.
+    """
+    try:
+        stat = path.stat()
+        key = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+        memo = cache_dir() / "digests" / hashlib.sha256(key.encode()).hexdigest()[:32]
+        if memo.is_file():
+            return memo.read_text(encoding="ascii").strip()
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 22):
+                digest.update(block)
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read corpus file: {exc.strerror}") from exc
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        partial = memo.with_name(f".{memo.name}.{os.getpid()}")
+        partial.write_text(digest.hexdigest(), encoding="ascii")
+        os.replace(partial, memo)
+    except OSError:
+        pass  # a read-only storage folder only costs the re-hash next time
+    return digest.hexdigest()
 
 
 def _files(path: Path) -> tuple[Path, ...]:
