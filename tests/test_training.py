@@ -24,7 +24,7 @@ def test_training_writes_a_complete_model_directory(tiny_model_dir):
 
 def test_resume_continues_after_the_last_epoch_with_optimizer_state(tmp_path, capsys):
     out = tmp_path / "run"
-    common = ["train", "--corpus", "chatterbot:english", "--preset", "tiny", "--out", str(out), "--vocabulary-size", "400"]
+    common = ["train", "--corpus", "chatterbot:english", "--preset", "tiny", "--out", str(out), "--vocabulary-size", "400", "--length-groups", "1"]
     assert main(common + ["--epochs", "1"]) == 0
     first = json.loads((out / "metrics.json").read_text())["epochs"]
     assert [e["epoch"] for e in first] == [1]
