@@ -85,7 +85,7 @@ FORMAT_FILES = {
 }
 
 
-@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=48, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=400), format=st.sampled_from(sorted(FORMAT_FILES)), bom=st.booleans())
 def test_every_reader_gives_dialogues_or_one_line_on_any_bytes(data, format, bom):
     with tempfile.TemporaryDirectory() as folder:
