@@ -18,7 +18,7 @@ class Corpus:
 
     spec: str
     dialogues: list[Dialogue]
-    format: str = ""
+    format: str = ""  # the reader(s) that read it, e.g. "cornell", or "chitchat+dailydialog" for several
 
     def split(self, name: str) -> list[Dialogue]:
         """The dialogues of one split (``train``, ``valid`` or ``test``), in corpus order."""

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from chatbot.corpus.dialogue import Dialogue, Utterance, merge_runs, normalize_text, split_of
-from chatbot.corpus.formats import Format, Problems, ReadOptions, head_lines, is_text, open_text, text_lines
+from chatbot.corpus.formats import Format, Problems, ReadOptions, head_json, is_text, json_lines, open_text
 from chatbot.errors import CorpusError
 
 UTTERANCES = "utterances.jsonl"
@@ -42,15 +42,8 @@ class _Node:
 def _utterances(path: Path, options: ReadOptions, problems: Problems) -> dict[str, list[_Node]]:
     """Every well-formed utterance of the file, grouped by conversation (in order of first appearance)."""
     conversations: dict[str, list[_Node]] = {}
-    for number, line in text_lines(path, options):
-        if not line.strip():
-            continue
+    for number, value in json_lines(path, options, problems):
         where = f"{path}:{number}"
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.report(where, f"invalid JSON ({exc.msg} at column {exc.colno}); each line must be one utterance object")
-            continue
         if not isinstance(value, dict) or value.get("id") is None or not isinstance(value.get("text"), str):
             problems.report(where, "an utterance needs an 'id' and a 'text' string")
             continue
@@ -168,11 +161,7 @@ def sniff(path: Path) -> bool:
         return False
     if path.suffix.lower() != ".jsonl":
         return False
-    lines = head_lines(path, 1)
-    try:
-        value = json.loads(lines[0]) if lines else None
-    except (ValueError, RecursionError):
-        return False
+    value = head_json(path)
     return isinstance(value, dict) and ("reply_to" in value or "reply-to" in value) and ("conversation_id" in value or "root" in value)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import io
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -183,6 +184,23 @@ def _wide_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
         raise CorpusError(f"{path}: cannot read corpus file: {exc.strerror}") from exc
 
 
+def json_lines(path: Path, options: ReadOptions, problems: Problems) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) of each non-blank line of a JSON-lines file; a line that is not
+    JSON is reported to `problems` as ``file:line: invalid JSON (…)`` and skipped."""
+    for number, line in text_lines(path, options):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.report(f"{path}:{number}", f"invalid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except RecursionError:
+            problems.report(f"{path}:{number}", "JSON nested too deeply to read")
+            continue
+        yield number, value
+
+
 def open_text(path: Path, options: ReadOptions, default: str = "utf-8") -> io.TextIOWrapper:
     """A text stream for readers that parse records spanning lines (CSV, JSON); ``newline=""``.
 
@@ -224,6 +242,15 @@ def split_from_name(name: str) -> str | None:
         if word in SPLIT_WORDS:
             return SPLIT_WORDS[word]
     return None
+
+
+def head_json(path: Path) -> object:
+    """The first non-blank line of a file parsed as JSON, for sniffers; None when it is not JSON."""
+    lines = head_lines(path, 1)
+    try:
+        return json.loads(lines[0]) if lines else None
+    except (ValueError, RecursionError):
+        return None
 
 
 def is_text(text: str) -> bool:

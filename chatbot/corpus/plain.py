@@ -9,12 +9,11 @@
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from chatbot.corpus.dialogue import SPLITS, Dialogue, Utterance, content_id, merge_runs, normalize_text
-from chatbot.corpus.formats import Format, Problems, ReadOptions, head_lines, is_text, text_lines
+from chatbot.corpus.formats import Format, Problems, ReadOptions, head_json, is_text, json_lines, text_lines
 
 # Speakers given to formats that carry none: turns alternate between them.
 ALTERNATING = ("speaker1", "speaker2")
@@ -101,15 +100,8 @@ def _record(value: object, where: str, problems: Problems) -> Dialogue | None:
 
 def read_jsonl(path: Path, options: ReadOptions, problems: Problems) -> Iterator[Dialogue]:
     """JSONL: one dialogue per line (see the module docstring). Blank lines are skipped."""
-    for number, line in text_lines(path, options):
-        if not line.strip():
-            continue
+    for number, value in json_lines(path, options, problems):
         where = f"{path}:{number}"
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.report(where, f"invalid JSON ({exc.msg} at column {exc.colno})")
-            continue
         dialogue = _record(value, where, problems)
         if dialogue is not None:
             yield dialogue
@@ -117,11 +109,7 @@ def read_jsonl(path: Path, options: ReadOptions, problems: Problems) -> Iterator
 
 def _sniff_jsonl(path: Path) -> bool:
     """A file whose first line is a JSON list, or an object with a 'turns' key."""
-    lines = head_lines(path, 1)
-    try:
-        value = json.loads(lines[0]) if lines else None
-    except json.JSONDecodeError:
-        return False
+    value = head_json(path)
     return isinstance(value, list) or (isinstance(value, dict) and "turns" in value)
 
 

@@ -40,15 +40,9 @@ def stats_lines(
         CorpusError: a corpus cannot be read (strict `problems`).
         ConfigError: `vocabulary_size` is too small for the corpora's characters.
     """
-    from chatbot.corpus.tokens import cached_tokenizer, tokenize_source
+    from chatbot.corpus.tokens import cached_tokenizer, tokenize_source, train_texts
 
-    def texts() -> Iterator[str]:
-        for source in sources:
-            for dialogue in source.dialogues(Problems(strict=False)):
-                if dialogue.split == "train":
-                    yield from (turn.text for turn in dialogue.turns)
-
-    tokenizer = cached_tokenizer(sources, vocabulary_size, cache, texts)
+    tokenizer = cached_tokenizer(sources, vocabulary_size, cache, lambda: train_texts(sources, strict=problems.strict))
     counts = [tokenize_source(source, tokenizer, cache, problems=problems).counts() for source in sources]
     header = f"  {'split':<6} {'dialogues':>10} {'turns':>10} {'tokens':>12} {'tokens/turn':>12}"
 

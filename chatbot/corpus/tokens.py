@@ -19,6 +19,7 @@ Arrays (``N_tok`` tokens, ``N_utt`` utterances, ``N_dia`` dialogues):
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import itertools
@@ -164,7 +165,9 @@ def tokenize_source(
     """
     fingerprint = source.fingerprint()
     if cache is None or fingerprint is None:
-        target = Path(tempfile.mkdtemp(prefix="chatbot-tokens-")) / "corpus"
+        scratch = Path(tempfile.mkdtemp(prefix="chatbot-tokens-"))
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # lives as long as the process
+        target = scratch / "corpus"
     else:
         target = cache / "tokens" / cache_key(fingerprint, tokenizer.model_proto, max_dialogues)
         try:
@@ -181,6 +184,25 @@ def tokenize_source(
     log(f"{source.spec}: tokenizing into {target}")
     _publish(build, target)
     return TokenizedCorpus.open(target)
+
+
+def train_texts(sources: list[Source], max_dialogues: int | None = None, strict: bool = True) -> Iterator[str]:
+    """Utterance texts of the mixture's train split, streamed (every split when none is train):
+    what the tokenizer trains on.
+
+    Raises:
+        CorpusError: a malformed record, when `strict`.
+    """
+    seen = 0
+    for source in sources:
+        for dialogue in itertools.islice(source.dialogues(Problems(strict=strict)), max_dialogues):
+            if dialogue.split == "train":
+                seen += 1
+                yield from (turn.text for turn in dialogue.turns)
+    if not seen:
+        for source in sources:
+            for dialogue in itertools.islice(source.dialogues(Problems(strict=False)), max_dialogues):
+                yield from (turn.text for turn in dialogue.turns)
 
 
 def cached_tokenizer(

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from chatbot.checkpoint import CURVES_FILENAME, METRICS_FILENAME, MODEL_FILENAME, load_checkpoint, read_config, write_config
 from chatbot.config import ModelConfig, TrainConfig, corpus_label
 from chatbot.corpus import Problems, ReadOptions, Source, resolve
-from chatbot.corpus.tokens import cached_tokenizer, tokenize_source
+from chatbot.corpus.tokens import cached_tokenizer, tokenize_source, train_texts
 from chatbot.errors import CheckpointError, CorpusError
 from chatbot.paths import cache_dir
 from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
@@ -115,24 +114,6 @@ def corpus_sources(train_config: TrainConfig) -> tuple[list[Source], Problems]:
     return sources, Problems(strict=not train_config.skip_malformed)
 
 
-def tokenizer_texts(sources: list[Source], max_dialogues: int | None, strict: bool = True) -> Iterator[str]:
-    """Utterance texts of the mixture's train split, streamed (every split when none is train).
-
-    Raises:
-        CorpusError: a malformed record, when `strict`.
-    """
-    seen = 0
-    for source in sources:
-        for dialogue in itertools.islice(source.dialogues(Problems(strict=strict)), max_dialogues):
-            if dialogue.split == "train":
-                seen += 1
-                yield from (turn.text for turn in dialogue.turns)
-    if not seen:
-        for source in sources:
-            for dialogue in itertools.islice(source.dialogues(Problems(strict=False)), max_dialogues):
-                yield from (turn.text for turn in dialogue.turns)
-
-
 def split_windows(parts: list, model_config: ModelConfig, weights, log: Callable[[str], None]) -> dict:
     """The train and valid `TokenWindows` of a mixture, with the fallbacks tiny corpora need.
 
@@ -214,7 +195,7 @@ def train(
             sources,
             train_config.vocabulary_size,
             cache_dir(),
-            lambda: tokenizer_texts(sources, train_config.max_dialogues, problems.strict),
+            lambda: train_texts(sources, train_config.max_dialogues, problems.strict),
             train_config.max_dialogues,
             log,
         )
