@@ -221,11 +221,16 @@ def test_context_probes_change_what_the_conditioned_models_see(english, name):
         reset = lambda: model.seed_generator.state.assign(np.array([7, 0]).astype(model.seed_generator.state.dtype))  # noqa: E731
     else:
         reset = lambda: None  # noqa: E731
+    # Two probes (the batch, and the batch less its last window): two different conditionings can,
+    # rarely, sum to the same float32 loss on one batch (it happened, exactly, for this seed), never on both.
     losses = {}
     for mode in ("true", "shuffled", "none"):
-        reset()
-        losses[mode] = float(model.loss_terms(probe, context_mode=mode)["nll"])
-    assert len(set(losses.values())) == 3, losses
+        losses[mode] = []
+        for tokens in (probe, probe[:-1]):
+            reset()
+            losses[mode].append(float(model.loss_terms(tokens, context_mode=mode)["nll"]))
+    for a, b in itertools.combinations(losses, 2):
+        assert losses[a] != losses[b], (a, b, losses)
     with pytest.raises(ValueError, match="context mode"):
         model.loss_terms(probe, context_mode="reversed")
 
