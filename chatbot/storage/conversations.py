@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import cast
 
 from sqlalchemy import delete, func, select, true
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -113,14 +114,24 @@ class ConversationStore(Branches):
     # --- writes ---------------------------------------------------------
 
     def register_model(self, checksum: str, name: str, path: str, config: dict) -> int:
-        """Id of the model with this checksum, recording it first if new."""
-        with self._transaction(write=True) as session:
-            existing = session.scalar(select(ModelRecord).where(ModelRecord.checksum == checksum))
-            if existing is not None:
-                return existing.id
-            record = ModelRecord(checksum=checksum, name=name, path=path, config=json.dumps(config))
-            session.add(record)
-        return record.id
+        """Id of the model with this checksum, recording it first if new.
+
+        Two processes registering the same new model at once (PostgreSQL, where writers do not
+        exclude each other): the loser's insert breaks the unique checksum, and it reads the winner's row.
+        """
+        for attempt in range(2):
+            try:
+                with self._transaction(write=True) as session:
+                    existing = session.scalar(select(ModelRecord).where(ModelRecord.checksum == checksum))
+                    if existing is not None:
+                        return existing.id
+                    record = ModelRecord(checksum=checksum, name=name, path=path, config=json.dumps(config))
+                    session.add(record)
+                return record.id
+            except StorageError as exc:
+                if attempt or not isinstance(exc.__cause__, sa_exc.IntegrityError):
+                    raise
+        raise AssertionError("unreachable")
 
     def create_conversation(self, model_id: int | None = None) -> Conversation:
         with self._transaction(write=True) as session:
@@ -140,6 +151,12 @@ class ConversationStore(Branches):
         after: int | None = None,
     ) -> Turn:
         """Append a turn to the end of the active path and commit it. The first user turn titles the conversation.
+
+        Writers of one conversation take turns on its row lock: the transaction first locks the
+        conversation (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already
+        excludes every other writer), then reads the last active turn and appends after it, so
+        concurrent appends get positions 0..n-1 in commit order, none lost or doubled. (A unique
+        (conversation, position) constraint cannot do it: alternatives share a position.)
 
         Args:
             speaker: "user" or "bot".

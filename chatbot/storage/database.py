@@ -2,13 +2,15 @@
 
 Schema changes are named, ordered, append-only migrations (`MIGRATIONS`),
 recorded in the ``schema_migrations`` table and applied by `migrate`, each in
-its own write transaction; a SQLite file is first backed up beside itself.
+its own write transaction; a SQLite file is first backed up beside itself, a
+PostgreSQL database with ``pg_dump`` (`chatbot.storage.postgres.dump`).
 Migrations spell out their tables rather than reuse the ORM classes of
 `chatbot.storage.schema`, which describe only the latest schema: a new
 database goes through the same steps as an upgraded one and ends identical.
 
-SQLite is the default (WAL journal, foreign keys on, busy timeout 5 s); any
-SQLAlchemy URL works. Driver errors become one-line `StorageError`s that say
+SQLite is the default (WAL journal, foreign keys on, busy timeout 5 s);
+PostgreSQL goes through psycopg 3 (`chatbot.storage.postgres`); any other
+SQLAlchemy URL is passed through as it is. Driver errors become one-line `StorageError`s that say
 what is wrong and how to fix it (`storage_errors`).
 """
 
@@ -19,6 +21,7 @@ import datetime as dt
 import itertools
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,6 +48,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import CreateColumn
 
 from chatbot.errors import StorageError
+from chatbot.storage import postgres
 from chatbot.storage.schema import SchemaMigration, utc_now
 
 # --- migrations -------------------------------------------------------------
@@ -155,12 +159,16 @@ def display_name(url: str) -> str:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return parsed.database.removeprefix("file:")
-    return parsed.render_as_string(hide_password=True)
+    return urllib.parse.unquote(parsed.render_as_string(hide_password=True))  # ?host=/run/postgresql, not %2F
 
 
 def storage_error(exc: Exception, where: str) -> StorageError:
     """Turn a driver error into one line that says what is wrong and how to fix it."""
-    message = str(getattr(exc, "orig", exc)).lower()
+    original = str(getattr(exc, "orig", exc))
+    message = original.lower()
+    unreachable = postgres.connection_error(original, where) if isinstance(exc, sa_exc.OperationalError) else None
+    if unreachable is not None:
+        return unreachable
     if "disk is full" in message:
         return StorageError(
             f"{where}: the disk is full (or the database reached its size limit); free some space and send the "
@@ -174,7 +182,7 @@ def storage_error(exc: Exception, where: str) -> StorageError:
         return StorageError(f"{where}: not a SQLite database (or corrupt); move it away or pass another --db")
     if "unable to open" in message:
         return StorageError(f"{where}: cannot open the database file; check that its folder exists and is writable")
-    return StorageError(f"{where}: database error: {getattr(exc, 'orig', exc)}")
+    return StorageError(f"{where}: database error: {' '.join(original.split())}")
 
 
 @contextlib.contextmanager
@@ -214,14 +222,24 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def open_engine(url: str) -> Engine:
     """An engine for `url`; a SQLite file is created owner-only first and every connection gets the pragmas.
+    A PostgreSQL URL without a driver (``postgresql://``) gets psycopg 3, and its sessions run in UTC.
 
     Raises:
-        StorageError: the SQLite file cannot be created.
+        StorageError: the SQLite file cannot be created, or the URL's driver is not installed.
     """
     path = sqlite_path(url)
     if path is not None:
         create_private_file(path)
-    engine = create_engine(url)
+    parsed = postgres.engine_url(make_url(url))
+    is_postgres = parsed.get_backend_name() == "postgresql"
+    try:
+        engine = create_engine(parsed, connect_args=postgres.connect_args(parsed) if is_postgres else {})
+    except ImportError as exc:
+        if is_postgres:
+            raise postgres.missing_driver(display_name(url)) from exc
+        raise StorageError(f"{display_name(url)}: its database driver is not installed ({exc})") from exc
+    except sa_exc.NoSuchModuleError as exc:
+        raise StorageError(f"{display_name(url)}: unknown kind of database ({exc}); use sqlite:///FILE or postgresql://…") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -236,6 +254,14 @@ def begin_writing(connection: Connection) -> None:
     """
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def begin_migrating(connection: Connection) -> None:
+    """Start the transaction as the one process migrating: on SQLite `begin_writing` already excludes every
+    other writer; on PostgreSQL an advisory lock does, for other migrations only (DDL is transactional there)."""
+    begin_writing(connection)
+    if connection.dialect.name == "postgresql":
+        postgres.lock_migrations(connection)
 
 
 def check_writable(engine: Engine, where: str) -> None:
@@ -266,20 +292,21 @@ def check_writable(engine: Engine, where: str) -> None:
 
 
 def migrate(engine: Engine, where: str, path: Path | None) -> Path | None:
-    """Apply the pending migrations, each in its own write transaction, after backing up the SQLite file `path`.
+    """Apply the pending migrations, each in its own write transaction, after backing up the SQLite file `path`
+    (or, on PostgreSQL, dumping the database with `postgres.dump`).
 
     Args:
         where: how messages name the database (`display_name`).
-        path: the SQLite file to back up before an upgrade (None: no backup).
+        path: the SQLite file to back up before an upgrade (None: no backup, unless the database is PostgreSQL).
     Returns:
-        the backup's path, or None when nothing was upgraded (or there is no file).
+        the backup's path, or None when nothing was upgraded (or there is no file, or CHATBOT_PG_BACKUP=off).
     Raises:
         StorageError: the schema is newer than SCHEMA_VERSION, the backup cannot be written,
             or the database cannot be read or written.
     """
     with storage_errors(where):
         with engine.begin() as connection:
-            begin_writing(connection)
+            begin_migrating(connection)
             SCHEMA_MIGRATIONS.create(connection, checkfirst=True)
             applied = set(connection.execute(select(SchemaMigration.version)).scalars())
         current = max(applied, default=0)
@@ -289,10 +316,14 @@ def migrate(engine: Engine, where: str, path: Path | None) -> Path | None:
                 f"version {SCHEMA_VERSION}; upgrade chatbot to open it"
             )
         pending = [migration for migration in MIGRATIONS if migration[0] not in applied]
-        backup_path = backup(engine, path, current) if pending and applied and path is not None else None
+        backup_path = None
+        if pending and applied and path is not None:
+            backup_path = backup(engine, path, current)
+        elif pending and applied and engine.dialect.name == "postgresql":
+            backup_path = postgres.dump(engine, where, current)
         for version, name, migration in pending:
             with engine.begin() as connection:
-                begin_writing(connection)
+                begin_migrating(connection)
                 done = connection.scalar(select(SchemaMigration.version).where(SchemaMigration.version == version))
                 if done is not None:  # another process applied it since we looked
                     continue
