@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny HRED (and a VHRED from it) really trained on chatterbot:english, and a temporary database.
+"""Shared fixtures: a tiny HRED (and a VHRED from it) really trained on chatterbot:english, and temporary databases
+(`db_url`: SQLite; `store_url`: SQLite and, with $CHATBOT_TEST_POSTGRES, PostgreSQL).
 
 The trained models are built once per test run, not once per pytest-xdist worker: each is
 kept in a directory named by the hash of its configs, under the folder all workers share,
@@ -7,6 +8,7 @@ and the first worker to need it trains it while the others wait on a file lock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -17,6 +19,7 @@ import shutil
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest  # noqa: E402
+from sqlalchemy.pool import NullPool  # noqa: E402
 
 from chatbot.config import TrainConfig, model_config  # noqa: E402
 
@@ -85,3 +88,43 @@ def isolated_home(tmp_path, monkeypatch):
     """Runtime data of every test goes to its own folder, never the checkout's storage/."""
     monkeypatch.setenv("CHATBOT_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("CHATBOT_MODEL", raising=False)
+
+
+POSTGRES_SERVER = "CHATBOT_TEST_POSTGRES"  # a PostgreSQL URL whose server the tests may create databases on (bin/postgres-test)
+
+
+@contextlib.contextmanager
+def postgres_database(server_url: str):
+    """A new, empty database on the server of `server_url`, uniquely named, dropped (connections and all) afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from chatbot.storage.postgres import engine_url
+
+    server = engine_url(make_url(server_url))
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"chatbot_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A database URL, once per backend: a SQLite file in tmp_path, and a fresh database on the PostgreSQL
+    server named by $CHATBOT_TEST_POSTGRES (skipped when it is unset: bin/postgres-test sets it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'chat.db'}"
+        return
+    server = os.environ.get(POSTGRES_SERVER)
+    if not server:
+        pytest.skip(f"PostgreSQL variant: set {POSTGRES_SERVER} to a server URL (bin/postgres-test starts a throwaway one)")
+    with postgres_database(server) as url:
+        yield url

@@ -5,11 +5,12 @@ from chatbot.decoding import DecodingConfig
 from chatbot.errors import ConfigError
 from chatbot.manager import DialogueManager
 from chatbot.messages import MAX_MESSAGE_CHARS
+from chatbot.replay import ModelCache, regenerate
 from chatbot.storage import ConversationStore
 
 
-def test_turns_persist_and_a_restart_rebuilds_the_same_context(tiny_checkpoint, db_url):
-    manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint, context_turns=5)
+def test_turns_persist_and_a_restart_rebuilds_the_same_context(tiny_checkpoint, store_url):
+    manager = DialogueManager(ConversationStore(store_url), tiny_checkpoint, context_turns=5)
     conversation = manager.start()
     for text in ["hello", "how are you?", "what do you like to do?"]:
         reply = manager.reply(conversation.id, text, DecodingConfig())
@@ -19,7 +20,7 @@ def test_turns_persist_and_a_restart_rebuilds_the_same_context(tiny_checkpoint, 
     manager.store.close()
 
     # A new process: fresh store and manager over the same database file.
-    restarted = DialogueManager(ConversationStore(db_url), tiny_checkpoint, context_turns=5)
+    restarted = DialogueManager(ConversationStore(store_url), tiny_checkpoint, context_turns=5)
     turns = restarted.history(conversation.id)
     assert [t.speaker for t in turns] == ["user", "bot"] * 3
     bot = turns[1]
@@ -41,9 +42,9 @@ def test_same_seed_same_reply(tiny_checkpoint, db_url):
     assert len(others) > 1  # different seeds do sample different replies
 
 
-def test_user_turn_is_committed_before_generation(tiny_checkpoint, db_url):
+def test_user_turn_is_committed_before_generation(tiny_checkpoint, store_url):
     """If generation fails, the user's message is already stored: nothing typed is lost."""
-    manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint)
+    manager = DialogueManager(ConversationStore(store_url), tiny_checkpoint)
     conversation = manager.start()
 
     def failing_candidates(*_args, **_kwargs):
@@ -55,8 +56,8 @@ def test_user_turn_is_committed_before_generation(tiny_checkpoint, db_url):
     assert [t.text for t in manager.history(conversation.id)] == ["are you there?"]
 
 
-def test_messages_are_cleaned_and_long_ones_flagged(tiny_checkpoint, db_url):
-    manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint)
+def test_messages_are_cleaned_and_long_ones_flagged(tiny_checkpoint, store_url):
+    manager = DialogueManager(ConversationStore(store_url), tiny_checkpoint)
     conversation = manager.start()
     with pytest.raises(ConfigError, match="empty message"):
         manager.reply(conversation.id, " \x00\x07 ", DecodingConfig())
@@ -89,3 +90,18 @@ def test_invalid_decoding_settings(values):
 def test_context_of_no_turns_is_refused(tiny_checkpoint, db_url, turns):
     with pytest.raises(ConfigError, match="--context-turns must be at least 1"):
         DialogueManager(ConversationStore(db_url), tiny_checkpoint, context_turns=turns)
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)  # SQLite: tests/test_cli.py replays through the command
+def test_replay_regenerates_every_stored_reply_exactly(tiny_checkpoint, store_url):
+    """What `chatbot replay --regenerate` runs: each stored reply again from its stored model, settings and seed."""
+    manager = DialogueManager(ConversationStore(store_url), tiny_checkpoint, context_turns=3)
+    conversation = manager.start()
+    for text in ["hello", "what do you like?"]:
+        manager.reply(conversation.id, text, DecodingConfig(temperature=0.9, top_k=20))
+    manager.store.close()
+    store = ConversationStore(store_url)  # another process, later
+    results = regenerate(store, conversation.id, ModelCache())
+    assert len(results) == 2 and all(r.identical and r.problem is None for r in results), [
+        (r.text, r.turn.text, r.problem) for r in results
+    ]

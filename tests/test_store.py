@@ -1,15 +1,21 @@
 import contextlib
+import json
+import multiprocessing
 import os
 import re
 import sqlite3
 import stat
+import sys
 
 import pytest
 from sqlalchemy import event
 
 import chatbot.storage.database
+import chatbot.storage.postgres
 from chatbot.errors import ConversationNotFoundError, StorageError
 from chatbot.storage import SCHEMA_VERSION, ConversationStore
+from chatbot.storage.database import open_engine
+from chatbot.transcript import write_export
 
 # The schema that migration 1 ("initial") created, as SQLite stored it.
 V1_SCHEMA = [
@@ -70,7 +76,9 @@ def write_v1_database(raw: sqlite3.Connection) -> None:
     raw.execute("INSERT INTO schema_migrations VALUES (1, 'initial', '2024-01-01 00:00:00')")
     raw.execute("INSERT INTO conversations (id, title, created_at) VALUES (1, 'hello', '2024-01-01'), (2, 'x', '2024-01-01')")
     for turn in V1_TURNS:
-        raw.execute("INSERT INTO turns (id, conversation_id, position, speaker, text, created_at) VALUES (?, ?, ?, ?, ?, '2024-01-01')", turn)
+        raw.execute(
+            "INSERT INTO turns (id, conversation_id, position, speaker, text, created_at) VALUES (?, ?, ?, ?, ?, '2024-01-01')", turn
+        )
     raw.commit()
 
 
@@ -103,8 +111,8 @@ def test_database_is_private_wal_with_foreign_keys(tmp_path):
     assert not [name for name in os.listdir(path.parent) if "backup" in name]
 
 
-def test_turns_keep_order_positions_and_bot_metadata(db_url):
-    store = ConversationStore(db_url)
+def test_turns_keep_order_positions_and_bot_metadata(store_url):
+    store = ConversationStore(store_url)
     model_id = store.register_model("abc123", "tiny", "/models/tiny", {"model": "hred"})
     assert store.register_model("abc123", "tiny", "/models/tiny", {"model": "hred"}) == model_id
     conversation = store.create_conversation(model_id)
@@ -119,8 +127,8 @@ def test_turns_keep_order_positions_and_bot_metadata(db_url):
     assert len(summary.title) <= 60 and summary.title.endswith("…")
 
 
-def test_unknown_conversation(db_url):
-    store = ConversationStore(db_url)
+def test_unknown_conversation(store_url):
+    store = ConversationStore(store_url)
     with pytest.raises(ConversationNotFoundError, match="no conversation with id 42"):
         store.get_conversation(42)
     with pytest.raises(ConversationNotFoundError):
@@ -226,8 +234,8 @@ def test_a_failed_migration_leaves_the_database_unchanged(tmp_path, monkeypatch)
     assert backup.startswith("chat.db.v2-backup-")
 
 
-def test_a_regenerated_reply_keeps_the_old_one_as_an_alternative(db_url):
-    store = ConversationStore(db_url)
+def test_a_regenerated_reply_keeps_the_old_one_as_an_alternative(store_url):
+    store = ConversationStore(store_url)
     model_id = store.register_model("abc123", "tiny", "/models/tiny", {"model": "hred"})
     conversation = store.create_conversation(model_id)
     user = store.add_turn(conversation.id, "user", "hello")
@@ -256,8 +264,8 @@ def test_a_regenerated_reply_keeps_the_old_one_as_an_alternative(db_url):
     assert store.list_conversations()[0].num_turns == 3
 
 
-def test_an_edited_message_drops_the_rest_of_the_path_until_switched_back(db_url):
-    store = ConversationStore(db_url)
+def test_an_edited_message_drops_the_rest_of_the_path_until_switched_back(store_url):
+    store = ConversationStore(store_url)
     conversation = store.create_conversation()
     u1, b1, u2, b2 = (store.add_turn(conversation.id, s, t) for s, t in [("user", "a"), ("bot", "b"), ("user", "c"), ("bot", "d")])
 
@@ -286,8 +294,8 @@ def test_an_edited_message_drops_the_rest_of_the_path_until_switched_back(db_url
     assert {k: [t.id for t in v] for k, v in store.alternatives_on_path(conversation.id).items()} == {first.id: [u1.id]}
 
 
-def test_unknown_turn(db_url):
-    store = ConversationStore(db_url)
+def test_unknown_turn(store_url):
+    store = ConversationStore(store_url)
     with pytest.raises(ConversationNotFoundError, match="no turn with id 999"):
         store.add_alternative(999, "text")
     with pytest.raises(ConversationNotFoundError, match="no turn with id 999"):
@@ -307,3 +315,105 @@ def test_the_active_path_is_read_through_the_index(db_url):
     with store.engine.connect() as connection:
         plan = " | ".join(row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params))
     assert "USING INDEX ix_turns_conversation_active_position" in plan and "TEMP B-TREE" not in plan, plan
+
+
+# --- PostgreSQL, and every backend -------------------------------------------------------------
+
+
+def test_export_reads_back_what_was_stored(store_url, tmp_path):
+    store = ConversationStore(store_url)
+    model_id = store.register_model("abc123", "tiny", "/models/tiny", {"model": "hred"})
+    conversation = store.create_conversation(model_id)
+    store.add_turn(conversation.id, "user", "héllo, ünïcode ✓ 'quotes' 100% _x_")
+    first = store.add_turn(conversation.id, "bot", "hi", model_id=model_id, decoding={"top_p": 0.9}, seed=2**31 - 1, latency_ms=1.25)
+    store.add_alternative(first.id, "hey", model_id=model_id, seed=3)
+    assert [c.id for c in store.list_conversations(search="100%")] == [conversation.id]
+    assert store.list_conversations(search="50%") == []
+    assert write_export(store, None, "jsonl", str(tmp_path / "out.jsonl")) == 1
+    [record] = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [t["text"] for t in record["turns"]] == ["héllo, ünïcode ✓ 'quotes' 100% _x_", "hey"]
+    [turn] = [t for t in store.tree(conversation.id) if t.id == first.id]
+    assert (turn.seed, turn.latency_ms, turn.decoding, turn.active) == (2**31 - 1, 1.25, '{"top_p": 0.9}', False)
+    assert turn.created_at.tzinfo is None and abs((turn.created_at - store.turns(conversation.id)[0].created_at).total_seconds()) < 60
+    assert store.delete_conversation(conversation.id) == 3
+    assert store.list_conversations() == []
+
+
+def append_turns(url: str, conversation: int, writer: int, count: int) -> list[int]:
+    """One writer process: register the shared model, then append `count` turns to `conversation`; the ids committed."""
+    store = ConversationStore(url)
+    store.register_model("shared-model", "tiny", "/models/tiny", {})
+    ids = [store.add_turn(conversation, ("user", "bot")[i % 2], f"writer {writer} turn {i}").id for i in range(count)]
+    store.close()
+    return ids
+
+
+def test_concurrent_processes_append_to_one_conversation_without_gaps(store_url):
+    store = ConversationStore(store_url)
+    conversation = store.create_conversation().id
+    writers, count = 4, 25
+    with multiprocessing.get_context("spawn").Pool(writers) as pool:
+        committed = pool.starmap(append_turns, [(store_url, conversation, w, count) for w in range(writers)])
+    turns = store.turns(conversation)
+    assert [t.position for t in turns] == list(range(writers * count))
+    assert sorted(t.id for t in turns) == sorted(i for ids in committed for i in ids)
+    assert [t.parent_id for t in turns[1:]] == [t.id for t in turns[:-1]]
+    for w, ids in enumerate(committed):  # each writer's turns in its own order
+        assert [t.text for t in turns if t.id in set(ids)] == [f"writer {w} turn {i}" for i in range(count)]
+    assert len(store.models()) == 1
+
+
+@pytest.mark.parametrize("url", ["postgresql://me:s3cret@/nodb?host=/nonexistent-dir", "postgres://me:s3cret@/nodb?host=/nonexistent-dir"])
+def test_postgresql_urls_get_psycopg_and_an_unreachable_server_one_line(url):
+    assert open_engine(url).dialect.driver == "psycopg"
+    with pytest.raises(StorageError) as error:
+        ConversationStore(url)
+    message = str(error.value)
+    assert message.startswith(url.split(":s3cret")[0] + ":***@/nodb?host=/nonexistent-dir: ")
+    assert "cannot connect to the database server" in message and "/nonexistent-dir" in message
+    assert "s3cret" not in message and "\n" not in message
+
+
+def test_a_missing_postgresql_driver_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(StorageError, match=r"^postgresql\+psycopg://me:\*\*\*@db\.example/chat: .*pip install 'chatbot\[postgres\]'$"):
+        ConversationStore("postgresql+psycopg://me:s3cret@db.example/chat")
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_postgresql_v1_database_is_dumped_then_upgraded(store_url, tmp_path, monkeypatch):
+    engine = open_engine(store_url)
+    with engine.begin() as connection:
+        chatbot.storage.database.SCHEMA_MIGRATIONS.create(connection)
+        chatbot.storage.database.MIGRATIONS[0][2](connection)
+        connection.exec_driver_sql("INSERT INTO schema_migrations VALUES (1, 'initial', '2024-01-01 00:00:00')")
+        connection.exec_driver_sql("INSERT INTO conversations (title, created_at) VALUES ('hello', '2024-01-01'), ('x', '2024-01-01')")
+        for _, conversation, position, speaker, text in V1_TURNS:
+            connection.exec_driver_sql(
+                "INSERT INTO turns (conversation_id, position, speaker, text, created_at) VALUES (%s, %s, %s, %s, '2024-01-01')",
+                (conversation, position, speaker, text),
+            )
+    engine.dispose()
+
+    store = ConversationStore(store_url)
+    backups = tmp_path / "home" / "backups"
+    [backup] = os.listdir(backups)
+    assert re.fullmatch(r"chatbot_test_\w+\.v1-backup-\d{8}-\d{6}\.sql", backup) and store.backup_path == backups / backup
+    assert stat.S_IMODE(os.stat(backups / backup).st_mode) == 0o600
+    dump = (backups / backup).read_text()
+    assert "CREATE TABLE public.turns" in dump and "how are you" in dump and "parent_id" not in dump
+    assert store.schema_version() == 2 and "upgraded" in store.upgrade_note
+    assert [(t.id, t.parent_id, t.position, t.active) for t in store.turns(1)] == [(1, None, 0, True), (2, 1, 1, True), (3, 2, 2, True)]
+    assert [(t.parent_id, t.text) for t in store.turns(2)] == [(None, "second chat"), (4, "sure")]
+    assert (store.add_turn(1, "bot", "fine").position, store.add_alternative(5, "sure thing").parent_id) == (3, 4)
+    store.close()
+    assert ConversationStore(store_url).backup_path is None  # nothing pending: no second dump
+    assert len(os.listdir(backups)) == 1
+
+    monkeypatch.setattr(chatbot.storage.postgres, "find_tool", lambda name: None)
+    monkeypatch.setattr(chatbot.storage.database, "MIGRATIONS", [*chatbot.storage.database.MIGRATIONS, (3, "more", lambda c: None)])
+    monkeypatch.setattr(chatbot.storage.database, "SCHEMA_VERSION", 3)
+    with pytest.raises(StorageError, match=r"cannot back up the database before upgrading it from schema version 2: pg_dump not found"):
+        ConversationStore(store_url)
+    monkeypatch.setenv("CHATBOT_PG_BACKUP", "off")
+    assert ConversationStore(store_url).schema_version() == 3
