@@ -2,6 +2,7 @@
 
 - `schema`: the table classes (models, conversations, turns, schema_migrations).
 - `database`: the database's lifecycle: open (owner-only file, pragmas), back up, migrate (named migrations).
+- `postgres`: what differs on PostgreSQL: the psycopg 3 driver, UTC sessions, the migration lock, pg_dump backups.
 - `branches`: the turn tree: alternatives, the active path, switching branches.
 - `conversations`: `ConversationStore`, every read and write, one transaction each.
 """

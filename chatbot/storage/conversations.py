@@ -5,15 +5,24 @@ before the method returns, so a crash loses at most the reply being
 generated, and any SQLAlchemy error leaves as one `StorageError` line. The
 tables are in `chatbot.storage.schema`; opening and migrating the database in
 `chatbot.storage.database`. Nothing here prints.
+
+Concurrent writers of one conversation (several chats, several processes, one
+database) take turns on a row lock: a write that depends on the conversation's
+turns (`add_turn`, `add_alternative`, `activate`, rename, delete) first locks
+the conversation's row (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite
+``BEGIN IMMEDIATE`` already excludes every other writer), then reads the last
+active turn and appends after it, so appends get positions 0..n-1 in commit
+order, none lost or doubled. A unique (conversation, position) constraint with
+a retry cannot do it: alternatives share their position.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 from sqlalchemy import delete, func, select, true
 from sqlalchemy import exc as sa_exc
@@ -42,11 +51,24 @@ from chatbot.storage.schema import (
     utc_now,
 )
 
+T = TypeVar("T")
+
 
 def _like_pattern(text: str) -> str:
     """A LIKE pattern matching `text` anywhere, its wildcards taken literally (escape character backslash)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def _retry_lost_race(operation: Callable[[], T]) -> T:
+    """`operation()`, run once more if it broke a unique key: on PostgreSQL writers of different rows do not
+    exclude each other, so two processes may insert the same new model at once; the second run reads the winner's row."""
+    try:
+        return operation()
+    except StorageError as exc:
+        if not isinstance(exc.__cause__, sa_exc.IntegrityError):
+            raise
+        return operation()
 
 
 class ConversationStore(Branches):
@@ -114,24 +136,16 @@ class ConversationStore(Branches):
     # --- writes ---------------------------------------------------------
 
     def register_model(self, checksum: str, name: str, path: str, config: dict) -> int:
-        """Id of the model with this checksum, recording it first if new.
+        """Id of the model with this checksum, recording it first if new (`_retry_lost_race`: two processes at once)."""
+        return _retry_lost_race(lambda: self._register_model(checksum, name, path, config))
 
-        Two processes registering the same new model at once (PostgreSQL, where writers do not
-        exclude each other): the loser's insert breaks the unique checksum, and it reads the winner's row.
-        """
-        for attempt in range(2):
-            try:
-                with self._transaction(write=True) as session:
-                    existing = session.scalar(select(ModelRecord).where(ModelRecord.checksum == checksum))
-                    if existing is not None:
-                        return existing.id
-                    record = ModelRecord(checksum=checksum, name=name, path=path, config=json.dumps(config))
-                    session.add(record)
-                return record.id
-            except StorageError as exc:
-                if attempt or not isinstance(exc.__cause__, sa_exc.IntegrityError):
-                    raise
-        raise AssertionError("unreachable")
+    def _register_model(self, checksum: str, name: str, path: str, config: dict) -> int:
+        with self._transaction(write=True) as session:
+            record = session.scalar(select(ModelRecord).where(ModelRecord.checksum == checksum))
+            if record is None:
+                record = ModelRecord(checksum=checksum, name=name, path=path, config=json.dumps(config))
+                session.add(record)
+        return record.id
 
     def create_conversation(self, model_id: int | None = None) -> Conversation:
         with self._transaction(write=True) as session:
@@ -150,13 +164,7 @@ class ConversationStore(Branches):
         latency_ms: float | None = None,
         after: int | None = None,
     ) -> Turn:
-        """Append a turn to the end of the active path and commit it. The first user turn titles the conversation.
-
-        Writers of one conversation take turns on its row lock: the transaction first locks the
-        conversation (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already
-        excludes every other writer), then reads the last active turn and appends after it, so
-        concurrent appends get positions 0..n-1 in commit order, none lost or doubled. (A unique
-        (conversation, position) constraint cannot do it: alternatives share a position.)
+        """Append a turn after the last active one under the conversation's row lock (see above); the first user turn titles it.
 
         Args:
             speaker: "user" or "bot".
