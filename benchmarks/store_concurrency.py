@@ -1,26 +1,36 @@
-"""Many writers on one SQLite conversation database: throughput, failures and what survives.
+"""Many chats writing to one conversation database at once: turns per second, commit latency, errors, what survives.
 
-N processes write for S seconds into one database through ConversationStore, as N chats would:
-each starts conversations and appends user/bot turns to them, and every process also appends to
-one shared conversation (two REPLs on one conversation, N times over). Each process records
-every turn it saw committed. Afterwards the database must hold exactly those turns, every active
-path must have positions 0..n-1 with no gap or duplicate, and `PRAGMA integrity_check` must say ok.
+N processes (for each N in --processes) run conversations for --seconds through the real
+`chatbot.manager.DialogueManager`, as N chat sessions would: each starts conversations and,
+per exchange, stores the user's message (`add_user_turn`), generates a reply and stores it
+(`add_bot_turn`, which checks that the conversation still ends with that message); every fifth
+exchange it also appends a message to one conversation shared by all processes (N REPLs on
+one conversation). The replies come from a scripted model in plain Python (the idea of
+tests/scripted.py: row `sum of the context's piece ids mod 5` of a fixed table), so the
+time is the manager's and the database's, not a network's. A commit's latency is the wall
+time of one `add_user_turn` or `add_bot_turn` call. Every process records each turn it saw
+committed; afterwards every conversation must hold exactly those turns in that order (the
+shared one: all of them, each process's in its order), at positions 0..n-1 with no gap or
+duplicate, and SQLite's `PRAGMA integrity_check` must say ok.
 
-    python benchmarks/store_concurrency.py [--processes 8] [--seconds 60] [--db PATH]
+    python benchmarks/store_concurrency.py [--db URL] [--processes 1,4,16] [--seconds 10] [--json PATH]
 
-Prints one line per process, the totals and the checks; exits 1 if a check fails.
-What two writers on one conversation get: both turns are kept, in commit order (each append
-locks the conversation and goes after its current last turn), so each chat's next context
-includes the other's turns.
+--db: any SQLAlchemy URL (default: a new SQLite file in a temporary folder; for PostgreSQL an
+empty database, e.g. from `bin/postgres-server start`). All runs write into it; each run checks
+its own conversations. Prints the machine, one row per process count and the checks; exits 1
+if a check fails or a write failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import multiprocessing
 import os
 import platform
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -29,93 +39,222 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-SHARED = 1  # the conversation every process appends to
+REPLIES = (
+    "hello there, how are you?",
+    "i like talking about books.",
+    "that sounds interesting, tell me more.",
+    "i am fine, thank you.",
+    "what is your favorite movie?",
+)
+MESSAGES = ("hi, how are you doing today?", "do you like music or books?", "tell me something about yourself.", "i am doing well, and you?")
+EXCHANGES_PER_CONVERSATION = 5
+SHARED_EVERY = 5  # exchanges between two messages to the shared conversation
 
 
-def writer(url: str, seconds: float, index: int, results) -> None:
-    from chatbot.errors import StorageError
+@dataclasses.dataclass(frozen=True)
+class ScriptedCandidate:  # the fields of chatbot.generation.Candidate that the manager reads
+    token_ids: tuple[int, ...]
+    log_probability: float = 0.0
+    score: float = 0.0
+    ended: bool = True
+    compiled: bool = False
+
+
+class ScriptedGenerator:
+    """A ReplyGenerator stand-in: the reply to a context is row `sum of its piece ids mod len(REPLIES)`."""
+
+    def __init__(self, tokenizer):
+        self.replies = [tuple(tokenizer.encode(text)) for text in REPLIES]
+
+    def candidates(self, context_tokens, decoding, seed, eager=False):
+        from chatbot.tokenizer import EOS_ID
+
+        total = int(context_tokens[context_tokens > EOS_ID].sum())
+        return [ScriptedCandidate(self.replies[total % len(self.replies)])] * decoding.num_return_sequences
+
+
+def scripted_tokenizer_proto() -> bytes:
+    from chatbot.tokenizer import Tokenizer
+
+    texts = list(REPLIES) + list(MESSAGES) + ["my favorite movie is a long story about a robot.", "first second third one two three"]
+    return Tokenizer.train(texts * 20, vocabulary_size=320).model_proto
+
+
+def session(url: str, proto: bytes, seconds: float, index: int, shared: int, ready, start, results) -> None:
+    """One chat process: converse until `seconds` after `start`; put (index, {conversation: [turn ids]}, latencies, errors)."""
+    from chatbot.checkpoint import Checkpoint
+    from chatbot.config import TrainConfig, model_config
+    from chatbot.decoding import DecodingConfig
+    from chatbot.errors import ChatbotError
+    from chatbot.manager import DialogueManager
+    from chatbot.storage import ConversationStore
+    from chatbot.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer(proto)
+    config = model_config("tiny", vocabulary_size=tokenizer.vocabulary_size, max_turns=6)
+    checkpoint = Checkpoint(Path("scripted"), None, tokenizer, config, TrainConfig(), "scripted-benchmark")
+    manager = DialogueManager(ConversationStore(url), checkpoint, generator=ScriptedGenerator(tokenizer))
+    decoding = DecodingConfig(sampler="greedy")
+    committed: dict[int, list[int]] = {}
+    latencies: list[float] = []
+    errors: Counter = Counter()
+
+    def timed(call, *args):
+        started = time.perf_counter()
+        turn = call(*args)
+        latencies.append((time.perf_counter() - started) * 1000.0)
+        return turn
+
+    ready.put(index)
+    start.wait()
+    deadline = time.monotonic() + seconds
+    step = 0
+    conversation = 0
+    while time.monotonic() < deadline:
+        try:
+            if step % EXCHANGES_PER_CONVERSATION == 0:
+                conversation = manager.start().id
+                committed[conversation] = []
+            text = f"{MESSAGES[step % len(MESSAGES)]} ({index}/{step})"
+            committed[conversation].append(timed(manager.add_user_turn, conversation, text).id)
+            found = manager.candidates(manager.context(conversation), decoding, seed=step)
+            committed[conversation].append(timed(manager.add_bot_turn, conversation, found).id)
+            if step % SHARED_EVERY == 0:
+                committed.setdefault(shared, []).append(timed(manager.add_user_turn, shared, f"process {index} step {step}").id)
+        except ChatbotError as exc:
+            errors[str(exc).split(": ", 1)[-1][:80]] += 1
+        step += 1
+    manager.close()
+    results.put((index, committed, latencies, dict(errors)))
+
+
+def check(url: str, committed: dict[int, list[list[int]]], shared: int) -> list[str]:
+    """What is wrong with the stored turns of these conversations (each: one id list per process that wrote to it)."""
     from chatbot.storage import ConversationStore
 
     store = ConversationStore(url)
-    committed: list[int] = []
-    failures: Counter = Counter()
-    deadline = time.monotonic() + seconds
-    conversation = None
-    step = 0
-    while time.monotonic() < deadline:
-        try:
-            if conversation is None or step % 10 == 0:
-                conversation = store.create_conversation().id
-            speaker = "user" if step % 2 == 0 else "bot"
-            committed.append(store.add_turn(conversation, speaker, f"process {index} step {step}").id)
-            if step % 5 == 0:
-                committed.append(store.add_turn(SHARED, "user", f"process {index} shared {step}").id)
-        except StorageError as exc:
-            failures[str(exc).split(": ", 1)[-1][:60]] += 1
-        step += 1
-    store.close()
-    results.put((index, committed, dict(failures)))
-
-
-def check(path: Path, committed: set[int]) -> list[str]:
     problems = []
-    with sqlite3.connect(path) as connection:
-        verdict = connection.execute("PRAGMA integrity_check").fetchone()[0]
+    for conversation, per_process in committed.items():
+        turns = store.turns(conversation)
+        ids = [t.id for t in turns]
+        if [t.position for t in turns] != list(range(len(turns))):
+            problems.append(f"conversation {conversation}: positions {[t.position for t in turns][:10]}… not 0..n-1")
+        if conversation != shared and ids != per_process[0]:
+            problems.append(f"conversation {conversation}: stored {ids[:6]}…, committed {per_process[0][:6]}…")
+        if conversation == shared:
+            if sorted(ids) != sorted(i for one in per_process for i in one):
+                problems.append(f"shared conversation: {len(ids)} turns stored, {sum(map(len, per_process))} committed")
+            for one in per_process:
+                wanted = set(one)
+                if [i for i in ids if i in wanted] != one:
+                    problems.append("shared conversation: a process's turns are out of its order")
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as connection:
+            verdict = connection.exec_driver_sql("PRAGMA integrity_check").scalar()
         if verdict != "ok":
             problems.append(f"integrity_check: {verdict}")
-        stored = {row[0] for row in connection.execute("SELECT id FROM turns")}
-        if stored != committed:
-            problems.append(f"{len(committed - stored)} committed turns missing, {len(stored - committed)} unexpected")
-        paths: dict[int, list[int]] = {}
-        for conversation, position in connection.execute("SELECT conversation_id, position FROM turns WHERE active ORDER BY 1, 2"):
-            paths.setdefault(conversation, []).append(position)
-        broken = [c for c, positions in paths.items() if positions != list(range(len(positions)))]
-        if broken:
-            problems.append(f"{len(broken)} conversations with gaps or duplicate positions, e.g. {broken[:3]}")
+    store.close()
     return problems
+
+
+def run(url: str, proto: bytes, processes: int, seconds: float) -> dict:
+    from chatbot.storage import ConversationStore
+
+    store = ConversationStore(url)
+    shared = store.create_conversation().id
+    store.close()
+    context = multiprocessing.get_context("spawn")
+    ready, results, start = context.Queue(), context.Queue(), context.Event()
+    workers = [context.Process(target=session, args=(url, proto, seconds, i, shared, ready, start, results)) for i in range(processes)]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.get(timeout=300)
+    started = time.monotonic()
+    start.set()
+    outcomes = [results.get(timeout=seconds + 300) for _ in workers]
+    wall = time.monotonic() - started
+    for worker in workers:
+        worker.join()
+    committed: dict[int, list[list[int]]] = {}
+    latencies: list[float] = []
+    errors: Counter = Counter()
+    for _, turns, latency, failed in sorted(outcomes, key=lambda o: o[0]):
+        for conversation, ids in turns.items():
+            committed.setdefault(conversation, []).append(ids)
+        latencies.extend(latency)
+        errors.update(failed)
+    problems = check(url, committed, shared)
+    total = sum(len(ids) for lists in committed.values() for ids in lists)
+    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99 if latencies else [0.0] * 99
+    return {
+        "processes": processes,
+        "seconds": round(wall, 2),
+        "turns": total,
+        "turns_per_second": round(total / wall, 1),
+        "commit_ms_p50": round(cuts[49], 2),
+        "commit_ms_p99": round(cuts[98], 2),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "conversations": len(committed),
+        "problems": problems,
+    }
+
+
+def describe(url: str) -> dict:
+    from sqlalchemy import text
+
+    from chatbot.storage import ConversationStore
+
+    store = ConversationStore(url)
+    with store.engine.connect() as connection:
+        if store.engine.dialect.name == "sqlite":
+            database = f"SQLite {sqlite3.sqlite_version} (WAL, BEGIN IMMEDIATE)"
+        else:
+            database = str(connection.execute(text("SELECT version()")).scalar()).split(" on ")[0] + " (row lock per conversation)"
+    where = store.where
+    store.close()
+    return {
+        "database": database,
+        "url": where,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}",
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--processes", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--db", help="database file (default: a new one in a temporary folder)")
+    parser.add_argument("--db", help="SQLAlchemy URL (default: a new SQLite file in a temporary folder)")
+    parser.add_argument("--processes", default="1,4,16", help="comma-separated process counts, one run each (default 1,4,16)")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
-    from chatbot.storage import ConversationStore
-
+    counts = [int(part) for part in str(args.processes).split(",") if part.strip()]
     folder = None if args.db else tempfile.TemporaryDirectory(prefix="chatbot-concurrency-")
-    path = Path(args.db) if args.db else Path(folder.name) / "chat.db"  # type: ignore[union-attr]
-    url = f"sqlite:///{path}"
-    store = ConversationStore(url)
-    shared = store.create_conversation()
-    assert shared.id == SHARED, "use a new database"
-    store.close()
-
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    processes = [context.Process(target=writer, args=(url, args.seconds, i, results)) for i in range(args.processes)]
-    started = time.monotonic()
-    for process in processes:
-        process.start()
-    outcomes = [results.get() for _ in processes]
-    for process in processes:
-        process.join()
-    wall = time.monotonic() - started
-
-    print(
-        f"store concurrency: {args.processes} processes × {args.seconds:g} s, SQLite {sqlite3.sqlite_version}, "
-        f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-    )
-    committed: set[int] = set()
-    failures: Counter = Counter()
-    for index, turns, failed in sorted(outcomes):
-        committed.update(turns)
-        failures.update(failed)
-        print(f"  process {index}: {len(turns):6d} turns committed, {sum(failed.values())} failures")
-    print(f"total: {len(committed)} turns in {wall:.1f} s = {len(committed) / wall:.0f} turns/s; failures: {dict(failures) or 0}")
-    problems = check(path, committed)
-    print("checks: " + ("every committed turn stored, positions gap-free, integrity ok" if not problems else "; ".join(problems)))
+    url = args.db or f"sqlite:///{Path(folder.name) / 'chat.db'}"  # type: ignore[union-attr]
+    proto = scripted_tokenizer_proto()
+    about = describe(url)
+    print(f"store concurrency: {about['database']}; {about['machine']}")
+    print(f"  each process: chats through DialogueManager (scripted model), {args.seconds:g} s per run")
+    print(f"  {'processes':>9} {'turns':>7} {'turns/s':>8} {'commit p50 ms':>14} {'commit p99 ms':>14} {'errors':>7}  check")
+    runs = []
+    for count in counts:
+        result = run(url, proto, count, args.seconds)
+        runs.append(result)
+        verdict = "ok" if not result["problems"] else "; ".join(result["problems"][:3])
+        print(
+            f"  {count:>9} {result['turns']:>7} {result['turns_per_second']:>8.0f} {result['commit_ms_p50']:>14.2f} "
+            f"{result['commit_ms_p99']:>14.2f} {result['errors']:>7}  {verdict}"
+        )
+        if result["error_kinds"]:
+            print(f"            errors: {result['error_kinds']}")
+    failures = sum(r["errors"] for r in runs)
+    problems = [p for r in runs for p in r["problems"]]
+    integrity = ", integrity ok" if url.startswith("sqlite") else ""
+    print(f"total: {sum(r['turns'] for r in runs)} turns; failures: {failures}")
+    print("checks: " + (f"every committed turn stored, positions gap-free{integrity}" if not problems else "; ".join(problems[:5])))
+    if args.json:
+        Path(args.json).write_text(json.dumps({**about, "seconds_per_run": args.seconds, "runs": runs}, indent=2) + "\n")
     if folder is not None:
         folder.cleanup()
     return 1 if problems or failures else 0
