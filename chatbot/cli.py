@@ -147,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         help="HRED/VHRED: run each RNN over this many length-sorted chunks of a batch, so short utterances are not padded to the longest (default 4; 1 turns it off; the loss is the same)",
     )
+    train.add_argument(
+        "--distribute",
+        choices=["none", "mirrored", "multi-worker"],
+        default="none",
+        help="mirrored: one replica per local GPU (tf.distribute, or keras.distribution.DataParallel under KERAS_BACKEND=jax); "
+        "multi-worker: also the hosts TF_CONFIG names (TensorFlow); the global batch is split across replicas, the loss is one device's (default none)",
+    )
+    train.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="--distribute mirrored with no GPU: split the CPU into this many devices (testing; default 1)",
+    )
     train.add_argument("--clipnorm", type=float, default=1.0, help="clip the gradient's global L2 norm to this (default 1.0; 0 = off)")
     train.add_argument("--warmup-steps", type=int, default=0, help="updates over which the learning rate rises linearly from 0 (default 0)")
     train.add_argument(

@@ -69,7 +69,7 @@ def cmd_train(args) -> int:
         length_groups=args.length_groups,
     )
     try:
-        result = train(Path(args.out), config, train_config, resume=args.resume)
+        result = train(Path(args.out), config, train_config, resume=args.resume, distribute=args.distribute, replicas=args.replicas)
     except KeyboardInterrupt:
         print(f"chatbot: training interrupted; continue with: chatbot train --out {args.out} --resume", file=sys.stderr)
         return 130

@@ -74,8 +74,8 @@ def perplexity(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: in
     Returns:
         {"value", "kind", "nats_per_token", "target_tokens"} (+ reconstruction and KL for VHRED).
     """
+    import keras
     import numpy as np
-    import tensorflow as tf
 
     from chatbot.training.data import WindowBatches, dialogue_windows
 
@@ -84,9 +84,16 @@ def perplexity(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: in
     if getattr(model, "seed_generator", None) is not None:  # VHRED's posterior noise: same draws every run
         state = model.seed_generator.state
         state.assign(np.array([seed, 0]).astype(state.dtype))
-    terms_of = tf.function(lambda tokens: model.loss_terms(tokens, training=False, context_mode=context_mode), reduce_retracing=True)
+    batches = WindowBatches(windows, batch_size, shuffle=False)
+    terms_of = lambda tokens: model.loss_terms(tokens, training=False, context_mode=context_mode)  # noqa: E731
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        terms_of, feed = tf.function(terms_of, reduce_retracing=True), batches.dataset()
+    else:  # JAX (`chatbot pack` after a JAX-only training): eager steps over NumPy batches
+        feed = batches._batches()
     totals: dict[str, float] = {}
-    for batch in WindowBatches(windows, batch_size, shuffle=False).dataset():
+    for batch in feed:
         for name, value in terms_of(batch).items():
             totals[name] = totals.get(name, 0.0) + float(value)
     tokens = totals["tokens"]

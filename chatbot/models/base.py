@@ -2,7 +2,8 @@
 
 Embeddings (scaled, optionally tied to the output layer), the output
 projection, context centering, the masked token loss, the context probe,
-metrics, and Keras `train_step` / `test_step`.
+metrics, and the loss Keras's own `train_step` differentiates (`call` + `compute_loss`,
+the same on TensorFlow and JAX).
 
 A subclass implements `loss_terms(tokens, training, context_mode)`, returning
 summed terms (so batches of any size combine exactly), plus the inference
@@ -19,10 +20,23 @@ caller that seeds the noise reproduces a reply exactly.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from chatbot.models.layers import ContextCentering
+from chatbot.models.layers import (  # noqa: F401 (chunk_rows, length_sorted_chunks: re-exported for the models)
+    TENSORFLOW,
+    ContextCentering,
+    chunk_rows,
+    global_result,
+    global_sum,
+    length_sorted_chunks,
+    multi_worker,
+)
+
+# On TensorFlow, padding is skipped with dynamic shapes (boolean masks, length-sorted chunks);
+# JAX compiles one program per static shape, so there every padded position is computed and masked.
+if TENSORFLOW:
+    import tensorflow as tf
+
 from chatbot.tokenizer import PAD_ID
 
 
@@ -34,10 +48,27 @@ class Perplexity(keras.metrics.Mean):
         return ops.exp(super().result())
 
 
+def real_positions(outputs, targets):
+    """Decoder outputs and labels at the target positions, flattened.
+
+    On TensorFlow only the real (non-padding) positions are kept, so padding never
+    reaches the vocabulary-sized matmul; on other backends every position is kept
+    (static shapes) and `token_nll` masks the padding labels.
+
+    Args:
+        outputs: `(N, utterance_length, decoder_dim)`.
+        targets: `(N, utterance_length)` int32 token ids, 0 = padding.
+    Returns:
+        (`(M, decoder_dim)`, `(M,)` int32): M = real target tokens (TensorFlow) or N × utterance_length.
+    """
+    if TENSORFLOW:
+        mask = ops.not_equal(targets, PAD_ID)  # (N, L)
+        return tf.boolean_mask(outputs, mask), tf.boolean_mask(targets, mask)
+    return ops.reshape(outputs, (-1, ops.shape(outputs)[-1])), ops.reshape(targets, (-1,))
+
+
 def masked_token_nll(projection, outputs, targets):
     """Summed token cross-entropy over the real (non-padding) target positions.
-
-    Padding never reaches the vocabulary-sized matmul: only real positions are projected.
 
     Args:
         projection: callable mapping `(M, decoder_dim)` → `(M, vocabulary_size)` logits (`DialogueModel.logits`).
@@ -46,24 +77,32 @@ def masked_token_nll(projection, outputs, targets):
     Returns:
         (summed negative log-likelihood in nats, number of target tokens as float32).
     """
-    mask = ops.not_equal(targets, PAD_ID)  # (N, L)
-    return token_nll(projection, tf.boolean_mask(outputs, mask), tf.boolean_mask(targets, mask))
+    return token_nll(projection, *real_positions(outputs, targets))
 
 
 def token_nll(projection, outputs, labels):
-    """Summed token cross-entropy of decoder outputs at real target positions.
+    """Summed token cross-entropy of decoder outputs; padding labels (0) count for nothing.
 
     Args:
         projection: callable mapping `(M, decoder_dim)` → `(M, vocabulary_size)` logits (`DialogueModel.logits`).
-        outputs: `(M, decoder_dim)` decoder outputs, one per target token.
-        labels: `(M,)` int32 target token ids.
+        outputs: `(M, decoder_dim)` decoder outputs, one per target position.
+        labels: `(M,)` int32 target token ids, 0 = padding.
     Returns:
-        (summed negative log-likelihood in nats, M as float32).
+        (summed negative log-likelihood in nats, number of real labels as float32).
     """
     # Under mixed precision the projection computes in bfloat16; the softmax and its sum stay float32.
     logits = ops.cast(projection(outputs), "float32")  # (M, V)
     nll = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)  # (M,)
-    return ops.sum(nll), ops.cast(ops.shape(labels)[0], "float32")
+    real = ops.cast(ops.not_equal(labels, PAD_ID), "float32")  # (M,)
+    return ops.sum(nll * real), ops.sum(real)
+
+
+def reply_weights(replies):
+    """1.0 for a row that is a real reply, 0.0 for a padding turn kept by `existing_targets`.
+
+    `(N, utterance_length)` int32 → `(N,)` float32 (all ones on TensorFlow).
+    """
+    return ops.cast(ops.not_equal(replies[:, 0], PAD_ID), "float32")
 
 
 CONTEXT_MODES = ("true", "shuffled", "none")
@@ -98,52 +137,21 @@ def probe_context(tensor, mode: str):
     raise ValueError(f"context mode must be one of {CONTEXT_MODES}, got {mode!r}")
 
 
-def chunk_rows(tensor, order, start, end, length=None):
-    """Rows `order[start:end]` of `tensor`, cut to `length` steps; `tensor` itself when `order` is None."""
-    if order is None:
-        return tensor
-    rows = tf.gather(tensor, order[start:end])
-    return rows if length is None else rows[:, :length]
-
-
-def length_sorted_chunks(token_ids, groups: int):
-    """Split rows into `groups` chunks of similar length, each cut to its longest row.
-
-    Rows are sorted by their number of non-padding tokens and cut into `groups`
-    near-equal chunks; a chunk of short rows is then run for fewer time steps,
-    which is where padding costs (an RNN pays for every step of every row).
-
-    Args:
-        token_ids: `(N, L)` int32, right-padded with 0.
-        groups: number of chunks (1: one chunk, the rows in their order).
-    Returns:
-        (order `(N,)` int32, the rows sorted by length, or None for one chunk; a list of
-        `(start, end, length)` scalars: chunk `g` is rows `order[start:end]` cut to `length` steps).
-    """
-    if groups <= 1:
-        return None, [(None, None, None)]
-    lengths = ops.sum(ops.cast(ops.not_equal(token_ids, PAD_ID), "int32"), axis=1)  # (N,)
-    order = tf.argsort(lengths, stable=True)
-    ordered = tf.gather(lengths, order)
-    count = tf.shape(lengths)[0]
-    chunks = []
-    for g in range(groups):
-        start, end = count * g // groups, count * (g + 1) // groups
-        # An empty chunk (fewer rows than groups) gets length 1: zero rows, one step.
-        longest = tf.maximum(tf.reduce_max(tf.concat([ordered[start:end], [0]], axis=0)), 1)
-        chunks.append((start, end, longest))
-    return order, chunks
-
-
 def existing_targets(*tensors, replies):
-    """Drop padding turns: keep rows whose reply exists.
+    """Flatten the target turns; on TensorFlow, drop padding turns (rows whose reply does not exist).
+
+    On other backends every turn is kept (static shapes): a padding turn's reply is
+    all padding, so its tokens count for nothing, and `reply_weights` marks its row.
 
     Args:
         tensors: each `(batch_size, num_targets, ...)`, aligned with `replies`.
         replies: `(batch_size, num_targets, utterance_length)` int32, padding turns all 0.
     Returns:
-        the replies and each tensor flattened to `(N, ...)` over the N existing replies.
+        the replies and each tensor flattened to `(N, ...)`: the N existing replies
+        (TensorFlow) or all batch_size × num_targets turns.
     """
+    if not TENSORFLOW:
+        return [ops.reshape(t, (-1, *ops.shape(t)[2:])) for t in (replies, *tensors)]
     exists = ops.not_equal(replies[:, :, 0], PAD_ID)  # (B, T-1)
     return [tf.boolean_mask(replies, exists)] + [tf.boolean_mask(t, exists) for t in tensors]
 
@@ -254,10 +262,13 @@ class DialogueModel(keras.Model):
             embedded = embedded * ops.cast(self.embedding_dim**0.5, embedded.dtype)
         return self.embedding_dropout(embedded, training=training)
 
-    def condition(self, context, training=False):
+    def condition(self, context, training=False, weights=None):
         """The context vector as the decoder (and VHRED's prior and posterior) see it: centred when
-        `center_context` is on. `(N, context_dim)` → `(N, context_dim)`."""
-        return self.context_centering(context, training=training) if self.context_centering is not None else context
+        `center_context` is on. `(N, context_dim)` → `(N, context_dim)`; `weights` `(N,)` (0 = a
+        padding row, see `reply_weights`) keep padding out of the batch mean."""
+        if self.context_centering is None:
+            return context
+        return self.context_centering(context, weights=weights, training=training)
 
     def logits(self, outputs):
         """`(..., decoder_dim)` decoder outputs → `(..., vocabulary_size)` next-token logits."""
@@ -304,21 +315,54 @@ class DialogueModel(keras.Model):
         self.loss_tracker.update_state(loss, sample_weight=count)
         self.perplexity_tracker.update_state(self.bound_nll(terms) / ops.maximum(count, 1.0), sample_weight=count)
         self.token_tracker.update_state(count)
-        return {m.name: m.result() for m in self.metrics}
+        return self.compute_metrics()
 
-    def train_step(self, data):
-        tokens, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            terms = self.loss_terms(tokens, training=True)
-            loss = self.objective(terms, training=True)
-        gradients = tape.gradient(loss, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
-        return self.update_metrics(loss, terms, training=True)
+    def compute_metrics(self, x=None, y=None, y_pred=None, sample_weight=None):
+        """The logs of a step: every metric over the whole global batch (`global_result`); the
+        updates happened in `compute_loss`."""
+        logs = {m.name: global_result(m) for m in self.metrics}
+        if multi_worker():
+            # Keras 3.15 reduces multi-worker logs with a MEAN over axis 0 (reduce_per_replica in
+            # keras/src/backend/tensorflow/trainer.py), which a scalar lacks: give each log that axis.
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
 
-    def test_step(self, data):
-        tokens, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        terms = self.loss_terms(tokens, training=False)
-        return self.update_metrics(self.objective(terms, training=False), terms, training=False)
+    def call(self, tokens, training=False):
+        """`(batch_size, num_turns, utterance_length)` int32 → the batch's summed loss terms (`loss_terms`)."""
+        return self.loss_terms(tokens, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The minimised loss of a batch whose terms `call` returned; updates the metrics.
+
+        Keras's own `train_step` differentiates this on every backend (TensorFlow's
+        GradientTape, JAX's `value_and_grad`). The metrics see the replica's own
+        per-token objective; the returned loss divides the replica's summed loss by
+        the token count of the global batch (`global_sum`), so that the gradients
+        `tf.distribute` adds over replicas are one device's on the whole batch.
+        """
+        terms = y_pred
+        loss = self.objective(terms, training)
+        self.update_metrics(loss, terms, training)
+        return loss * ops.maximum(terms["tokens"], 1.0) / ops.maximum(global_sum(terms["tokens"]), 1.0)
+
+    def compute_loss_and_updates(self, *args, optimizer_variables=None, **kwargs):
+        """JAX's trainer only: expose the optimizer's step count as a traced value while the loss is
+        computed (`training_step`); read from the optimizer's variable, it would be a constant
+        captured when the step was compiled."""
+        step = None
+        if optimizer_variables is not None:
+            index = [id(v) for v in self.optimizer.variables].index(id(self.optimizer.iterations))
+            step = optimizer_variables[index]
+        self._traced_step = step
+        try:
+            return super().compute_loss_and_updates(*args, optimizer_variables=optimizer_variables, **kwargs)
+        finally:
+            self._traced_step = None
+
+    def training_step(self):
+        """Optimizer updates applied so far (a scalar tensor): what schedules inside the loss read."""
+        step = getattr(self, "_traced_step", None)
+        return step if step is not None else self.optimizer.iterations
 
     def get_config(self):
         return {

@@ -10,7 +10,6 @@ the same pass, with teacher forcing and masked token cross-entropy.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from chatbot.models.base import (
@@ -19,6 +18,8 @@ from chatbot.models.base import (
     existing_targets,
     length_sorted_chunks,
     probe_context,
+    real_positions,
+    reply_weights,
     token_nll,
 )
 from chatbot.models.layers import ContextEncoder, UtteranceDecoder, UtteranceEncoder
@@ -97,7 +98,7 @@ class HRED(DialogueModel):
         for start, end, length in chunks:
             rows = chunk_rows(flat, order, start, end, length)  # (n, l)
             vectors.append(self.utterance_encoder(self.embed(rows, training), token_mask=ops.not_equal(rows, PAD_ID), training=training))
-        vectors = vectors[0] if order is None else tf.gather(ops.concatenate(vectors, axis=0), tf.argsort(order))  # (B*T, H')
+        vectors = vectors[0] if order is None else ops.take(ops.concatenate(vectors, axis=0), ops.argsort(order), axis=0)  # (B*T, H')
         vectors = ops.reshape(vectors, (batch_size, num_turns, self.utterance_encoder.output_dim))  # (B, T, H')
         turn_mask = ops.any(ops.not_equal(tokens, PAD_ID), axis=-1)  # (B, T)
         return self.context_encoder(vectors, turn_mask=turn_mask, training=training), vectors
@@ -125,9 +126,9 @@ class HRED(DialogueModel):
             chunk_targets = chunk_rows(targets, order, start, end, length)
             chunk_inputs = chunk_rows(inputs, order, start, end, length)
             decoded = self.decoder(self.embed(chunk_inputs, training), chunk_rows(conditioning, order, start, end), training=training)
-            mask = ops.not_equal(chunk_targets, PAD_ID)
-            outputs.append(tf.boolean_mask(self.output_dropout(decoded, training=training), mask))  # (m, D)
-            labels.append(tf.boolean_mask(chunk_targets, mask))  # (m,)
+            chunk_outputs, chunk_labels = real_positions(self.output_dropout(decoded, training=training), chunk_targets)
+            outputs.append(chunk_outputs)  # (m, D)
+            labels.append(chunk_labels)  # (m,)
         return ops.concatenate(outputs, axis=0), ops.concatenate(labels, axis=0)  # (M, D), (M,)
 
     def target_nll(self, replies, conditioning, training=False):
@@ -144,7 +145,7 @@ class HRED(DialogueModel):
     def loss_terms(self, tokens, training=False, context_mode="true"):
         context, _ = self.encode_turns(tokens, training)
         replies, context = existing_targets(context[:, :-1], replies=tokens[:, 1:])  # (N, L), (N, C)
-        context = probe_context(self.condition(context, training), context_mode)
+        context = probe_context(self.condition(context, training, reply_weights(replies)), context_mode)
         nll, count = self.target_nll(replies, context, training)
         return {"nll": nll, "tokens": count}
 

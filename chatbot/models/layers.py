@@ -9,6 +9,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from chatbot.tokenizer import PAD_ID
+
+TENSORFLOW = keras.backend.backend() == "tensorflow"
+if TENSORFLOW:
+    import tensorflow as tf
+
 CELLS = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
 
 
@@ -136,6 +142,76 @@ class UtteranceDecoder(keras.layers.Layer):
         return {**super().get_config(), "decoder_dim": self.decoder_dim, "cell": self.cell}
 
 
+def chunk_rows(tensor, order, start, end, length=None):
+    """Rows `order[start:end]` of `tensor`, cut to `length` steps; `tensor` itself when `order` is None."""
+    if order is None:
+        return tensor
+    rows = tf.gather(tensor, order[start:end])
+    return rows if length is None else rows[:, :length]
+
+
+def length_sorted_chunks(token_ids, groups: int):
+    """Split rows into `groups` chunks of similar length, each cut to its longest row.
+
+    Rows are sorted by their number of non-padding tokens and cut into `groups`
+    near-equal chunks; a chunk of short rows is then run for fewer time steps,
+    which is where padding costs (an RNN pays for every step of every row).
+
+    Args:
+        token_ids: `(N, L)` int32, right-padded with 0.
+        groups: number of chunks (1: one chunk, the rows in their order).
+    Returns:
+        (order `(N,)` int32, the rows sorted by length, or None for one chunk; a list of
+        `(start, end, length)` scalars: chunk `g` is rows `order[start:end]` cut to `length` steps).
+    """
+    if groups <= 1 or not TENSORFLOW:  # chunks of data-dependent length: TensorFlow only
+        return None, [(None, None, None)]
+    lengths = ops.sum(ops.cast(ops.not_equal(token_ids, PAD_ID), "int32"), axis=1)  # (N,)
+    order = tf.argsort(lengths, stable=True)
+    ordered = tf.gather(lengths, order)
+    count = tf.shape(lengths)[0]
+    chunks = []
+    for g in range(groups):
+        start, end = count * g // groups, count * (g + 1) // groups
+        # An empty chunk (fewer rows than groups) gets length 1: zero rows, one step.
+        longest = tf.maximum(tf.reduce_max(tf.concat([ordered[start:end], [0]], axis=0)), 1)
+        chunks.append((start, end, longest))
+    return order, chunks
+
+
+def global_sum(value):
+    """`value` summed over the replicas of a `tf.distribute` strategy; itself on one device or on JAX.
+
+    Under `tf.distribute` each replica sees its share of the global batch; a loss
+    divided by the global token count (not the replica's) makes the replicas'
+    summed gradients those of one device on the whole batch. On JAX, Keras's
+    distribution API shards one global array, so sums are already global.
+    """
+    if TENSORFLOW and tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context():
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, value)  # differentiable: the gradient is all-reduced too
+    return value
+
+
+def multi_worker() -> bool:
+    """Whether this runs under a multi-worker `tf.distribute` strategy (several hosts)."""
+    if not TENSORFLOW or not tf.distribute.has_strategy():
+        return False
+    strategy = tf.distribute.get_strategy()
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+
+
+def global_result(metric):
+    """`metric.result()` over every replica's state: its variables summed across replicas first
+    (Keras keeps each replica's metric state apart until the epoch is read). On one device, `result()`."""
+    summed = [global_sum(variable.value) for variable in metric.variables]
+    if all(a is b.value for a, b in zip(summed, metric.variables, strict=True)):
+        return metric.result()
+    with keras.StatelessScope(state_mapping=list(zip(metric.variables, summed, strict=True))):
+        return metric.result()
+
+
 @keras.saving.register_keras_serializable(package="chatbot")
 class ContextCentering(keras.layers.Layer):
     """Mean-only batch normalisation of the context (Salimans & Kingma 2016, sec. 2.2).
@@ -146,8 +222,13 @@ class ContextCentering(keras.layers.Layer):
     and the gradient that reaches the context RNN has no common component that
     pushes every dialogue's state the same way into tanh saturation.
 
+    Under `tf.distribute` the batch mean is that of the global batch (summed over
+    replicas, as Keras's synchronized batch normalisation does), so several devices
+    centre exactly as one does.
+
     Call args:
         context: `(batch_size, context_dim)` float.
+        weights: optional `(batch_size,)` float, 0 for rows left out of the batch mean (padding).
     Returns:
         `(batch_size, context_dim)`, centred.
     """
@@ -157,11 +238,16 @@ class ContextCentering(keras.layers.Layer):
         self.momentum = momentum
 
     def build(self, input_shape):
-        self.moving_mean = self.add_weight(shape=(input_shape[-1],), initializer="zeros", trainable=False, name="moving_mean")
+        # "mean": every replica assigns the same value (the global mean), which tf.distribute requires named.
+        self.moving_mean = self.add_weight(
+            shape=(input_shape[-1],), initializer="zeros", trainable=False, name="moving_mean", aggregation="mean"
+        )
 
-    def call(self, context, training=False):
+    def call(self, context, weights=None, training=False):
         if training:
-            mean = ops.mean(context, axis=0)  # (C,)
+            weights = ops.ones(ops.shape(context)[:1], context.dtype) if weights is None else ops.cast(weights, context.dtype)
+            total = global_sum(ops.sum(context * weights[:, None], axis=0))  # (C,)
+            mean = total / ops.maximum(global_sum(ops.sum(weights)), 1.0)  # (C,)
             self.moving_mean.assign(self.momentum * self.moving_mean + (1.0 - self.momentum) * ops.cast(mean, self.moving_mean.dtype))
             return context - mean
         return context - ops.cast(self.moving_mean, context.dtype)

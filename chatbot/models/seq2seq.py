@@ -19,11 +19,10 @@ forcing one fused RNN call.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from chatbot.config import ATTENTION_TYPES
-from chatbot.models.base import DialogueModel, existing_targets, masked_token_nll, probe_context
+from chatbot.models.base import DialogueModel, existing_targets, masked_token_nll, probe_context, reply_weights
 from chatbot.models.hred import last_turn
 from chatbot.models.layers import UtteranceDecoder, UtteranceEncoder
 from chatbot.tokenizer import PAD_ID
@@ -49,8 +48,8 @@ def flatten_history(tokens, source_turns: int, max_source_tokens: int):
     stacked = ops.concatenate([padded[:, j : j + num_turns] for j in range(source_turns)], axis=-1)
     width = source_turns * utterance_length
     real = ops.not_equal(stacked, PAD_ID)
-    # Stable sort puts real tokens first, in order.
-    order = tf.argsort(ops.cast(ops.logical_not(real), "int32"), axis=-1, stable=True)
+    # Real tokens first, each group in its order: a sort on (padding?, position), whose keys are all distinct.
+    order = ops.argsort(ops.cast(ops.logical_not(real), "int32") * width + ops.arange(width, dtype="int32"), axis=-1)
     packed = ops.take_along_axis(stacked, order, axis=-1)  # (B, T, k*L)
     length = ops.sum(ops.cast(real, "int32"), axis=-1, keepdims=True)  # (B, T, 1)
     source_length = min(width, max_source_tokens) if isinstance(width, int) else ops.minimum(width, max_source_tokens)
@@ -146,7 +145,7 @@ class Seq2Seq(DialogueModel):
         replies, vectors, sequences, source_mask = existing_targets(
             vectors[:, :-1], sequences[:, :-1], source_mask[:, :-1], replies=tokens[:, 1:]
         )
-        vectors = self.condition(vectors, training)
+        vectors = self.condition(vectors, training, reply_weights(replies))
         vectors, sequences, source_mask = (probe_context(t, context_mode) for t in (vectors, sequences, source_mask))
         inputs, targets = replies[:, :-1], replies[:, 1:]  # teacher forcing shift
         outputs = self.decoder(self.embed(inputs, training), vectors, training=training)  # (N, L-1, D)

@@ -24,10 +24,9 @@ At inference z is drawn from the prior, so replies to one context vary.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from chatbot.models.base import existing_targets, probe_context
+from chatbot.models.base import existing_targets, probe_context, reply_weights
 from chatbot.models.hred import HRED, last_turn
 from chatbot.tokenizer import BOS_ID, PAD_ID, UNK_ID
 
@@ -42,6 +41,13 @@ def gaussian_kl(mean_q, variance_q, mean_p, variance_p):
     """
     terms = ops.log(variance_p) - ops.log(variance_q) + (variance_q + ops.square(mean_q - mean_p)) / variance_p - 1.0
     return 0.5 * ops.sum(terms, axis=-1)
+
+
+def weighted_variance(values, weights):
+    """Variance over rows of `values` `(N, Z)` with row weights `(N,)` (0 drops a row) → `(Z,)`; the population variance."""
+    total = ops.maximum(ops.sum(weights), 1.0)
+    mean = ops.sum(values * weights[:, None], axis=0) / total
+    return ops.sum(ops.square(values - mean) * weights[:, None], axis=0) / total
 
 
 def kl_weight(step, anneal_steps: int):
@@ -128,7 +134,10 @@ class VHRED(HRED):
     def loss_terms(self, tokens, training=False, context_mode="true"):
         context, vectors = self.encode_turns(tokens, training)
         replies, context, target_vectors = existing_targets(context[:, :-1], vectors[:, 1:], replies=tokens[:, 1:])
-        context = probe_context(self.condition(context, training), context_mode)  # the reply's own encoding stays (the posterior's input)
+        weights = reply_weights(replies)  # (N,): 0 for the padding turns kept off TensorFlow
+        context = probe_context(
+            self.condition(context, training, weights), context_mode
+        )  # the reply's own encoding stays (the posterior's input)
         prior_mean, prior_variance = self.prior(context)  # (N, Z) each
         post_mean, post_variance = self.posterior(ops.concatenate([context, target_vectors], axis=-1))
         noise = keras.random.normal(ops.shape(post_mean), dtype=post_mean.dtype, seed=self.seed_generator)
@@ -143,19 +152,19 @@ class VHRED(HRED):
         picked = ops.take_along_axis(bow_log_probs, targets, axis=1)  # (N, L-1)
         bow = -ops.sum(picked * ops.cast(ops.not_equal(targets, PAD_ID), picked.dtype))
         # Active units: variance across replies of the posterior mean, per unit.
-        spread = ops.var(ops.cast(post_mean, "float32"), axis=0)  # (Z,)
+        spread = weighted_variance(ops.cast(post_mean, "float32"), weights)  # (Z,)
         return {
             "nll": nll,
             "tokens": count,
-            "kl": ops.sum(kl),
-            "replies": ops.cast(ops.shape(kl)[0], "float32"),
+            "kl": ops.sum(kl * weights),
+            "replies": ops.sum(weights),
             "bow": bow,
             "active_units": ops.sum(ops.cast(spread > ACTIVE_UNIT_THRESHOLD, "float32")),
         }
 
     def current_kl_weight(self, training: bool):
         if training and self.optimizer is not None:
-            return kl_weight(self.optimizer.iterations, self.kl_anneal_steps)
+            return kl_weight(self.training_step(), self.kl_anneal_steps)
         return ops.convert_to_tensor(1.0)
 
     def objective(self, terms, training):
@@ -199,7 +208,7 @@ class VHRED(HRED):
         context = self.condition(last_turn(self.encode_turns(context_tokens)[0], context_tokens))  # (B, C)
         mean, variance = self.prior(context)
         if latent_noise is None:
-            latent_noise = tf.random.normal(ops.shape(mean))
+            latent_noise = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
         z = mean + ops.sqrt(variance) * ops.cast(latent_noise, mean.dtype)
         conditioning = ops.concatenate([context, z], axis=-1)
         return (conditioning, *self.decoder.initial_state(conditioning))

@@ -12,14 +12,17 @@ import keras
 class TimeBudget(keras.callbacks.Callback):
     """Stops training after `max_minutes` of wall time; the interrupted epoch is still validated and saved."""
 
-    def __init__(self, max_minutes: float):
+    def __init__(self, max_minutes: float, agree=None):
+        """`agree(flag) -> bool`: whether any worker's budget is spent (a collective under multi-worker
+        training, where every worker must stop after the same batch); None: this process decides."""
         super().__init__()
         self.max_seconds = max_minutes * 60.0
         self.started = time.monotonic()
         self.exhausted = False
+        self.agree = agree or (lambda flag: flag)
 
     def on_train_batch_end(self, batch, logs=None):
-        if time.monotonic() - self.started > self.max_seconds:
+        if self.agree(time.monotonic() - self.started > self.max_seconds):
             self.exhausted = True
             self.model.stop_training = True
 

@@ -144,6 +144,7 @@ class WindowBatches:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.bucket_width = bucket_width
         self._epoch = 0
         if isinstance(windows, TokenWindows):
             longest, self.num_target_tokens = windows.longest, int(windows.targets.sum())
@@ -158,9 +159,13 @@ class WindowBatches:
         else:
             self.num_batches = sum(math.ceil(len(b) / batch_size) for b in self.buckets.values())
 
-    def _batches(self):
-        rng = np.random.default_rng([self.seed, self._epoch])
-        self._epoch += 1
+    def epoch_batches(self, epoch: int | None = None) -> list[np.ndarray]:
+        """Window indices of every batch of epoch `epoch` (0-based), in training order; None: the
+        next epoch, which advances the count."""
+        if epoch is None:
+            epoch = self._epoch
+            self._epoch += 1
+        rng = np.random.default_rng([self.seed, epoch])
         batches: list[np.ndarray] = []
         if self.weighted:
             # A weighted mixture draws a new selection every epoch; sorted by bucket and cut into
@@ -178,15 +183,49 @@ class WindowBatches:
                 batches.extend(members[i : i + self.batch_size] for i in range(0, len(members), self.batch_size))
         if self.shuffle:
             rng.shuffle(batches)
-        for batch in batches:
+        return batches
+
+    def _batches(self):
+        for batch in self.epoch_batches():
             yield self.pad([self.windows[i] for i in batch])
 
+    def static_batch(self, indices: np.ndarray, num_turns: int) -> np.ndarray:
+        """The windows `indices` padded to `(batch_size, num_turns, L)` int32, L = the batch's bucket
+        times `bucket_width`: one of a few fixed shapes (JAX compiles a step per shape). Missing
+        rows are all padding, which the models count for nothing."""
+        length = int(self.keys[indices].max()) * self.bucket_width
+        return self.pad([self.windows[i] for i in indices], (self.batch_size, num_turns, length))
+
+    def py_dataset(self, num_turns: int):
+        """The same batches, in the same order, as a `keras.utils.PyDataset` of `static_batch`es:
+        the backend-neutral feed (JAX, or TensorFlow without tf.data)."""
+        import keras
+
+        batches = self
+
+        class Batches(keras.utils.PyDataset):
+            def __init__(self):
+                super().__init__()
+                self.order = batches.epoch_batches()
+
+            def __len__(self):
+                return batches.num_batches
+
+            def __getitem__(self, index):
+                return batches.static_batch(self.order[index], num_turns)
+
+            def on_epoch_end(self):
+                self.order = batches.epoch_batches()
+
+        return Batches()
+
     @staticmethod
-    def pad(windows) -> np.ndarray:
-        """`(batch_size, num_turns, utterance_length)` int32, 0 = padding."""
-        num_turns = max(len(w) for w in windows)
-        length = max(len(u) for w in windows for u in w)
-        array = np.full((len(windows), num_turns, length), PAD_ID, dtype=np.int32)
+    def pad(windows, shape: tuple[int, int, int] | None = None) -> np.ndarray:
+        """`(batch_size, num_turns, utterance_length)` int32, 0 = padding; each dimension the
+        windows' own largest unless `shape` sets them all."""
+        if shape is None:
+            shape = (len(windows), max(len(w) for w in windows), max(len(u) for w in windows for u in w))
+        array = np.full(shape, PAD_ID, dtype=np.int32)
         for b, window in enumerate(windows):
             for t, utterance in enumerate(window):
                 array[b, t, : len(utterance)] = utterance

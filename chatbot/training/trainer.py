@@ -12,7 +12,7 @@ from chatbot.checkpoint import CURVES_FILENAME, METRICS_FILENAME, MODEL_FILENAME
 from chatbot.config import ModelConfig, TrainConfig, corpus_label
 from chatbot.corpus import Problems, ReadOptions, Source, resolve
 from chatbot.corpus.tokens import cached_tokenizer, tokenize_source, train_texts
-from chatbot.errors import CheckpointError, CorpusError
+from chatbot.errors import CheckpointError, ConfigError, CorpusError
 from chatbot.paths import cache_dir
 from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
 from chatbot.tokenizer import Tokenizer
@@ -65,7 +65,7 @@ def copy_encoder_weights(model, source) -> list[str]:
     return copied
 
 
-def make_optimizer(train_config: TrainConfig, total_steps: int):
+def make_optimizer(train_config: TrainConfig, total_steps: int, replicated: bool = False):
     """Adam with the run's learning-rate schedule and global-norm gradient clipping.
 
     The rate rises linearly from 0 to `learning_rate` over `warmup_steps` updates,
@@ -76,6 +76,8 @@ def make_optimizer(train_config: TrainConfig, total_steps: int):
 
     Args:
         total_steps: optimizer updates of the whole run (epochs × batches per epoch).
+        replicated: training under `tf.distribute` (`chatbot.training.distribute.replica_adam`:
+            the clip sees the summed gradient, as on one device).
     """
     import keras
 
@@ -91,6 +93,10 @@ def make_optimizer(train_config: TrainConfig, total_steps: int):
             0.0, decay_steps=decay_steps, alpha=alpha, warmup_target=peak, warmup_steps=warmup
         )
     clipping = {"global_clipnorm": train_config.clipnorm} if train_config.clipnorm else {}
+    if replicated:
+        from chatbot.training.distribute import replica_adam
+
+        return replica_adam(learning_rate=learning_rate, **clipping)
     return keras.optimizers.Adam(learning_rate=learning_rate, **clipping)
 
 
@@ -101,6 +107,7 @@ class TrainResult:
     best_val_perplexity: float | None
     seconds: float
     stopped_by_budget: bool
+    model: object = None  # the trained keras.Model as it stands after the last epoch (not the best one on disk)
 
 
 def corpus_sources(train_config: TrainConfig) -> tuple[list[Source], Problems]:
@@ -146,20 +153,28 @@ def train(
     resume: bool = False,
     verbose: int | None = None,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    distribute: str = "none",
+    replicas: int = 1,
 ) -> TrainResult:
     """Train a model and write its directory (see `chatbot.checkpoint`).
 
     With `resume`, the sizes, tokenizer and corpus come from `out_dir`, and
     training continues after the last finished epoch with the optimizer state.
     `train_config.epochs` is the total number of epochs, not the number added.
+    `distribute` and `replicas` place the run on several devices or hosts
+    (`chatbot.training.distribute`); they are not saved, so a run may resume on other hardware.
 
     Raises:
         CorpusError: the corpus cannot be read or has no training dialogues.
         CheckpointError: `out_dir` holds a model and `resume` is off, or holds none and `resume` is on.
+        ConfigError: a placement that cannot be arranged (`chatbot.training.distribute.placement`).
     """
     import keras
 
     from chatbot.training.data import WindowBatches
+    from chatbot.training.distribute import placement
+
+    where = placement(distribute, replicas)  # before TensorFlow starts its devices
 
     out_dir = Path(out_dir)
     if resume:
@@ -203,8 +218,14 @@ def train(
     parts = [tokenize_source(s, tokenizer, cache_dir(), train_config.max_dialogues, problems, log) for s in sources]
     if problems.count:
         log(f"warning: skipped {problems.count} malformed records (--skip-malformed); the first: {problems.messages[0]}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if where.backend != "tensorflow" and train_config.length_groups > 1:
+        log(f"length groups are TensorFlow's (dynamic shapes); training on {where.backend} pads each batch to its bucket instead")
+        train_config = dataclasses.replace(train_config, length_groups=1)
+    if where.replicas > 1 and train_config.batch_size % where.replicas:
+        raise ConfigError(f"--batch-size {train_config.batch_size} does not split over {where.replicas} replicas; choose a multiple")
+    if where.is_chief:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume and where.is_chief:
         tokenizer.save(out_dir / TOKENIZER_FILENAME)
         write_config(out_dir, model_config, train_config)
     windows = split_windows(parts, model_config, train_config.corpus_weights, log)
@@ -228,47 +249,41 @@ def train(
         f"{summary['train_dialogues']} train / {summary['valid_dialogues']} valid dialogues, "
         f"{summary['train_windows']} windows, {summary['train_target_tokens']} target tokens per epoch"
     )
+    if where.name != "none":
+        log(where.describe())
 
     from chatbot.models import dtype_policy
 
     with dtype_policy(train_config.precision):
-        return _fit(out_dir, model_config, train_config, batches, source, summary, verbose, log)
+        return _fit(out_dir, model_config, train_config, batches, source, summary, verbose, log, where)
 
 
-def _fit(out_dir, model_config, train_config, batches, source, summary, verbose, log) -> TrainResult:
-    """Build, compile and fit the model on prepared batches (under the run's dtype policy)."""
+def _fit(out_dir, model_config, train_config, batches, source, summary, verbose, log, where) -> TrainResult:
+    """Build, compile and fit the model on prepared batches (under the run's dtype policy and placement)."""
     import keras
 
     from chatbot.models import build_model
-    from chatbot.training.callbacks import CurvesPlot, MetricsLog, PosteriorCollapseWarning, ProgressLog, TimeBudget
+    from chatbot.training.callbacks import MetricsLog, PosteriorCollapseWarning, ProgressLog, TimeBudget
 
-    model = build_model(model_config, seed=train_config.seed)
-    model.length_groups = train_config.length_groups  # HRED and VHRED read it while training
-    if source is not None and source.model_config == model_config:
-        model.set_weights(source.model.get_weights())
-    elif source is not None:
-        copied = copy_encoder_weights(model, source.model)
-        log(f"initialised {', '.join(copied)} from {train_config.init_from}")
-    model.compile(optimizer=make_optimizer(train_config, total_steps=train_config.epochs * batches["train"].num_batches))
-    metrics_log = MetricsLog(out_dir / METRICS_FILENAME, summary)
-    budget = TimeBudget(train_config.max_minutes) if train_config.max_minutes else None
-    callbacks = [
-        # Restores weights, optimizer state and epoch counter on --resume; kept after training.
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup"), double_checkpoint=True, delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(
-            str(out_dir / MODEL_FILENAME),
-            monitor="val_perplexity",
-            mode="min",
-            save_best_only=True,
-            initial_value_threshold=metrics_log.best_val_perplexity,
-        ),
-        keras.callbacks.EarlyStopping(monitor="val_perplexity", mode="min", patience=train_config.patience),
-        keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
-        metrics_log,
-        CurvesPlot(
-            metrics_log, out_dir / CURVES_FILENAME, f"{out_dir.name}: {model_config.model}, {corpus_label(train_config.corpus)}", write=log
-        ),
-    ] + ([budget] if budget else [])
+    with where.scope():
+        model = build_model(model_config, seed=train_config.seed)
+        model.length_groups = train_config.length_groups  # HRED and VHRED read it while training
+        if source is not None and source.model_config == model_config:
+            model.set_weights(source.model.get_weights())
+        elif source is not None:
+            copied = copy_encoder_weights(model, source.model)
+            log(f"initialised {', '.join(copied)} from {train_config.init_from}")
+        total_steps = train_config.epochs * batches["train"].num_batches
+        model.compile(optimizer=make_optimizer(train_config, total_steps, replicated=where.strategy is not None))
+    budget = TimeBudget(train_config.max_minutes, agree=where.any_worker) if train_config.max_minutes else None
+    # Restores weights, optimizer state and epoch counter on --resume; kept after training.
+    backup = keras.callbacks.BackupAndRestore(str(where.backup_dir(out_dir)), double_checkpoint=True, delete_checkpoint=False)
+    callbacks = [backup, keras.callbacks.EarlyStopping(monitor="val_perplexity", mode="min", patience=train_config.patience)]
+    callbacks += [budget] if budget else []
+    metrics_log = None
+    if where.is_chief:  # only the chief writes the model directory
+        metrics_log = MetricsLog(out_dir / METRICS_FILENAME, summary)
+        callbacks += _chief_callbacks(out_dir, model_config, train_config, metrics_log, where, log)
     if getattr(model, "latent_dim", 0):
         callbacks.append(PosteriorCollapseWarning(model_config.kl_anneal_steps, write=log))
     verbose = verbose if verbose is not None else (1 if sys.stderr.isatty() else 2)
@@ -276,18 +291,44 @@ def _fit(out_dir, model_config, train_config, batches, source, summary, verbose,
         callbacks.append(ProgressLog(batches["train"].num_batches, write=log))
 
     started = time.monotonic()
+    train_feed, valid_feed = (where.feed(batches[name], model_config.max_turns) for name in ("train", "valid"))
     history = model.fit(
-        batches["train"].dataset(),
-        validation_data=batches["valid"].dataset(),
+        train_feed,
+        validation_data=valid_feed,
         epochs=train_config.epochs,
-        callbacks=callbacks,
+        callbacks=where.callbacks + callbacks,
         shuffle=False,  # WindowBatches reshuffles every epoch itself
-        verbose=verbose,
+        verbose=verbose if where.is_chief else 0,
     )
     return TrainResult(
         out_dir=out_dir,
         epochs_run=len(history.history.get("loss", [])),
-        best_val_perplexity=metrics_log.best_val_perplexity,
+        best_val_perplexity=metrics_log.best_val_perplexity if metrics_log else None,
         seconds=time.monotonic() - started,
         stopped_by_budget=bool(budget and budget.exhausted),
+        model=model,
     )
+
+
+def _chief_callbacks(out_dir, model_config, train_config, metrics_log, where, log) -> list:
+    """The callbacks that write the model directory: best model, TensorBoard logs, metrics and curves."""
+    import keras
+
+    from chatbot.training.callbacks import CurvesPlot
+
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            str(out_dir / MODEL_FILENAME),
+            monitor="val_perplexity",
+            mode="min",
+            save_best_only=True,
+            initial_value_threshold=metrics_log.best_val_perplexity,
+        ),
+        metrics_log,
+        CurvesPlot(
+            metrics_log, out_dir / CURVES_FILENAME, f"{out_dir.name}: {model_config.model}, {corpus_label(train_config.corpus)}", write=log
+        ),
+    ]
+    if where.backend == "tensorflow":  # Keras's TensorBoard callback writes through TensorFlow
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")))
+    return callbacks
