@@ -1,0 +1,217 @@
+"""Training beyond one device: two TensorFlow workers on 127.0.0.1 (`--distribute multi-worker`),
+CPU replicas (`--distribute mirrored`) with `--resume`, and the JAX backend (with
+`keras.distribution.DataParallel` over two host devices) whose model chats under TensorFlow.
+
+Each training runs in its own interpreter, as a user's would: a strategy, a backend and
+the device count are fixed when TensorFlow or JAX starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+# One tiny HRED on 48 dialogues: 1 epoch of a few batches of 8 windows; no dropout, so that
+# one device and several replicas compute the same function.
+TRAIN = textwrap.dedent(
+    """
+    import sys
+    {prelude}
+    from pathlib import Path
+    import numpy as np
+    from chatbot.config import TrainConfig, model_config
+    from chatbot.training.trainer import train
+    out, weights, distribute, replicas, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    config = model_config("tiny", model="hred", dropout=0.0)
+    train_config = TrainConfig(
+        corpus=("chatterbot:english",), max_dialogues=48, epochs=epochs, batch_size=8, vocabulary_size=400,
+        learning_rate=3e-3, lr_schedule="constant", length_groups=1, seed=3,
+    )
+    result = train(Path(out), config, train_config, resume=Path(out, "config.json").exists(), verbose=0,
+                   distribute=distribute, replicas=replicas, log=lambda line: print(line, file=sys.stderr))
+    np.savez(weights, *result.model.get_weights())
+    """
+)
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start(tmp_path, out, weights, distribute="none", replicas=1, epochs=1, env=None, prelude=""):
+    script = tmp_path / "train_run.py"
+    script.write_text(TRAIN.format(prelude=prelude))
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, str(script), str(out), str(weights), distribute, str(replicas), str(epochs)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _finish(process, timeout=300) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def _weights(path) -> list[np.ndarray]:
+    with np.load(path) as saved:
+        return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
+def _first_epoch(out) -> dict:
+    return json.loads((out / "metrics.json").read_text())["epochs"][0]
+
+
+def test_two_workers_end_identical_and_match_one_device_on_the_same_global_batch(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    shared = tmp_path / "shared-model"  # the chief's model directory, seen by both workers
+    workers = [
+        _start(
+            tmp_path,
+            shared,
+            tmp_path / f"worker{index}.npz",
+            "multi-worker",
+            env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
+        )
+        for index in range(2)
+    ]
+    single = _start(tmp_path, tmp_path / "single-model", tmp_path / "single.npz")
+    finished = [(process, *process.communicate(timeout=300)) for process in (*workers, single)]
+    for process, _, _ in finished:
+        assert process.returncode == 0, "\n\n".join(f"--- process {i}:\n{o[-2500:]}" for i, (_, o, _) in enumerate(finished))
+    outputs = [output for _, output, _ in finished]
+    assert "training on 2 replicas (multi-worker, tensorflow); this process is the chief" in outputs[0]
+    assert "this process is the worker" in outputs[1]
+
+    chief, other, alone = (_weights(tmp_path / f"{name}.npz") for name in ("worker0", "worker1", "single"))
+    assert len(chief) == len(other) == len(alone)
+    for a, b in zip(chief, other, strict=True):
+        np.testing.assert_array_equal(a, b)  # one all-reduced update, applied on both
+    for a, b in zip(chief, alone, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)  # the same steps; only the summation order differs
+    distributed, one = _first_epoch(shared), _first_epoch(tmp_path / "single-model")
+    for name in ("loss", "perplexity", "val_loss", "val_perplexity"):
+        assert distributed[name] == pytest.approx(one[name], rel=1e-4), name
+    assert distributed["tokens"] == one["tokens"]
+    assert (shared / "model.keras").exists() and (shared / "tokenizer.model").exists()  # the chief's
+
+
+def test_mirrored_cpu_replicas_match_one_device_and_resume(tmp_path):
+    mirrored = _start(tmp_path, tmp_path / "mirrored", tmp_path / "mirrored.npz", "mirrored", replicas=2)
+    single = _start(tmp_path, tmp_path / "single", tmp_path / "single.npz", epochs=2)
+    assert "training on 2 replicas (mirrored, tensorflow)" in _finish(mirrored)
+    replicated, one = _first_epoch(tmp_path / "mirrored"), _first_epoch(tmp_path / "single")
+    for name in ("loss", "perplexity", "val_loss", "val_perplexity"):
+        assert replicated[name] == pytest.approx(one[name], rel=1e-4), name
+    # --resume on two replicas: the second epoch continues from the first's weights and optimizer state.
+    _finish(_start(tmp_path, tmp_path / "mirrored", tmp_path / "mirrored2.npz", "mirrored", replicas=2, epochs=2))
+    _finish(single)
+    epochs = json.loads((tmp_path / "mirrored" / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    alone = json.loads((tmp_path / "single" / "metrics.json").read_text())["epochs"]
+    assert epochs[1]["loss"] == pytest.approx(alone[1]["loss"], rel=1e-3)
+    for a, b in zip(_weights(tmp_path / "mirrored2.npz"), _weights(tmp_path / "single.npz"), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_distribute_refusals_are_one_line(tmp_path):
+    env_before = os.environ.pop("TF_CONFIG", None)
+    try:
+        for argv, expected in (
+            (["--distribute", "multi-worker"], "TF_CONFIG is not set"),
+            (["--distribute", "mirrored", "--replicas", "0"], "--replicas must be at least 1"),
+        ):
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "chatbot",
+                    "train",
+                    "--corpus",
+                    "chatterbot:english",
+                    "--preset",
+                    "tiny",
+                    "--out",
+                    str(tmp_path / "m"),
+                    *argv,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert result.returncode != 0
+            lines = [line for line in result.stderr.splitlines() if line.startswith("chatbot:")]
+            assert len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
+            assert "Traceback" not in result.stderr
+    finally:
+        if env_before is not None:
+            os.environ["TF_CONFIG"] = env_before
+
+
+BLOCK_TENSORFLOW = "sys.modules['tensorflow'] = None  # the JAX training path must not need TensorFlow"
+
+
+@pytest.mark.parametrize("model", ["vhred"])
+def test_jax_trains_on_two_host_devices_without_tensorflow_and_the_model_chats_under_tensorflow(tmp_path, model):
+    script = TRAIN.replace('model="hred"', f'model="{model}"')
+    (tmp_path / "train_run.py").write_text(script.format(prelude=BLOCK_TENSORFLOW))
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+    }
+    run = subprocess.run(
+        [sys.executable, str(tmp_path / "train_run.py"), str(tmp_path / "jax-model"), str(tmp_path / "w.npz"), "mirrored", "2", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "training on 2 replicas (mirrored, jax)" in run.stderr
+    first, second = json.loads((tmp_path / "jax-model" / "metrics.json").read_text())["epochs"]
+    assert first["tokens"] == second["tokens"] > 0
+    assert np.isfinite(first["loss"]) and second["loss"] < first["loss"] and second["val_loss"] < first["val_loss"]  # it learns
+    # The file JAX wrote loads (safe mode) and chats under the default TensorFlow backend.
+    env = {key: value for key, value in os.environ.items() if key not in ("KERAS_BACKEND", "XLA_FLAGS")}
+    chat = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chatbot",
+            "chat",
+            "--model",
+            str(tmp_path / "jax-model"),
+            "--db",
+            f"sqlite:///{tmp_path / 'chat.db'}",
+            "--greedy",
+        ],
+        input="hello, how are you?\nwhat do you like?\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert chat.returncode == 0, chat.stderr[-3000:]
+    replies = [line for line in chat.stdout.splitlines() if line.startswith("bot> ")]
+    assert len(replies) == 2 and all(len(line) > len("bot> ") for line in replies), chat.stdout
+    assert f"{model}" in chat.stdout + chat.stderr
