@@ -128,6 +128,15 @@ class TrainConfig:
             raise ConfigError("give at least one --corpus")
         if self.length_groups < 1:
             raise ConfigError(f"--length-groups must be at least 1, got {self.length_groups}")
+        for flag, value in (("--batch-size", self.batch_size), ("--epochs", self.epochs), ("--vocabulary-size", self.vocabulary_size)):
+            if value < 1:
+                raise ConfigError(f"{flag} must be at least 1, got {value}")
+        if self.patience < 0:
+            raise ConfigError(f"--patience must be >= 0, got {self.patience}")
+        if self.max_dialogues is not None and self.max_dialogues < 1:
+            raise ConfigError(f"--max-dialogues must be at least 1, got {self.max_dialogues}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"--max-minutes must be > 0, got {self.max_minutes}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision {self.precision!r} is not available; choose one of: {', '.join(PRECISIONS)}")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -132,38 +132,30 @@ def test_mirrored_cpu_replicas_match_one_device_and_resume(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
-def test_distribute_refusals_are_one_line(tmp_path):
-    env_before = os.environ.pop("TF_CONFIG", None)
-    try:
-        for argv, expected in (
-            (["--distribute", "multi-worker"], "TF_CONFIG is not set"),
-            (["--distribute", "mirrored", "--replicas", "0"], "--replicas must be at least 1"),
-        ):
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "chatbot",
-                    "train",
-                    "--corpus",
-                    "chatterbot:english",
-                    "--preset",
-                    "tiny",
-                    "--out",
-                    str(tmp_path / "m"),
-                    *argv,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert result.returncode != 0
-            lines = [line for line in result.stderr.splitlines() if line.startswith("chatbot:")]
-            assert len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
-            assert "Traceback" not in result.stderr
-    finally:
-        if env_before is not None:
-            os.environ["TF_CONFIG"] = env_before
+def test_distribute_refusals_are_one_line(tmp_path, capsys, monkeypatch):
+    from chatbot.cli import main
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    base = ["train", "--corpus", "chatterbot:english", "--preset", "tiny", "--out", str(tmp_path / "m")]
+    for argv, expected in (
+        (["--distribute", "multi-worker"], "TF_CONFIG is not set"),
+        (["--distribute", "mirrored", "--replicas", "0"], "--replicas must be at least 1"),
+        (["--distribute", "mirrored", "--batch-size", "0"], "--batch-size must be at least 1"),
+    ):
+        code = main(base + argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code != 0 and len(err) == 1 and expected in err[0], err
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    assert main(base + ["--distribute", "multi-worker"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "TF_CONFIG is not a cluster and task" in err[0], err
+    assert not (tmp_path / "m" / "config.json").exists()  # no model written
+    from chatbot.errors import ConfigError
+    from chatbot.training.distribute import Placement
+
+    Placement("mirrored", "tensorflow", replicas=2).check_batch_size(64)
+    with pytest.raises(ConfigError, match="--batch-size 63 does not split over 2 replicas"):
+        Placement("mirrored", "tensorflow", replicas=2).check_batch_size(63)
 
 
 BLOCK_TENSORFLOW = "sys.modules['tensorflow'] = None  # the JAX training path must not need TensorFlow"

@@ -190,7 +190,17 @@ def global_sum(value):
     if TENSORFLOW and tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context():
         context = tf.distribute.get_replica_context()
         if context is not None and context.num_replicas_in_sync > 1:
-            return context.all_reduce(tf.distribute.ReduceOp.SUM, value)  # differentiable: the gradient is all-reduced too
+            # Differentiable: every replica's inputs reach every replica's sum, so the gradient is
+            # all-reduced too. (TensorFlow's own gradient of all_reduce fails under
+            # MultiWorkerMirroredStrategy with "destinations can not be empty"; this one does not.)
+            @tf.custom_gradient
+            def summed(x):
+                def gradient(upstream):
+                    return context.all_reduce(tf.distribute.ReduceOp.SUM, upstream)
+
+                return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(x)), gradient
+
+            return summed(value)
     return value
 
 

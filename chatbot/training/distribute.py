@@ -45,6 +45,11 @@ class Placement:
         """The context in which the model and its optimizer must be built."""
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()  # type: ignore[attr-defined]
 
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raises ConfigError when the global batch does not split evenly over the replicas."""
+        if self.replicas > 1 and batch_size % self.replicas:
+            raise ConfigError(f"--batch-size {batch_size} does not split over {self.replicas} replicas; choose a multiple")
+
     def describe(self) -> str:
         if self.name == "none":
             return f"training on one device ({self.backend})"

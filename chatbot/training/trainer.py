@@ -12,7 +12,7 @@ from chatbot.checkpoint import CURVES_FILENAME, METRICS_FILENAME, MODEL_FILENAME
 from chatbot.config import ModelConfig, TrainConfig, corpus_label
 from chatbot.corpus import Problems, ReadOptions, Source, resolve
 from chatbot.corpus.tokens import cached_tokenizer, tokenize_source, train_texts
-from chatbot.errors import CheckpointError, ConfigError, CorpusError
+from chatbot.errors import CheckpointError, CorpusError
 from chatbot.paths import cache_dir
 from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
 from chatbot.tokenizer import Tokenizer
@@ -175,6 +175,7 @@ def train(
     from chatbot.training.distribute import placement
 
     where = placement(distribute, replicas)  # before TensorFlow starts its devices
+    where.check_batch_size(train_config.batch_size)
 
     out_dir = Path(out_dir)
     if resume:
@@ -221,8 +222,6 @@ def train(
     if where.backend != "tensorflow" and train_config.length_groups > 1:
         log(f"length groups are TensorFlow's (dynamic shapes); training on {where.backend} pads each batch to its bucket instead")
         train_config = dataclasses.replace(train_config, length_groups=1)
-    if where.replicas > 1 and train_config.batch_size % where.replicas:
-        raise ConfigError(f"--batch-size {train_config.batch_size} does not split over {where.replicas} replicas; choose a multiple")
     if where.is_chief:
         out_dir.mkdir(parents=True, exist_ok=True)
     if not resume and where.is_chief:
