@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import itertools
 import os
 import sqlite3
 import urllib.parse
@@ -48,6 +47,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import CreateColumn
 
 from chatbot.errors import StorageError
+from chatbot.paths import new_private_file
 from chatbot.storage import postgres
 from chatbot.storage.schema import SchemaMigration, utc_now
 
@@ -339,15 +339,10 @@ def backup(engine: Engine, path: Path, version: int) -> Path:
         StorageError: the copy cannot be written; the database is left as it was.
     """
     stem = f"{path.name}.v{version}-backup-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    for attempt in itertools.count():
-        copy = path.with_name(stem if attempt == 0 else f"{stem}-{attempt}")
-        try:
-            os.close(os.open(copy, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-            break
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise StorageError(f"{path}: cannot back up the database before upgrading it: {exc.strerror}") from exc
+    try:
+        copy = new_private_file(path.parent, stem)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot back up the database before upgrading it: {exc.strerror}") from exc
     raw = engine.raw_connection()
     try:
         target = sqlite3.connect(copy)

@@ -12,7 +12,6 @@ conversation's row (``SELECT ... FOR UPDATE``, see
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import os
 import shutil
 import subprocess
@@ -98,7 +97,7 @@ def dump(engine: Engine, where: str, version: int) -> Path | None:
     """
     if os.environ.get(BACKUP_SWITCH, "").lower() == "off":
         return None
-    from chatbot.paths import storage_dir
+    from chatbot.paths import new_private_file, storage_dir
 
     refuse = f"{where}: cannot back up the database before upgrading it from schema version {version}"
     tool = find_tool("pg_dump")
@@ -111,13 +110,7 @@ def dump(engine: Engine, where: str, version: int) -> Path | None:
     stem = f"{engine.url.database}.v{version}-backup-{dt.datetime.now():%Y%m%d-%H%M%S}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for attempt in itertools.count():
-            copy = folder / (f"{stem}.sql" if attempt == 0 else f"{stem}-{attempt}.sql")
-            try:
-                os.close(os.open(copy, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-                break
-            except FileExistsError:
-                continue
+        copy = new_private_file(folder, stem, ".sql")
     except OSError as exc:
         raise StorageError(f"{refuse}: {folder}: {exc.strerror}") from exc
     from psycopg.conninfo import make_conninfo
