@@ -24,7 +24,12 @@ def test_training_writes_a_complete_model_directory(tiny_model_dir):
 
 def test_resume_continues_after_the_last_epoch_with_optimizer_state(tmp_path, capsys):
     out = tmp_path / "run"
-    common = ["train", "--corpus", "chatterbot:english", "--preset", "tiny", "--out", str(out), "--vocabulary-size", "400", "--length-groups", "1"]
+    common = ["train", "--corpus", "chatterbot:english", "--preset", "tiny", "--vocabulary-size", "400", "--length-groups", "1"]
+    # The same rates in a 1-epoch run and in its 2-epoch continuation; no dropout, whose noise a
+    # resumed run draws afresh (its generators' state is not in the backup), so the runs can match exactly.
+    common += ["--lr-schedule", "constant", "--dropout", "0"]
+    straight = main(common + ["--epochs", "2", "--out", str(tmp_path / "straight")])
+    common += ["--out", str(out)]
     assert main(common + ["--epochs", "1"]) == 0
     first = json.loads((out / "metrics.json").read_text())["epochs"]
     assert [e["epoch"] for e in first] == [1]
@@ -49,6 +54,18 @@ def test_resume_continues_after_the_last_epoch_with_optimizer_state(tmp_path, ca
     model.load_weights(out / "backup" / "latest.weights.h5")
     assert int(model.optimizer.iterations.numpy()) == 2 * batches
     assert epochs[1]["loss"] < epochs[0]["loss"]
+    # The resumed epoch is the uninterrupted run's second epoch: same shuffle order (fit's epoch, not
+    # the process's), same weights, optimizer and dropout state, so the same losses.
+    assert straight == 0
+    uninterrupted = json.loads((tmp_path / "straight" / "metrics.json").read_text())["epochs"]
+    for name in ("loss", "val_loss"):
+        assert epochs[1][name] == pytest.approx(uninterrupted[1][name], rel=1e-4), name
+    # The resumed epoch is the uninterrupted run's second epoch: same shuffle order (fit's epoch, not
+    # the process's), same weights, optimizer and dropout state, so the same losses.
+    assert straight == 0
+    uninterrupted = json.loads((tmp_path / "straight" / "metrics.json").read_text())["epochs"]
+    for name in ("loss", "val_loss"):
+        assert epochs[1][name] == pytest.approx(uninterrupted[1][name], rel=1e-4), name
 
 
 def test_resume_without_a_run_says_so(tmp_path, capsys):
@@ -61,9 +78,7 @@ def test_time_budget_stops_training(tmp_path):
     from chatbot.training.trainer import train
     from tests.conftest import tiny_train_config
 
-    result = train(
-        tmp_path / "budget", model_config("tiny"), tiny_train_config(epochs=50, max_minutes=0.05), verbose=0, log=lambda _: None
-    )
+    result = train(tmp_path / "budget", model_config("tiny"), tiny_train_config(epochs=50, max_minutes=0.05), verbose=0, log=lambda _: None)
     assert result.stopped_by_budget and result.epochs_run == 1
     assert (tmp_path / "budget" / "model.keras").exists()  # the cut epoch is validated and saved
 

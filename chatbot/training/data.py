@@ -196,9 +196,11 @@ class WindowBatches:
         length = int(self.keys[indices].max()) * self.bucket_width
         return self.pad([self.windows[i] for i in indices], (self.batch_size, num_turns, length))
 
-    def py_dataset(self, num_turns: int):
+    def py_dataset(self, num_turns: int, epoch_of=None):
         """The same batches, in the same order, as a `keras.utils.PyDataset` of `static_batch`es:
-        the backend-neutral feed (JAX, or TensorFlow without tf.data)."""
+        the backend-neutral feed (JAX, or TensorFlow without tf.data). `epoch_of()`: the epoch
+        whose order to serve (e.g. `fit`'s, so a resumed run continues the shuffle); None: the
+        epochs in turn, from this object's count."""
         import keras
 
         batches = self
@@ -206,16 +208,22 @@ class WindowBatches:
         class Batches(keras.utils.PyDataset):
             def __init__(self):
                 super().__init__()
-                self.order = batches.epoch_batches()
+                self.epoch = epoch_of() if epoch_of else batches._epoch
+                self.order = batches.epoch_batches(self.epoch)
 
             def __len__(self):
                 return batches.num_batches
 
             def __getitem__(self, index):
+                if epoch_of is not None and epoch_of() != self.epoch:
+                    self.epoch = epoch_of()
+                    self.order = batches.epoch_batches(self.epoch)
                 return batches.static_batch(self.order[index], num_turns)
 
             def on_epoch_end(self):
-                self.order = batches.epoch_batches()
+                if epoch_of is None:
+                    self.epoch += 1
+                    self.order = batches.epoch_batches(self.epoch)
 
         return Batches()
 
@@ -231,12 +239,22 @@ class WindowBatches:
                 array[b, t, : len(utterance)] = utterance
         return array
 
-    def dataset(self):
-        """A `tf.data.Dataset` of `(batch_size, num_turns, utterance_length)` int32 batches, prefetched."""
+    def dataset(self, epoch_of=None):
+        """A `tf.data.Dataset` of `(batch_size, num_turns, utterance_length)` int32 batches, prefetched.
+
+        `epoch_of()`: the epoch whose order each pass serves (`fit`'s, so that a resumed run
+        continues the shuffle where it stopped); None: each pass the next epoch."""
         import tensorflow as tf  # here, so chat start-up (which frames contexts) does not import it
 
+        def batches():
+            if epoch_of is None:
+                yield from self._batches()
+                return
+            for indices in self.epoch_batches(epoch_of()):
+                yield self.pad([self.windows[i] for i in indices])
+
         spec = tf.TensorSpec(shape=(None, None, None), dtype=tf.int32)
-        dataset = tf.data.Dataset.from_generator(self._batches, output_signature=spec)
+        dataset = tf.data.Dataset.from_generator(batches, output_signature=spec)
         return dataset.apply(tf.data.experimental.assert_cardinality(self.num_batches)).prefetch(tf.data.AUTOTUNE)
 
     def padding_share(self, length_groups: int = 1) -> float:

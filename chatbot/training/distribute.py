@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from chatbot.errors import ConfigError
 
@@ -62,12 +63,12 @@ class Placement:
         """What `fit` reads for `batches` (a `WindowBatches`): a `tf.data` pipeline on one TensorFlow
         device, each replica's rows of every global batch under `tf.distribute`, and a
         `keras.utils.PyDataset` of fixed-shape batches on JAX."""
-        if self.backend != "tensorflow":
-            return batches.py_dataset(num_turns)
-        if self.strategy is None:
-            return batches.dataset()
-        order = EpochOrder(batches)
+        order = epoch_order(batches)  # every feed serves fit's epoch: a resumed run continues the shuffle
         self.callbacks.append(order)
+        if self.backend != "tensorflow":
+            return batches.py_dataset(num_turns, lambda: order.epoch)
+        if self.strategy is None:
+            return batches.dataset(lambda: order.epoch)
         return replica_batches(batches, self.strategy, order)
 
     def backup_dir(self, out_dir: Path) -> Path:
@@ -177,24 +178,25 @@ def _jax_placement(name: str, replicas: int) -> Placement:
     return Placement(name, "jax", None, len(devices), True)
 
 
-class EpochOrder:
-    """The epoch whose batch order a distributed pipeline reads: set by `fit`'s epoch counter, not by
-    how often the pipeline was iterated (Keras reads a first batch to build the model under a
-    strategy, then starts the pipeline again), so every epoch, a resumed one too, has the order one
-    device would have. A Keras callback (built on first use: keras is imported lazily)."""
+def epoch_order(batches) -> Any:
+    """A Keras callback whose `epoch` is the epoch `fit` is in: the order a feed serves.
 
-    def __new__(cls, batches):
-        import keras
+    The order follows `fit`'s epoch counter, not how often the pipeline was iterated
+    (under a strategy Keras reads a first batch to build the model, then starts the
+    pipeline again), so every epoch, a resumed one too, has the order an uninterrupted
+    run on one device has. (Built here: keras is imported lazily.)
+    """
+    import keras
 
-        class Order(keras.callbacks.Callback):
-            epoch = 0
+    class EpochOrder(keras.callbacks.Callback):
+        epoch = 0
 
-            def on_epoch_begin(self, epoch, logs=None):
-                self.epoch = epoch
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
 
-        order = Order()
-        order.batches = batches
-        return order
+    order = EpochOrder()
+    order.batches = batches
+    return order
 
 
 def replica_batches(batches, strategy, order):
