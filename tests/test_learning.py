@@ -23,7 +23,7 @@ from chatbot.training.data import WindowBatches, dialogue_windows
 WORDS = 40
 VOCABULARY_SIZE = 4 + WORDS  # the reserved ids, then the words
 CHANCE = math.log(WORDS) / 2  # nats per target token without the context: the echoed word is a guess, EOS is certain
-STEPS = 320  # 5 epochs of 64 batches
+STEPS = 256  # 4 epochs of 64 batches (measured: the fixed HRED reaches 0.05 of CHANCE, the old one stays at 1.0)
 
 
 def echo_windows(count: int, seed: int) -> list:
@@ -126,6 +126,6 @@ def test_a_tiny_model_leaves_the_unigram_plateau(architecture):
     model = build_model(config)
     model.compile(optimizer=keras.optimizers.Adam(3e-3, global_clipnorm=1.0))
     batches = WindowBatches(windows, 32, seed=0)
-    model.fit(batches.dataset().repeat(), steps_per_epoch=200, epochs=1, verbose=0)
+    model.fit(batches.dataset().repeat(), steps_per_epoch=100, epochs=1, verbose=0)  # measured: hred 0.57, lm 0.65 of it
     loss = mean_loss(model, WindowBatches(windows, 64, shuffle=False))
     assert loss < 0.8 * unigram_entropy, (loss, unigram_entropy)
