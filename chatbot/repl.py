@@ -233,12 +233,9 @@ class ChatREPL:
         return 0
 
     def handle(self, line: str) -> bool:
-        """Act on one input line; False means leave. A message kept while the model was loading
-        is answered first, once the model is ready."""
-        if self._waiting and self.loader is not None and self.loader.ready() and self.conversation_id is not None:
-            self._waiting, pending = False, self.manager.unanswered(self.conversation_id)
-            if pending is not None:
-                self._answer_message(pending)
+        """Act on one input line; False means leave. A message kept while the model loaded is answered first, once it is ready."""
+        if self._waiting and self.loader is not None and self.loader.ready():
+            self._answer_kept()
         line = line.strip()
         if not line:
             return True
@@ -265,12 +262,20 @@ class ChatREPL:
                 self._waiting = True
                 self.write("(stopped waiting for the model: your message is kept and answered once the model is ready)")
             return True
+        if self._waiting:  # the model became ready while this line waited for it: the kept message comes first
+            self._answer_kept()
         user_turn = self._store_message(line)
         try:
             self._answer_message(user_turn)
         except KeyboardInterrupt:
             self.write("(reply cancelled: your message is kept; /retry answers it)")
         return True
+
+    def _answer_kept(self) -> None:
+        """Answer the message kept when Ctrl-C stopped the wait for the model (now ready)."""
+        self._waiting = False
+        if (pending := self.manager.unanswered(self.conversation_id) if self.conversation_id is not None else None) is not None:
+            self._answer_message(pending)
 
     def _store_message(self, line: str):
         if self.conversation_id is None:

@@ -338,10 +338,13 @@ def test_over_a_terminal_escape_codes_and_ctrl_c_at_the_pick(tmp_path, tiny_mode
     assert turns[-1][0] == "bot" and turns[-2] == ("user", "one more")  # the cancelled pick stored nothing; /retry did
 
 
-def test_a_real_ctrl_c_during_the_model_load_keeps_the_message_and_answers_it_once_loaded(db_url, checkpoint):
+@pytest.mark.parametrize("ready_before_the_next_line", [True, False], ids=["ready-then-typed", "typed-while-loading"])
+def test_a_real_ctrl_c_during_the_model_load_keeps_the_message_and_answers_it_once_loaded(db_url, checkpoint, ready_before_the_next_line):
     """A real SIGINT, sent while the chat's main thread is blocked in the real ModelLoader's wait for a load
     running in its thread: the wait is interrupted, the message is kept, and it is answered first once the
-    model is ready. The load is held until the signal was handled, so the order is fixed, not raced."""
+    model is ready, whether the next line comes after the load or while it still runs (then that line
+    waits for the model, and the kept message is answered before it). The load is held until the signal
+    was handled, so the order is fixed, not raced."""
     import signal
     import threading
     import time
@@ -378,8 +381,11 @@ def test_a_real_ctrl_c_during_the_model_load_keeps_the_message_and_answers_it_on
     def write(line: str) -> None:
         written.append(line)
         if line.startswith("(stopped waiting for the model"):
-            release.set()
-            assert loader.finish()  # the person types the next line after the model is ready
+            if ready_before_the_next_line:
+                release.set()
+                assert loader.finish()  # the person types the next line after the model is ready
+            else:
+                threading.Timer(0.5, release.set).start()  # the next line is typed while the model still loads
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the `chatbot` process
     interrupter = threading.Thread(target=interrupt_the_wait, daemon=True)
