@@ -55,13 +55,7 @@ def test_resume_continues_after_the_last_epoch_with_optimizer_state(tmp_path, ca
     assert int(model.optimizer.iterations.numpy()) == 2 * batches
     assert epochs[1]["loss"] < epochs[0]["loss"]
     # The resumed epoch is the uninterrupted run's second epoch: same shuffle order (fit's epoch, not
-    # the process's), same weights, optimizer and dropout state, so the same losses.
-    assert straight == 0
-    uninterrupted = json.loads((tmp_path / "straight" / "metrics.json").read_text())["epochs"]
-    for name in ("loss", "val_loss"):
-        assert epochs[1][name] == pytest.approx(uninterrupted[1][name], rel=1e-4), name
-    # The resumed epoch is the uninterrupted run's second epoch: same shuffle order (fit's epoch, not
-    # the process's), same weights, optimizer and dropout state, so the same losses.
+    # the process's), same weights and optimizer state, so the same losses.
     assert straight == 0
     uninterrupted = json.loads((tmp_path / "straight" / "metrics.json").read_text())["epochs"]
     for name in ("loss", "val_loss"):
@@ -78,7 +72,7 @@ def test_time_budget_stops_training(tmp_path):
     from chatbot.training.trainer import train
     from tests.conftest import tiny_train_config
 
-    result = train(tmp_path / "budget", model_config("tiny"), tiny_train_config(epochs=50, max_minutes=0.05), verbose=0, log=lambda _: None)
+    result = train(tmp_path / "budget", model_config("tiny"), tiny_train_config(epochs=50, max_minutes=0.02, max_dialogues=300), verbose=0, log=lambda _: None)
     assert result.stopped_by_budget and result.epochs_run == 1
     assert (tmp_path / "budget" / "model.keras").exists()  # the cut epoch is validated and saved
 
