@@ -28,13 +28,13 @@ TRAIN = textwrap.dedent(
     import numpy as np
     from chatbot.config import TrainConfig, model_config
     from chatbot.training.trainer import train
-    out, weights, distribute, replicas, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    out, weights, distribute, replicas, epochs, resume = sys.argv[1:4] + [int(a) for a in sys.argv[4:7]]
     config = model_config("tiny", model="hred", dropout=0.0)
     train_config = TrainConfig(
         corpus=("chatterbot:english",), max_dialogues=48, epochs=epochs, batch_size=8, vocabulary_size=400,
         learning_rate=3e-3, lr_schedule="constant", length_groups=1, seed=3,
     )
-    result = train(Path(out), config, train_config, resume=Path(out, "config.json").exists(), verbose=0,
+    result = train(Path(out), config, train_config, resume=bool(resume), verbose=0,
                    distribute=distribute, replicas=replicas, log=lambda line: print(line, file=sys.stderr))
     np.savez(weights, *result.model.get_weights())
     """
@@ -51,12 +51,12 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def _start(tmp_path, out, weights, distribute="none", replicas=1, epochs=1, env=None, prelude=""):
+def _start(tmp_path, out, weights, distribute="none", replicas=1, epochs=1, env=None, prelude="", resume=False):
     script = tmp_path / "train_run.py"
     script.write_text(TRAIN.format(prelude=prelude))
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.Popen(
-        [sys.executable, str(script), str(out), str(weights), distribute, str(replicas), str(epochs)],
+        [sys.executable, str(script), str(out), str(weights), distribute, str(replicas), str(epochs), str(int(resume))],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -102,7 +102,7 @@ def test_two_workers_and_two_replicas_match_one_device_and_resume(tmp_path):
     assert "training on 2 replicas (mirrored, tensorflow)" in outputs[1]
     assert [e["epoch"] for e in _epochs(tmp_path / "mirrored")] == [1]
     # --resume on two replicas: the second epoch continues from the first's weights, optimizer state and shuffle.
-    resumed = _start(tmp_path, tmp_path / "mirrored", tmp_path / "mirrored.npz", "mirrored", replicas=2, epochs=2)
+    resumed = _start(tmp_path, tmp_path / "mirrored", tmp_path / "mirrored.npz", "mirrored", replicas=2, epochs=2, resume=True)
     _finish_all([resumed])
     _same_run(tmp_path / "mirrored", tmp_path / "mirrored.npz", tmp_path / "one-device", tmp_path / "one-device.npz")
 
@@ -170,7 +170,7 @@ def test_jax_trains_on_two_host_devices_without_tensorflow_and_the_model_chats_u
         "JAX_PLATFORMS": "cpu",
     }
     run = subprocess.run(
-        [sys.executable, str(tmp_path / "train_run.py"), str(tmp_path / "jax-model"), str(tmp_path / "w.npz"), "mirrored", "2", "2"],
+        [sys.executable, str(tmp_path / "train_run.py"), str(tmp_path / "jax-model"), str(tmp_path / "w.npz"), "mirrored", "2", "2", "0"],
         env=env,
         capture_output=True,
         text=True,

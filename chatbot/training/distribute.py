@@ -58,6 +58,7 @@ class Placement:
         return f"training on {self.replicas} replicas ({self.name}, {self.backend}); this process is the {role}"
 
     callbacks: list = dataclasses.field(default_factory=list)  # what `fit` must also be given
+    resuming: bool = False  # this run continues one (--resume): other workers restore from the chief's backup
 
     def feed(self, batches, num_turns: int):
         """What `fit` reads for `batches` (a `WindowBatches`): a `tf.data` pipeline on one TensorFlow
@@ -78,7 +79,7 @@ class Placement:
         if self.is_chief:
             return backup
         copy = Path(tempfile.mkdtemp(prefix="chatbot-worker-backup-"))
-        if backup.exists():
+        if self.resuming and backup.exists():  # (a new run must not read what the chief is writing)
             shutil.copytree(backup, copy, dirs_exist_ok=True)
         return copy
 

@@ -175,6 +175,7 @@ def train(
     from chatbot.training.distribute import placement
 
     where = placement(distribute, replicas)  # before TensorFlow starts its devices
+    where.resuming = resume
     where.check_batch_size(train_config.batch_size)
 
     out_dir = Path(out_dir)
@@ -182,7 +183,7 @@ def train(
         saved_model, saved_train = read_config(out_dir)
         model_config = saved_model
         train_config = dataclasses.replace(saved_train, epochs=train_config.epochs, max_minutes=train_config.max_minutes)
-    elif (out_dir / "config.json").exists():
+    elif where.is_chief and (out_dir / "config.json").exists():  # (other workers see the chief's own files appear)
         raise CheckpointError(f"{out_dir} already holds a model; continue it with --resume, or choose another --out")
     keras.utils.set_random_seed(train_config.seed)
 
