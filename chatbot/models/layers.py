@@ -179,6 +179,16 @@ def length_sorted_chunks(token_ids, groups: int):
     return order, chunks
 
 
+def replica_context():
+    """The `tf.distribute` replica context when this step runs on several replicas; None otherwise
+    (one device, cross-replica code, or JAX)."""
+    if TENSORFLOW and tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context():
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            return context
+    return None
+
+
 def global_sum(value):
     """`value` summed over the replicas of a `tf.distribute` strategy; itself on one device or on JAX.
 
@@ -187,37 +197,37 @@ def global_sum(value):
     summed gradients those of one device on the whole batch. On JAX, Keras's
     distribution API shards one global array, so sums are already global.
     """
-    if TENSORFLOW and tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context():
-        context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
-            # Differentiable: every replica's inputs reach every replica's sum, so the gradient is
-            # all-reduced too. (TensorFlow's own gradient of all_reduce fails under
-            # MultiWorkerMirroredStrategy with "destinations can not be empty"; this one does not.)
-            @tf.custom_gradient
-            def summed(x):
-                def gradient(upstream):
-                    return context.all_reduce(tf.distribute.ReduceOp.SUM, upstream)
+    context = replica_context()
+    if context is None:
+        return value
 
-                return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(x)), gradient
+    # Differentiable: every replica's inputs reach every replica's sum, so the gradient is
+    # all-reduced too. (TensorFlow's own gradient of all_reduce fails under
+    # MultiWorkerMirroredStrategy with "destinations can not be empty"; this one does not.)
+    @tf.custom_gradient
+    def summed(x):
+        def gradient(upstream):
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, upstream)
 
-            return summed(value)
-    return value
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(x)), gradient
+
+    return summed(value)
 
 
-def multi_worker() -> bool:
-    """Whether this runs under a multi-worker `tf.distribute` strategy (several hosts)."""
-    if not TENSORFLOW or not tf.distribute.has_strategy():
+def multi_worker(strategy=None) -> bool:
+    """Whether `strategy` (default: the current one) is a multi-worker `tf.distribute` strategy (several hosts)."""
+    if not TENSORFLOW or (strategy is None and not tf.distribute.has_strategy()):
         return False
-    strategy = tf.distribute.get_strategy()
+    strategy = strategy or tf.distribute.get_strategy()
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
 
 
 def global_result(metric):
     """`metric.result()` over every replica's state: its variables summed across replicas first
     (Keras keeps each replica's metric state apart until the epoch is read). On one device, `result()`."""
-    summed = [global_sum(variable.value) for variable in metric.variables]
-    if all(a is b.value for a, b in zip(summed, metric.variables, strict=True)):
+    if replica_context() is None:
         return metric.result()
+    summed = [global_sum(variable.value) for variable in metric.variables]
     with keras.StatelessScope(state_mapping=list(zip(metric.variables, summed, strict=True))):
         return metric.result()
 

@@ -185,16 +185,21 @@ class WindowBatches:
             rng.shuffle(batches)
         return batches
 
-    def _batches(self):
-        for batch in self.epoch_batches():
-            yield self.pad([self.windows[i] for i in batch])
+    def _batches(self, epoch: int | None = None):
+        """The padded batches of epoch `epoch` (None: the next one, see `epoch_batches`)."""
+        for indices in self.epoch_batches(epoch):
+            yield self.batch(indices)
+
+    def batch(self, indices, shape: tuple[int, int, int] | None = None) -> np.ndarray:
+        """The windows `indices`, padded (see `pad`)."""
+        return self.pad([self.windows[i] for i in indices], shape)
 
     def static_batch(self, indices: np.ndarray, num_turns: int) -> np.ndarray:
         """The windows `indices` padded to `(batch_size, num_turns, L)` int32, L = the batch's bucket
         times `bucket_width`: one of a few fixed shapes (JAX compiles a step per shape). Missing
         rows are all padding, which the models count for nothing."""
         length = int(self.keys[indices].max()) * self.bucket_width
-        return self.pad([self.windows[i] for i in indices], (self.batch_size, num_turns, length))
+        return self.batch(indices, (self.batch_size, num_turns, length))
 
     def py_dataset(self, num_turns: int, epoch_of=None):
         """The same batches, in the same order, as a `keras.utils.PyDataset` of `static_batch`es:
@@ -247,11 +252,7 @@ class WindowBatches:
         import tensorflow as tf  # here, so chat start-up (which frames contexts) does not import it
 
         def batches():
-            if epoch_of is None:
-                yield from self._batches()
-                return
-            for indices in self.epoch_batches(epoch_of()):
-                yield self.pad([self.windows[i] for i in indices])
+            yield from self._batches(epoch_of() if epoch_of else None)
 
         spec = tf.TensorSpec(shape=(None, None, None), dtype=tf.int32)
         dataset = tf.data.Dataset.from_generator(batches, output_signature=spec)

@@ -64,8 +64,9 @@ class Placement:
         """What `fit` reads for `batches` (a `WindowBatches`): a `tf.data` pipeline on one TensorFlow
         device, each replica's rows of every global batch under `tf.distribute`, and a
         `keras.utils.PyDataset` of fixed-shape batches on JAX."""
-        order = epoch_order(batches)  # every feed serves fit's epoch: a resumed run continues the shuffle
-        self.callbacks.append(order)
+        if not self.callbacks:  # one epoch counter for every feed: fit's, so a resumed run continues the shuffle
+            self.callbacks.append(epoch_order())
+        order = self.callbacks[0]
         if self.backend != "tensorflow":
             return batches.py_dataset(num_turns, lambda: order.epoch)
         if self.strategy is None:
@@ -179,7 +180,7 @@ def _jax_placement(name: str, replicas: int) -> Placement:
     return Placement(name, "jax", None, len(devices), True)
 
 
-def epoch_order(batches) -> Any:
+def epoch_order() -> Any:
     """A Keras callback whose `epoch` is the epoch `fit` is in: the order a feed serves.
 
     The order follows `fit`'s epoch counter, not how often the pipeline was iterated
@@ -195,9 +196,7 @@ def epoch_order(batches) -> Any:
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
 
-    order = EpochOrder()
-    order.batches = batches
-    return order
+    return EpochOrder()
 
 
 def replica_batches(batches, strategy, order):
@@ -220,8 +219,7 @@ def replica_batches(batches, strategy, order):
         first = context.input_pipeline_id * local
 
         def shares():
-            for indices in batches.epoch_batches(order.epoch):
-                batch = batches.pad([batches.windows[i] for i in indices])
+            for batch in batches._batches(order.epoch):
                 rows = -(-len(batch) // total)  # every share padded to one row count: collectives need equal shapes
                 for replica in range(first, first + local):
                     share = batch[replica::total]
@@ -231,12 +229,13 @@ def replica_batches(batches, strategy, order):
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches.num_batches * local))
         return dataset.prefetch(tf.data.AUTOTUNE)
 
-    if not _multi_worker(strategy):
+    from chatbot.models.layers import multi_worker
+
+    if not multi_worker(strategy):
         # One host: global batches (rows padded to a multiple of the replicas), which tf.distribute
         # splits into equal consecutive shares, one per local device.
         def global_batches():
-            for indices in batches.epoch_batches(order.epoch):
-                batch = batches.pad([batches.windows[i] for i in indices])
+            for batch in batches._batches(order.epoch):
                 rows = -(-len(batch) // total) * total
                 yield np.concatenate([batch, np.zeros((rows - len(batch), *batch.shape[1:]), batch.dtype)])
 
@@ -245,12 +244,6 @@ def replica_batches(batches, strategy, order):
         return strategy.experimental_distribute_dataset(dataset)
     options = tf.distribute.InputOptions(experimental_fetch_to_device=False)
     return strategy.distribute_datasets_from_function(pipeline, options)
-
-
-def _multi_worker(strategy) -> bool:
-    import tensorflow as tf
-
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
 
 
 def replica_adam(**kwargs):
@@ -264,18 +257,18 @@ def replica_adam(**kwargs):
     import keras
     import tensorflow as tf
 
+    from chatbot.models.layers import replica_context
+
     class ReplicaAdam(keras.optimizers.Adam):
         def _clip_gradients(self, grads):
-            context = tf.distribute.get_replica_context()
-            if context is not None and context.num_replicas_in_sync > 1:
+            if (context := replica_context()) is not None:
                 present = [tf.convert_to_tensor(g) for g in grads if g is not None]  # IndexedSlices (embeddings) dense
                 summed = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present))
                 grads = [None if g is None else next(summed) for g in grads]
             return super()._clip_gradients(grads)
 
         def _all_reduce_sum_gradients(self, grads_and_vars):
-            context = tf.distribute.get_replica_context()
-            if context is not None and context.num_replicas_in_sync > 1:
+            if replica_context() is not None:
                 return list(grads_and_vars)  # already summed in _clip_gradients
             return super()._all_reduce_sum_gradients(grads_and_vars)
 
