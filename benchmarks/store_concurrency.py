@@ -1,17 +1,18 @@
 """Many chats writing to one conversation database at once: turns per second, commit latency, errors, what survives.
 
 N processes (for each N in --processes) run conversations for --seconds through the real
-`chatbot.manager.DialogueManager`, as N chat sessions would: each starts conversations and,
-per exchange, stores the user's message (`add_user_turn`), generates a reply and stores it
-(`add_bot_turn`, which checks that the conversation still ends with that message); every fifth
-exchange it also appends a message to one conversation shared by all processes (N REPLs on
-one conversation). The replies come from a scripted model in plain Python (the idea of
-tests/scripted.py: row `sum of the context's piece ids mod 5` of a fixed table), so the
-time is the manager's and the database's, not a network's. A commit's latency is the wall
-time of one `add_user_turn` or `add_bot_turn` call. Every process records each turn it saw
-committed; afterwards every conversation must hold exactly those turns in that order (the
-shared one: all of them, each process's in its order), at positions 0..n-1 with no gap or
-duplicate, and SQLite's `PRAGMA integrity_check` must say ok.
+`chatbot.manager.DialogueManager`, as N chat sessions would: each starts conversations and
+runs exchanges through `DialogueManager.answer`, the one reply path of every front end (wait
+for the conversation's turn, store the message, generate, store the reply); every fifth
+exchange it also has one in a conversation shared by all processes (N REPLs or requests on
+one conversation, answered one at a time). The replies come from a scripted model in plain
+Python (the idea of tests/scripted.py: row `sum of the context's piece ids mod 5` of a fixed
+table), so the time is the manager's and the database's, not a model's. An exchange's
+latency is the wall time of one `answer` call (a ticket, two commits, and the wait for a
+busy shared conversation). Every process records each turn it saw committed; afterwards
+every conversation must hold exactly those turns in that order (the shared one: all of
+them, each process's in its order, every reply right after its message), at positions
+0..n-1 with no gap or duplicate, and SQLite's `PRAGMA integrity_check` must say ok.
 
     python benchmarks/store_concurrency.py [--db URL] [--processes 1,4,16] [--seconds 10] [--json PATH]
 
@@ -101,9 +102,9 @@ def session(url: str, proto: bytes, seconds: float, index: int, shared: int, rea
 
     def timed(call, *args):
         started = time.perf_counter()
-        turn = call(*args)
+        exchange = call(*args)
         latencies.append((time.perf_counter() - started) * 1000.0)
-        return turn
+        return exchange
 
     ready.put(index)
     start.wait()
@@ -116,11 +117,11 @@ def session(url: str, proto: bytes, seconds: float, index: int, shared: int, rea
                 conversation = manager.start().id
                 committed[conversation] = []
             text = f"{MESSAGES[step % len(MESSAGES)]} ({index}/{step})"
-            committed[conversation].append(timed(manager.add_user_turn, conversation, text).id)
-            found = manager.candidates(manager.context(conversation), decoding, seed=step)
-            committed[conversation].append(timed(manager.add_bot_turn, conversation, found).id)
+            exchange = timed(manager.answer, conversation, text, decoding, step)
+            committed[conversation] += [exchange.user_turn.id, exchange.reply.id]
             if step % SHARED_EVERY == 0:
-                committed.setdefault(shared, []).append(timed(manager.add_user_turn, shared, f"process {index} step {step}").id)
+                exchange = timed(manager.answer, shared, f"process {index} step {step}", decoding, step)
+                committed.setdefault(shared, []).extend([exchange.user_turn.id, exchange.reply.id])
         except ChatbotError as exc:
             errors[str(exc).split(": ", 1)[-1][:80]] += 1
         step += 1
@@ -148,6 +149,10 @@ def check(url: str, committed: dict[int, list[list[int]]], shared: int) -> list[
                 wanted = set(one)
                 if [i for i in ids if i in wanted] != one:
                     problems.append("shared conversation: a process's turns are out of its order")
+                for message, reply in zip(one[::2], one[1::2], strict=True):
+                    if message in ids and ids.index(message) + 1 != ids.index(reply):
+                        problems.append(f"shared conversation: reply {reply} does not follow its message {message}")
+                        break
     if store.engine.dialect.name == "sqlite":
         with store.engine.connect() as connection:
             verdict = connection.exec_driver_sql("PRAGMA integrity_check").scalar()
@@ -192,8 +197,8 @@ def run(url: str, proto: bytes, processes: int, seconds: float) -> dict:
         "seconds": round(wall, 2),
         "turns": total,
         "turns_per_second": round(total / wall, 1),
-        "commit_ms_p50": round(cuts[49], 2),
-        "commit_ms_p99": round(cuts[98], 2),
+        "exchange_ms_p50": round(cuts[49], 2),
+        "exchange_ms_p99": round(cuts[98], 2),
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
         "conversations": len(committed),
@@ -236,15 +241,15 @@ def main() -> int:
     about = describe(url)
     print(f"store concurrency: {about['database']}; {about['machine']}")
     print(f"  each process: chats through DialogueManager (scripted model), {args.seconds:g} s per run")
-    print(f"  {'processes':>9} {'turns':>7} {'turns/s':>8} {'commit p50 ms':>14} {'commit p99 ms':>14} {'errors':>7}  check")
+    print(f"  {'processes':>9} {'turns':>7} {'turns/s':>8} {'exchange p50 ms':>16} {'exchange p99 ms':>16} {'errors':>7}  check")
     runs = []
     for count in counts:
         result = run(url, proto, count, args.seconds)
         runs.append(result)
         verdict = "ok" if not result["problems"] else "; ".join(result["problems"][:3])
         print(
-            f"  {count:>9} {result['turns']:>7} {result['turns_per_second']:>8.0f} {result['commit_ms_p50']:>14.2f} "
-            f"{result['commit_ms_p99']:>14.2f} {result['errors']:>7}  {verdict}"
+            f"  {count:>9} {result['turns']:>7} {result['turns_per_second']:>8.0f} {result['exchange_ms_p50']:>16.2f} "
+            f"{result['exchange_ms_p99']:>16.2f} {result['errors']:>7}  {verdict}"
         )
         if result["error_kinds"]:
             print(f"            errors: {result['error_kinds']}")

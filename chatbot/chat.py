@@ -57,7 +57,7 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
 
     def load():
         from chatbot.checkpoint import load_checkpoint
-        from chatbot.manager import default_context_turns, make_generator
+        from chatbot.responder import default_context_turns, make_generator
 
         checkpoint = load_checkpoint(model_dir)
         turns = default_context_turns(checkpoint) if args.context_turns is None else args.context_turns

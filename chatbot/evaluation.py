@@ -149,17 +149,16 @@ def sample_contexts(dialogues: list[Dialogue], count: int, context_turns: int, s
 def generated_replies(
     checkpoint: Checkpoint, contexts, decoding: DecodingConfig, seed: int, context_turns: int
 ) -> tuple[list[str], list[int]]:
-    """The reply text (the best candidate) and its length in tokens for each context; context i uses seed + i."""
-    from chatbot.framing import context_array
-    from chatbot.manager import make_generator
+    """The reply text (the best candidate, as a chat would show it) and its length in tokens for each
+    context; context i uses seed + i. Made by the `Responder` every front end replies through."""
+    from chatbot.responder import Responder
 
-    generator = make_generator(checkpoint, context_turns)
+    responder = Responder(checkpoint, context_turns)
     texts, lengths = [], []
     for index, (history, _) in enumerate(contexts):
-        encoded = checkpoint.tokenizer.encode_batch(history)
-        ids = generator.generate(context_array(encoded, checkpoint.model_config.max_utterance_length), decoding, seed + index)
-        texts.append(checkpoint.tokenizer.decode(ids))
-        lengths.append(len(ids))
+        found = responder.candidates(history, decoding, seed + index)
+        texts.append(found.texts[0])
+        lengths.append(len(found.found[0].token_ids))
     return texts, lengths
 
 

@@ -1,124 +1,102 @@
-"""DialogueManager: conversations, branches, context and replies, for any front end. No terminal I/O.
+"""DialogueManager: conversations, branches, context and replies, for every front end. No terminal or HTTP code.
 
-`DialogueManager` is what the REPL talks to: it lists, resumes, renames and
-switches conversations through the store, and answers through a `Responder`
-(checkpoint, context window, generator) once a model is attached. Context
-framing comes from `chatbot.framing`, shared with training.
+A whole exchange is one call (`DialogueManager.answer`, `.retry`, `.edit`): it
+waits for the conversation's turn (`chatbot.storage.tickets`, so two chats,
+requests or processes on one conversation are answered in order), cleans and
+commits the user's message, generates from the stored context through a
+`Responder`, lets the caller choose among candidates, commits the reply, and
+returns an `Exchange` with the turns and their notes. The REPL, the HTTP
+server, `replay`, `eval` and the benchmarks all reply through it or through
+the same `Responder`, so none of them can answer differently. Context framing
+comes from `chatbot.framing`, shared with training.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import secrets
-import time
+from collections.abc import Callable
 
 from chatbot.checkpoint import Checkpoint
-from chatbot.corpus.dialogue import normalize_text
-from chatbot.decoding import DECODER_VERSION, DecodingConfig
+from chatbot.conversations import Conversations, cleaned_message
+from chatbot.decoding import DecodingConfig
 from chatbot.errors import ConfigError
-from chatbot.framing import context_array
-from chatbot.messages import clean_message
-from chatbot.storage import Branch, Conversation, ConversationStore, ConversationSummary, Transcript, Turn, open_store
+from chatbot.responder import Candidates, Responder, new_seed
+from chatbot.storage import ConversationStore, Turn, decoding_of
+
+BUSY_WAIT = 10.0  # seconds an exchange waits for a conversation busy with another reply before giving up
 
 
 @dataclasses.dataclass(frozen=True)
-class Reply:
-    """The stored user turn, the stored bot turn, and whether the user's message was cut."""
+class Exchange:
+    """What one exchange stored, and what the person should be told about it.
 
-    user_turn: Turn
-    bot_turn: Turn
-    truncated: bool  # the message was longer than the model reads; only its start was used
-
-
-class Responder:
-    """A model answering stored histories: checkpoint, context window and compiled generator. No storage.
-
-    Args:
-        checkpoint: the model that answers.
-        context_turns: turns of a history fed as context (default: the model's window, max_turns - 1).
-        generator: a ReplyGenerator already built for this checkpoint (e.g. loaded in the background).
-
-    Raises:
-        ConfigError: `context_turns` < 1.
+    Attributes:
+        conversation_id: the conversation (new when the call started one).
+        user_turn: the message this call stored; None when it answered one already stored (a retry,
+            or a message kept while the model loaded).
+        reply: the stored reply; None when `choose` cancelled the pick (then nothing more was stored).
+        candidates: every candidate made, best first (the reply is the chosen one).
+        replaced: a retry's earlier reply, or an edit's earlier message: kept, as an alternative.
+        removed: characters removed from the message (escape sequences, control characters).
+        cut: characters beyond `chatbot.messages.MAX_MESSAGE_CHARS` that were dropped.
+        window: (tokens the model reads, tokens) of the message when it reads only its start; else None.
+        unanswered: the user message before this one, when it had no reply (after a cancelled
+            reply or a crash): it is in this reply's context.
     """
 
-    def __init__(self, checkpoint: Checkpoint, context_turns: int | None = None, generator=None):
-        self.checkpoint = checkpoint
-        self.context_turns = default_context_turns(checkpoint) if context_turns is None else context_turns
-        if self.context_turns < 1:
-            raise ConfigError(f"--context-turns must be at least 1, got {self.context_turns}")
-        self.max_utterance_length = checkpoint.model_config.max_utterance_length
-        self.generator = generator or make_generator(checkpoint, self.context_turns)
+    conversation_id: int
+    user_turn: Turn | None
+    reply: Turn | None
+    candidates: Candidates
+    replaced: Turn | None = None
+    removed: int = 0
+    cut: int = 0
+    window: tuple[int, int] | None = None
+    unanswered: Turn | None = None
 
-    def token_window(self, text: str) -> tuple[int, int]:
-        """(tokens of `text` the model reads, tokens of `text`): it reads at most max_utterance_length - 2."""
-        total = len(self.checkpoint.tokenizer.encode(text))
-        return min(total, self.max_utterance_length - 2), total
-
-    def is_truncated(self, text: str) -> bool:
-        """True when the model reads only the start of `text` (see `token_window`)."""
-        kept, total = self.token_window(text)
-        return kept < total
-
-    def context_tokens(self, history: list[str]):
-        """`(1, num_turns, utterance_length)` int32: the last `context_turns` texts of `history`, framed."""
-        encoded = self.checkpoint.tokenizer.encode_batch(list(history[-self.context_turns :]))
-        return context_array(encoded, self.max_utterance_length)
-
-    def candidates(self, history: list[str], decoding: DecodingConfig, seed: int, eager: bool = False) -> Candidates:
-        """`decoding.num_return_sequences` candidate replies to the texts of `history`, best first
-        (with `eager`, on the eager path even when the generator is compiled)."""
-        started = time.perf_counter()
-        found = self.generator.candidates(self.context_tokens(history), decoding, seed, eager=eager)
-        texts = [normalize_text(self.checkpoint.tokenizer.decode(list(c.token_ids))) or "…" for c in found]
-        return Candidates(texts, found, decoding, seed, (time.perf_counter() - started) * 1000.0)
-
-    def settings(self, candidates: Candidates, chosen: int = 0) -> dict:
-        """What regenerates a stored reply exactly: the decoding settings plus the pick, context window,
-        decoder version and path (compiled or eager)."""
-        decoding = candidates.decoding.to_dict()
-        if len(candidates.texts) > 1:
-            decoding["chosen"] = chosen
-        decoding["context_turns"] = self.context_turns
-        decoding["decoder_version"] = DECODER_VERSION
-        decoding["compiled"] = all(c.compiled for c in candidates.found)
-        return decoding
+    @property
+    def chosen(self) -> int:
+        """Index of the stored reply among `candidates` (0 without a pick)."""
+        return int(decoding_of(self.reply).get("chosen", 0)) if self.reply is not None else 0
 
 
-class DialogueManager:
-    """Conversations and replies: what the REPL (and any other front end) talks to. No terminal I/O.
+Choose = Callable[[Candidates], "int | None"]  # the index to store, or None to store nothing
 
-    The store is there from the start, so conversations can be listed, shown,
-    resumed, renamed and switched while the model is still loading; `attach`
-    adds the model when it is ready, and only replies need it. The context of a
-    reply is the last `context_turns` turns on the conversation's active path,
-    so a resumed conversation continues with the same context. The user's turn
-    is committed before generation, the bot's right after.
+
+def first_candidate(candidates: Candidates) -> int:
+    return 0
+
+
+class DialogueManager(Conversations):
+    """Conversations and replies: what every front end talks to. No terminal or HTTP code.
+
+    Conversations can be read while the model still loads (`Conversations`); `attach` adds it. A
+    reply's context is the last `context_turns` turns of the path it answers; the user's turn is
+    committed before generation, the bot's right after, one exchange per conversation at a time.
 
     Args:
         store: where conversations live.
         checkpoint, context_turns, generator: the model, attached at once when given (see `attach`).
+        busy_wait: seconds an exchange waits for a conversation that is answering another message.
 
     Raises:
         ConfigError: `context_turns` < 1.
         StorageError: the model cannot be registered in the store.
     """
 
-    def __init__(self, store: ConversationStore, checkpoint: Checkpoint | None = None, context_turns: int | None = None, generator=None):
-        self.store = store
+    def __init__(
+        self,
+        store: ConversationStore,
+        checkpoint: Checkpoint | None = None,
+        context_turns: int | None = None,
+        generator=None,
+        busy_wait: float = BUSY_WAIT,
+    ):
+        super().__init__(store)
+        self.busy_wait = busy_wait
         self._responder: Responder | None = None
-        self.model_id: int | None = None
         if checkpoint is not None:
             self.attach(checkpoint, context_turns, generator)
-
-    @classmethod
-    def open(cls, url: str | None = None) -> DialogueManager:
-        """A manager without a model over the store at `url` (default: storage/chatbot.db).
-
-        Raises:
-            StorageError: the database cannot be opened (see ConversationStore).
-        """
-        return cls(open_store(url))
 
     def attach(self, checkpoint: Checkpoint, context_turns: int | None = None, generator=None) -> None:
         """Answer with this model from now on, registering it in the store.
@@ -146,217 +124,195 @@ class DialogueManager:
 
     @property
     def responder(self) -> Responder:
+        """The attached model's Responder. Raises ConfigError when no model is attached yet."""
         if self._responder is None:
             raise ConfigError("no model attached yet: DialogueManager.attach(checkpoint) first")
         return self._responder
 
-    @property
-    def checkpoint(self) -> Checkpoint:
-        return self.responder.checkpoint
+    # --- exchanges --------------------------------------------------------
 
-    @property
-    def context_turns(self) -> int:
-        return self.responder.context_turns
+    def answer(
+        self,
+        conversation_id: int | None,
+        text: str | None,
+        decoding: DecodingConfig,
+        seed: int | None = None,
+        choose: Choose = first_candidate,
+        after: int | None = None,
+        owner: str | None = None,
+        on_user_turn: Callable[[Turn], None] | None = None,
+    ) -> Exchange:
+        """One exchange: store the message, generate from the stored context, store the chosen reply.
 
-    @property
-    def max_utterance_length(self) -> int:
-        return self.responder.max_utterance_length
+        In order, holding the conversation's turn (`ReplyTickets.turn`: requests on one conversation
+        are answered one at a time, in arrival order, on any number of processes): the message is
+        cleaned (`chatbot.messages.clean_message`) and committed; the last `context_turns` turns of its
+        path are the context; `decoding.num_return_sequences` candidates are generated with `seed`;
+        `choose` picks one (None: nothing more is stored); the pick is committed as the reply, with
+        what regenerates it (`Responder.settings`).
 
-    @property
-    def generator(self):
-        return self.responder.generator
-
-    @property
-    def upgrade_note(self) -> str | None:
-        """One line for the person when opening upgraded the database's schema (None otherwise)."""
-        return self.store.upgrade_note
-
-    def check_writable(self) -> None:
-        """Raise StorageError now if the store cannot be written (see `ConversationStore.check_writable`)."""
-        self.store.check_writable()
-
-    def close(self) -> None:
-        """Release the database connections."""
-        self.store.close()
-
-    # --- conversations --------------------------------------------------
-
-    def start(self) -> Conversation:
-        return self.store.create_conversation(self.model_id)
-
-    def resume(self, conversation_id: int) -> Conversation:
-        """The stored conversation (to continue it). Raises ConversationNotFoundError for an unknown id."""
-        return self.store.get_conversation(conversation_id)
-
-    def sessions(self, limit: int | None = 10, search: str | None = None) -> list[ConversationSummary]:
-        """The most recent conversations first (see `ConversationStore.list_conversations`)."""
-        return self.store.list_conversations(limit, search=search)
-
-    def history(self, conversation_id: int) -> list[Turn]:
-        """The active path of a conversation, first turn first."""
-        return self.store.turns(conversation_id)
-
-    def transcript(self, conversation_id: int, all_branches: bool = False) -> Transcript:
-        """The active path with its alternatives and numbered branches (`chatbot.transcript.transcript_lines` prints it).
-
+        Args:
+            conversation_id: the conversation; None starts a new one (owned by `owner`).
+            text: the user's message; None answers the conversation's last message, which must be an
+                unanswered user turn.
+            seed: the reply's seed (None: a fresh random one; every seed is stored).
+            choose: picks the candidate to store (default: the best).
+            after: store the message after this turn rather than at the end of the active path (a new
+                branch when that turn already has a continuation); its path becomes the active one.
+            on_user_turn: called with the committed message before generation starts (a streaming
+                server sends its headers then).
         Raises:
-            ConversationNotFoundError: unknown conversation.
-        """
-        return self.store.transcript(conversation_id, all_branches)
-
-    def branches(self, conversation_id: int) -> list[Branch]:
-        """Every branch of a conversation (made by /retry and /edit), by number."""
-        return self.store.branches(conversation_id)
-
-    def switch(self, conversation_id: int, number: int) -> list[Turn]:
-        """Continue from branch `number` (1-based, as `branches` numbers them); returns its path.
-
-        Raises:
-            ConfigError: no branch with that number.
-        """
-        found = self.branches(conversation_id)
-        if not 1 <= number <= len(found):
-            raise ConfigError(f"usage: /switch N with N from 1 to {len(found)} (see /branches)")
-        return self.store.activate(found[number - 1].path[-1].id)
-
-    def rename(self, conversation_id: int, title: str) -> Conversation:
-        """Set the title (whitespace collapsed, cut to TITLE_LENGTH characters).
-
-        Raises:
-            ConfigError: the title is empty.
-            ConversationNotFoundError: unknown conversation.
-        """
-        try:
-            return self.store.rename_conversation(conversation_id, title)
-        except ValueError as exc:
-            raise ConfigError(f"rename: {exc}") from None
-
-    def clean(self, text: str) -> str:
-        """The text stored for a message: `chatbot.messages.clean_message` (no escape or control characters, ≤ 64 Ki)."""
-        return clean_message(text).text
-
-    # --- replies --------------------------------------------------------
-
-    def add_user_turn(self, conversation_id: int, text: str) -> Turn:
-        """Clean and store the user's message (committed before any generation).
-
-        Raises:
-            ConfigError: the message is empty after cleaning.
-            ConversationNotFoundError: unknown conversation.
+            ConfigError: the message is empty after cleaning; `text` is None and the conversation does
+                not end with an unanswered message; no model is attached.
+            ConversationNotFoundError: unknown conversation or `after` turn.
+            ConversationBusyError: the conversation stayed busy with another reply for `busy_wait` seconds.
             StorageError: the database cannot be written.
         """
-        text = self.clean(text)
-        if not text:
-            raise ConfigError("empty message: type some text")
-        return self.store.add_turn(conversation_id, "user", text)
+        responder = self.responder
+        cleaned = cleaned_message(text) if text is not None else None
+        if conversation_id is None:
+            if text is None:
+                raise ConfigError("nothing to answer: a new conversation needs a message")
+            conversation_id = self.start(owner).id
+        elif after is not None and self.store.get_turn(after).conversation_id != conversation_id:
+            raise ConfigError(f"turn {after} is not in conversation {conversation_id}")
+        with self.store.tickets.turn(conversation_id, self.busy_wait):
+            previous = self.store.turns(conversation_id, last=1) if after is None else [self.store.get_turn(after)]
+            unanswered = previous[0] if previous and previous[0].speaker == "user" else None
+            if cleaned is None:
+                if unanswered is None:
+                    raise ConfigError("nothing to answer: the conversation does not end with a message of yours")
+                user_turn, asked, unanswered = None, unanswered, None
+            elif after is None:
+                user_turn = asked = self.store.add_turn(conversation_id, "user", cleaned.text)
+            else:
+                user_turn = asked = self.store.add_child(after, "user", cleaned.text)
+            if on_user_turn is not None:
+                on_user_turn(asked)
+            history = self.store.path(asked.id, last=responder.context_turns)
+            found = responder.candidates([t.text for t in history], decoding, new_seed() if seed is None else seed)
+            chosen = choose(found)
+            reply = None
+            if chosen is not None:
+                reply = self.store.add_turn(
+                    conversation_id, "bot", found.texts[chosen], self.model_id, responder.settings(found, chosen),
+                    found.seed, round(found.latency_ms, 2), after=asked.id,
+                )  # fmt: skip
+        kept, total = responder.token_window(asked.text)
+        return Exchange(
+            conversation_id,
+            user_turn,
+            reply,
+            found,
+            removed=cleaned.removed if cleaned else 0,
+            cut=cleaned.cut if cleaned else 0,
+            window=(kept, total) if kept < total else None,
+            unanswered=unanswered,
+        )
 
-    def candidates(self, history: list[Turn], decoding: DecodingConfig, seed: int) -> Candidates:
-        """Generate `decoding.num_return_sequences` candidate replies to `history` (nothing is written)."""
-        found = self.responder.candidates([t.text for t in history], decoding, seed)
-        return dataclasses.replace(found, after_turn_id=history[-1].id if history else None)
+    def retry(
+        self,
+        conversation_id: int,
+        decoding: DecodingConfig,
+        seed: int | None = None,
+        choose: Choose = first_candidate,
+        reply_id: int | None = None,
+        on_user_turn: Callable[[Turn], None] | None = None,
+    ) -> Exchange:
+        """A fresh reply in place of the last one (or of bot turn `reply_id`), which is kept as an alternative.
 
-    def add_bot_turn(self, conversation_id: int, candidates: Candidates, chosen: int = 0, replaces: Turn | None = None) -> Turn:
-        """Store candidate `chosen` as the bot's turn; with `replaces`, as an alternative to that
-        turn (which is kept, inactive). With several candidates the choice is recorded."""
-        decoding = self.responder.settings(candidates, chosen)
-        text, seed, latency_ms = candidates.texts[chosen], candidates.seed, round(candidates.latency_ms, 2)
-        if replaces is not None:
-            return self.store.add_alternative(replaces.id, text, self.model_id, decoding, seed, latency_ms)
-        return self.store.add_turn(conversation_id, "bot", text, self.model_id, decoding, seed, latency_ms, after=candidates.after_turn_id)
-
-    def reply(self, conversation_id: int, text: str, decoding: DecodingConfig, seed: int | None = None) -> Reply:
-        """Store the user's message, generate and store the bot's reply (the best candidate).
-
-        Raises:
-            ConfigError: the message is empty after cleaning.
-            ConversationNotFoundError: unknown conversation.
-            StorageError: the database cannot be written.
-        """
-        user_turn = self.add_user_turn(conversation_id, text)
-        found = self.candidates(self.context(conversation_id), decoding, new_seed() if seed is None else seed)
-        return Reply(user_turn, self.add_bot_turn(conversation_id, found), self.responder.is_truncated(user_turn.text))
-
-    def edit_user_turn(self, conversation_id: int, text: str, previous: Turn | None = None) -> tuple[Turn, Turn]:
-        """Store `text` as an alternative to the last user message on the active path and make it active.
-
-        The earlier message and the replies after it stay stored, on their own branch.
-        `previous`: that last user message, when the caller has already read it.
-
-        Returns:
-            (the new user turn, the turn it replaced).
-        Raises:
-            ConfigError: the conversation has no user message yet, or `text` is empty after cleaning.
-            StorageError: the database cannot be written.
-        """
-        text = self.clean(text)
-        if not text:
-            raise ConfigError("empty message: type some text")
-        previous = previous or self.last_user_turn(conversation_id)
-        return self.store.add_alternative(previous.id, text), previous
-
-    def last_user_turn(self, conversation_id: int) -> Turn:
-        """The last user message on the active path. Raises ConfigError when there is none."""
-        for turn in reversed(self.store.turns(conversation_id, last=2)):
-            if turn.speaker == "user":
-                return turn
-        raise ConfigError("nothing to edit: the conversation has no message of yours yet")
-
-    def unanswered(self, conversation_id: int) -> Turn | None:
-        """The last turn of the active path when it is a user message with no reply yet (after a
-        Ctrl-C mid-reply, a failed generation or a crash), else None."""
-        last = self.store.turns(conversation_id, last=1)
-        return last[0] if last and last[0].speaker == "user" else None
-
-    def last_bot_turn(self, conversation_id: int) -> tuple[Turn, list[Turn]]:
-        """The last turn of the active path, which must be the bot's, and the history before it.
+        When the conversation ends with an unanswered message (a cancelled reply, a crash), that
+        message is answered instead. The new reply's branch becomes the active one.
 
         Raises:
-            ConfigError: the conversation does not end with a bot reply.
+            ConfigError: nothing to retry; `reply_id` is not a reply of this conversation.
+            ConversationNotFoundError, ConversationBusyError, StorageError: as `answer`.
         """
-        turns = self.store.turns(conversation_id, last=self.context_turns + 1)
-        if not turns or turns[-1].speaker != "bot":
-            raise ConfigError("nothing to retry: the conversation does not end with a bot reply")
-        return turns[-1], turns[:-1]
+        responder = self.responder
+        with self.store.tickets.turn(conversation_id, self.busy_wait):
+            if reply_id is None:
+                last = self.store.turns(conversation_id, last=1)
+                if not last:
+                    raise ConfigError("nothing to retry: the conversation has no messages yet")
+                previous = last[0]
+            else:
+                previous = self.store.get_turn(reply_id)
+                if previous.conversation_id != conversation_id or previous.speaker != "bot":
+                    raise ConfigError(f"turn {reply_id} is not a reply in conversation {conversation_id}")
+            if previous.speaker == "user":
+                pending = previous
+                replaced = None
+            else:
+                if previous.parent_id is None:
+                    raise ConfigError("nothing to retry: the reply answers no message")
+                pending, replaced = self.store.get_turn(previous.parent_id), previous
+            if on_user_turn is not None:
+                on_user_turn(pending)
+            history = self.store.path(pending.id, last=responder.context_turns)
+            found = responder.candidates([t.text for t in history], decoding, new_seed() if seed is None else seed)
+            chosen = choose(found)
+            reply = None
+            if chosen is not None:
+                text, settings, latency = found.texts[chosen], responder.settings(found, chosen), round(found.latency_ms, 2)
+                if replaced is not None:
+                    reply = self.store.add_alternative(replaced.id, text, self.model_id, settings, found.seed, latency)
+                else:
+                    reply = self.store.add_turn(
+                        conversation_id, "bot", text, self.model_id, settings, found.seed, latency, after=pending.id
+                    )
+        return Exchange(conversation_id, None, reply, found, replaced=replaced)
 
-    # --- context --------------------------------------------------------
+    def edit(
+        self,
+        conversation_id: int,
+        text: str,
+        decoding: DecodingConfig,
+        seed: int | None = None,
+        choose: Choose = first_candidate,
+        turn_id: int | None = None,
+        on_user_turn: Callable[[Turn], None] | None = None,
+    ) -> Exchange:
+        """Rewrite the last message of yours (or user turn `turn_id`) and answer the new text.
 
-    def context(self, conversation_id: int) -> list[Turn]:
-        """The last `context_turns` turns of the active path."""
-        return self.store.turns(conversation_id, last=self.context_turns)
+        The new message is an alternative of the old one (a new branch, made active); the earlier
+        message and everything after it stay stored on their branch.
 
-    def context_tokens(self, history: list[Turn]):
-        """`(1, num_turns, utterance_length)` int32: the last `context_turns` of `history`, framed."""
-        return self.responder.context_tokens([t.text for t in history])
+        Raises:
+            ConfigError: no message of yours to edit; `turn_id` is not a user turn of this
+                conversation; the text is empty after cleaning.
+            ConversationNotFoundError, ConversationBusyError, StorageError: as `answer`.
+        """
+        cleaned = cleaned_message(text)
+        if turn_id is None:
+            previous = self.last_user_turn(conversation_id)
+        else:
+            previous = self.store.get_turn(turn_id)
+            if previous.conversation_id != conversation_id or previous.speaker != "user":
+                raise ConfigError(f"turn {turn_id} is not a message of yours in conversation {conversation_id}")
+        if previous.parent_id is None:  # the first message: the new one starts a new root branch
+            with self.store.tickets.turn(conversation_id, self.busy_wait):
+                new = self.store.add_alternative(previous.id, cleaned.text)
+            exchange = self.answer(conversation_id, None, decoding, seed, choose, on_user_turn=on_user_turn)
+            return dataclasses.replace(exchange, user_turn=new, replaced=previous, removed=cleaned.removed, cut=cleaned.cut)
+        exchange = self.answer(conversation_id, text, decoding, seed, choose, after=previous.parent_id, on_user_turn=on_user_turn)
+        return dataclasses.replace(exchange, replaced=previous, unanswered=None)
 
-    def generate(self, conversation_id: int, decoding: DecodingConfig, seed: int) -> str:
-        """Reply text for the stored history (nothing is written)."""
-        return self.candidates(self.context(conversation_id), decoding, seed).texts[0]
+    def pick(self, conversation_id: int, reply_id: int, index: int) -> Turn:
+        """Store candidate `index` (0-based) of reply `reply_id`'s candidates in its place; the earlier
+        pick stays as an alternative. The candidates' texts are stored with a reply made with several.
 
-
-@dataclasses.dataclass(frozen=True)
-class Candidates:
-    """Candidate replies, best first, with how they were made (enough to regenerate them)."""
-
-    texts: list[str]
-    found: list  # generation.Candidate: token ids, log-probability (nats), score
-    decoding: DecodingConfig
-    seed: int
-    latency_ms: float  # wall time to generate them all
-    after_turn_id: int | None = None  # the last turn of the history they answer (a reply is stored only after it)
-
-
-def new_seed() -> int:
-    return secrets.randbits(31)
-
-
-def default_context_turns(checkpoint: Checkpoint) -> int:
-    return checkpoint.model_config.max_turns - 1
-
-
-def make_generator(checkpoint: Checkpoint, context_turns: int | None = None, background_compile: bool = False):
-    """A ReplyGenerator sized for this checkpoint's contexts (imports TensorFlow)."""
-    from chatbot.generation import ReplyGenerator
-
-    turns = default_context_turns(checkpoint) if context_turns is None else context_turns
-    shape = (max(turns, 1), checkpoint.model_config.max_utterance_length)
-    return ReplyGenerator(checkpoint.model, shape, background_compile=background_compile)
+        Raises:
+            ConfigError: the turn is not a reply of this conversation made with several candidates,
+                or `index` is out of range.
+        """
+        reply = self.store.get_turn(reply_id)
+        settings = decoding_of(reply)
+        texts = settings.get("candidates")
+        if reply.conversation_id != conversation_id or reply.speaker != "bot" or not texts:
+            raise ConfigError(f"turn {reply_id} is not a reply with candidates in conversation {conversation_id}")
+        if not 0 <= index < len(texts):
+            raise ConfigError(f"pick: candidate {index} does not exist; pick from 0 to {len(texts) - 1}")
+        with self.store.tickets.turn(conversation_id, self.busy_wait):
+            return self.store.add_alternative(
+                reply.id, texts[index], reply.model_id, {**settings, "chosen": index}, reply.seed, reply.latency_ms
+            )

@@ -14,7 +14,7 @@ from prompt_toolkit import PromptSession
 
 from chatbot.decoding import DecodingConfig, describe
 from chatbot.errors import ChatbotError, CheckpointError, ConfigError
-from chatbot.manager import DialogueManager, new_seed
+from chatbot.manager import DialogueManager, Exchange
 from chatbot.messages import MAX_MESSAGE_CHARS, clean_message
 from chatbot.terminal import LineInput
 from chatbot.transcript import branch_lines, session_lines, transcript_lines
@@ -241,12 +241,8 @@ class ChatREPL:
             return True
         if line.startswith("/"):
             return self.command(line)
-        cleaned = clean_message(line)
-        if not cleaned.text:
+        if not clean_message(line).text:
             raise ConfigError("empty message: type some text (escape codes and control characters are removed)")
-        if cleaned.cut:
-            total = len(cleaned.text) + cleaned.cut
-            self.write(f"(note: your message has {total:,} characters; the first {MAX_MESSAGE_CHARS:,} are stored)")
         if self.loader is None and not self.manager.ready:  # its loading was cancelled
             self._store_message(line)
             self.write("(no model loaded: your message is kept; restart the chat and /retry answers it)")
@@ -264,49 +260,48 @@ class ChatREPL:
             return True
         if self._waiting:  # the model became ready while this line waited for it: the kept message comes first
             self._answer_kept()
-        user_turn = self._store_message(line)
+        if self.conversation_id is None:  # made before the exchange, so a reply cancelled by Ctrl-C leaves a conversation to /retry in
+            self.conversation_id = self.manager.start().id
+        self._exchange(lambda manager, seed: manager.answer(self.conversation_id, line, self.decoding, seed, self._choose))
+        return True
+
+    def _exchange(self, run: Callable) -> Exchange | None:
+        """Run one manager exchange (`run(manager, seed)`), print its notes and reply; Ctrl-C cancels the reply."""
+        manager = self._model_ready()
+        seed, self.seed = self.seed, None
         try:
-            self._answer_message(user_turn)
+            exchange = run(manager, seed)
         except KeyboardInterrupt:
             self.write("(reply cancelled: your message is kept; /retry answers it)")
-        return True
+            return None
+        self.conversation_id = exchange.conversation_id
+        if exchange.cut:
+            total = MAX_MESSAGE_CHARS + exchange.cut
+            self.write(f"(note: your message has {total:,} characters; the first {MAX_MESSAGE_CHARS:,} are stored)")
+        if exchange.window is not None:
+            kept, total = exchange.window
+            self.write(f"(note: the model reads the first {kept} of this message's {total} tokens; the rest does not reach it)")
+        if exchange.reply is None:
+            self.write("(pick cancelled: nothing stored; /retry shows new candidates)")
+        elif self.on_reply is not None:
+            self.on_reply(exchange.reply)
+        else:
+            self.write(f"bot> {exchange.reply.text}")
+        return exchange
+
+    def _choose(self, candidates) -> int | None:
+        return pick(candidates, self.prompt_session, self.write) if len(candidates.texts) > 1 else 0
 
     def _answer_kept(self) -> None:
         """Answer the message kept when Ctrl-C stopped the wait for the model (now ready)."""
         self._waiting = False
-        if (pending := self.manager.unanswered(self.conversation_id) if self.conversation_id is not None else None) is not None:
-            self._answer_message(pending)
+        if self.conversation_id is not None and self.manager.unanswered(self.conversation_id) is not None:
+            self._exchange(lambda manager, seed: manager.answer(self.conversation_id, None, self.decoding, seed, self._choose))
 
     def _store_message(self, line: str):
         if self.conversation_id is None:
             self.conversation_id = self.manager.start().id
         return self.manager.add_user_turn(self.conversation_id, line)
-
-    def _answer_message(self, user_turn) -> None:
-        """Reply to a stored user message, noting first when the model reads only its start."""
-        manager = self._model_ready()
-        kept, total = manager.responder.token_window(user_turn.text)
-        if kept < total:
-            self.write(f"(note: the model reads the first {kept} of this message's {total} tokens; the rest does not reach it)")
-        self._answer(manager.context(user_turn.conversation_id))
-
-    def _answer(self, history, replaces=None) -> bool:
-        """Generate for `history`, let the person pick when there are several candidates, store, print.
-        Returns False when the person cancelled the pick (nothing is stored)."""
-        manager = self._model_ready()
-        seed = new_seed() if self.seed is None else self.seed
-        self.seed = None
-        candidates = manager.candidates(history, self.decoding, seed)
-        chosen = pick(candidates, self.prompt_session, self.write) if len(candidates.texts) > 1 else 0
-        if chosen is None:
-            self.write("(pick cancelled: nothing stored; /retry shows new candidates)")
-            return False
-        turn = manager.add_bot_turn(self._current("no conversation yet"), candidates, chosen, replaces=replaces)
-        if self.on_reply is not None:
-            self.on_reply(turn)
-        else:
-            self.write(f"bot> {turn.text}")
-        return True
 
     def command(self, line: str) -> bool:
         name, _, argument = line.partition(" ")
@@ -336,14 +331,9 @@ class ChatREPL:
                     self.write(text)
         elif name == "/retry":
             conversation_id = self._current("nothing to retry yet: send a message first")
-            manager = self._model_ready()
-            pending = manager.unanswered(conversation_id)
-            if pending is not None:  # a reply was cancelled or never made: answer the message now
-                self._answer_message(pending)
-                return True
-            previous, history = manager.last_bot_turn(conversation_id)
-            if self._answer(history, replaces=previous):
-                self.write(f"(the earlier reply is kept as an alternative: {previous.text})")
+            exchange = self._exchange(lambda manager, seed: manager.retry(conversation_id, self.decoding, seed, self._choose))
+            if exchange is not None and exchange.reply is not None and exchange.replaced is not None:
+                self.write(f"(the earlier reply is kept as an alternative: {exchange.replaced.text})")
         elif name == "/edit":
             self._edit(argument)
         elif name == "/branches":
@@ -379,17 +369,19 @@ class ChatREPL:
     def _edit(self, text: str) -> None:
         """/edit: replace the last user message (asking for the new text, prefilled, when none is given)."""
         conversation_id = self._current("nothing to edit yet: send a message first")
-        manager = self._model_ready()
-        previous = manager.last_user_turn(conversation_id)
+        self._model_ready()
+        previous = self.manager.last_user_turn(conversation_id)
         if not text:
             try:
                 text = self.prompt_session.prompt("edit> ", default=previous.text)
             except (EOFError, KeyboardInterrupt):
                 self.write("(edit cancelled)")
                 return
-        user_turn, previous = manager.edit_user_turn(conversation_id, text, previous)
-        self._answer_message(user_turn)
-        self.write(f"(your earlier message is kept on another branch: {previous.text}; /branches lists them)")
+        exchange = self._exchange(
+            lambda manager, seed: manager.edit(conversation_id, text, self.decoding, seed, self._choose, turn_id=previous.id)
+        )
+        if exchange is not None:
+            self.write(f"(your earlier message is kept on another branch: {previous.text}; /branches lists them)")
 
     def _show_resumed(self, heading: str | None = None) -> None:
         turns = self.manager.history(self._current("no conversation yet"))

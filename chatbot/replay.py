@@ -17,7 +17,7 @@ from chatbot.errors import CheckpointError
 from chatbot.storage import Conversation, ConversationStore, ModelRecord, Turn, decoding_of
 
 if TYPE_CHECKING:
-    from chatbot.manager import Responder  # imported when used: it pulls in the model code
+    from chatbot.responder import Responder  # imported when used: it pulls in the model code
 
 REPORT_FORMATS = ("md", "json")
 
@@ -65,7 +65,7 @@ class ModelCache:
 
     def responder(self, checkpoint, context_turns: int):
         """A Responder for `checkpoint` with this context window (built once per pair)."""
-        from chatbot.manager import Responder
+        from chatbot.responder import Responder
 
         key = (id(checkpoint), context_turns)
         if key not in self._responders:
@@ -355,7 +355,7 @@ def run_replay(args, log: Callable[[str], None] | None = None) -> int:
     records = store.models()
     if args.model is not None:
         from chatbot.checkpoint import load_checkpoint
-        from chatbot.manager import Responder
+        from chatbot.responder import Responder
 
         checkpoint = load_checkpoint(args.model)
         responder = Responder(checkpoint, args.context_turns)

@@ -29,8 +29,8 @@ def test_replay_prints_every_turn_with_its_settings(tiny_checkpoint, db_url, cap
 
     manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint)
     conversation = manager.start()
-    manager.reply(conversation.id, "hello there", DecodingConfig(), seed=21)
-    manager.reply(conversation.id, "what is new?", DecodingConfig(temperature=0.6), seed=22)
+    manager.answer(conversation.id, "hello there", DecodingConfig(), seed=21)
+    manager.answer(conversation.id, "what is new?", DecodingConfig(temperature=0.6), seed=22)
 
     assert main(["replay", str(conversation.id), "--db", db_url]) == 0
     lines = capsys.readouterr().out.splitlines()

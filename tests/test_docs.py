@@ -64,10 +64,10 @@ def test_the_repl_reaches_data_only_through_the_dialogue_manager():
 
 
 def test_inference_does_not_import_the_training_package():
-    for name in ("manager.py", "generation.py", "repl.py", "replay.py", "samplers.py"):
+    for name in ("manager.py", "responder.py", "generation.py", "repl.py", "replay.py", "samplers.py"):
         imported = _imported_modules(REPO / "chatbot" / name)
         assert not {m for m in imported if m.startswith("chatbot.training")}, (name, imported)
-    assert "chatbot.framing" in _imported_modules(REPO / "chatbot" / "manager.py")
+    assert "chatbot.framing" in _imported_modules(REPO / "chatbot" / "responder.py")
 
 
 def test_front_end_modules_load_no_tensorflow():

@@ -117,8 +117,8 @@ def test_the_dialogue_manager_answers_with_a_vhred_and_a_seed_repeats_the_reply(
     from chatbot.storage import ConversationStore
 
     manager = DialogueManager(ConversationStore(db_url), load_checkpoint(tiny_vhred_dir))
-    replies = [manager.reply(manager.start().id, "what is your favorite book?", DecodingConfig(), seed=11) for _ in range(2)]
-    assert replies[0].bot_turn.text and replies[0].bot_turn.seed == 11
-    assert replies[0].bot_turn.text == replies[1].bot_turn.text  # same history, settings and seed
-    stored = manager.history(replies[0].bot_turn.conversation_id)
+    replies = [manager.answer(None, "what is your favorite book?", DecodingConfig(), seed=11).reply for _ in range(2)]
+    assert replies[0].text and replies[0].seed == 11
+    assert replies[0].text == replies[1].text  # same history, settings and seed
+    stored = manager.history(replies[0].conversation_id)
     assert [t.speaker for t in stored] == ["user", "bot"]

@@ -14,6 +14,8 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unicodedata
 from pathlib import Path
 
@@ -612,19 +614,48 @@ def test_transcripts_sessions_and_exports_render_any_stored_text(turns, title):
     store.close()
 
 
-def test_two_chats_on_one_conversation_one_reply_wins_and_the_other_is_told(db_url, checkpoint):
-    from chatbot.errors import ConversationChangedError
+class SlowGenerator:
+    """The real generator, after `seconds` of pretended work: the first chat is still generating when the second writes."""
 
-    first = DialogueManager(DialogueManager.open(db_url).store, checkpoint)
+    def __init__(self, generator, seconds: float):
+        self.generator, self.seconds = generator, seconds
+        self.started = threading.Event()
+
+    def candidates(self, *args, **kwargs):
+        self.started.set()
+        time.sleep(self.seconds)
+        return self.generator.candidates(*args, **kwargs)
+
+
+def test_two_chats_on_one_conversation_are_answered_in_turn(db_url, checkpoint):
+    """The second chat's message waits for the first chat's reply, then is answered with it in its context."""
+    from chatbot.responder import make_generator
+
+    slow = SlowGenerator(make_generator(checkpoint), 0.5)
+    first = DialogueManager(DialogueManager.open(db_url).store, checkpoint, generator=slow)
     second = DialogueManager(DialogueManager.open(db_url).store, checkpoint)
     conversation = first.start().id
-    first.add_user_turn(conversation, "hello")
-    found = first.candidates(first.context(conversation), GREEDY, seed=1)  # the first chat is generating...
-    second.add_user_turn(conversation, "are you there?")  # ...when the second one writes
-    with pytest.raises(ConversationChangedError, match="changed in another chat"):
-        first.add_bot_turn(conversation, found)
-    second.add_bot_turn(conversation, second.candidates(second.context(conversation), GREEDY, seed=1))
-    history = ["hello", "are you there?"]
-    assert [t.text for t in first.history(conversation)] == [*history, expected_reply(checkpoint, history)]
-    lines = run_lines(first, ["/retry"], conversation_id=conversation)  # nothing unanswered now: a fresh alternative
+    answering = threading.Thread(target=first.answer, args=(conversation, "hello", GREEDY, 1))
+    answering.start()
+    slow.started.wait(10)  # the first chat is generating...
+    reply = second.answer(conversation, "are you there?", GREEDY, seed=1).reply  # ...when the second one writes
+    answering.join(10)
+    said = ["hello", expected_reply(checkpoint, ["hello"]), "are you there?"]
+    assert [t.text for t in first.history(conversation)] == [*said, expected_reply(checkpoint, said)] == [*said, reply.text]
+    lines = run_lines(first, ["/retry"], conversation_id=conversation)  # nothing unanswered: a fresh alternative
     assert any(line.startswith("(the earlier reply is kept as an alternative") for line in lines)
+
+
+def test_a_chat_that_finds_its_conversation_busy_stores_nothing_and_says_so(db_url, checkpoint):
+    from chatbot.errors import ConversationBusyError
+
+    manager = DialogueManager(DialogueManager.open(db_url).store, checkpoint, busy_wait=0.2)
+    conversation = manager.start().id
+    other = DialogueManager.open(db_url).store.tickets
+    with other.turn(conversation, wait=1.0):  # another process is answering in this conversation
+        with pytest.raises(ConversationBusyError, match="answering another message"):
+            manager.answer(conversation, "hello", GREEDY, seed=1)
+        assert manager.history(conversation) == []
+        lines = run_lines(manager, ["hello"], conversation_id=conversation)
+        assert any(line.startswith(f"error: conversation {conversation} is answering another message") for line in lines)
+    assert manager.answer(conversation, "hello", GREEDY, seed=1).reply is not None  # free again

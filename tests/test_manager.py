@@ -13,10 +13,10 @@ def test_turns_persist_and_a_restart_rebuilds_the_same_context(tiny_checkpoint, 
     manager = DialogueManager(ConversationStore(store_url), tiny_checkpoint, context_turns=5)
     conversation = manager.start()
     for text in ["hello", "how are you?", "what do you like to do?"]:
-        reply = manager.reply(conversation.id, text, DecodingConfig())
-        assert reply.user_turn.position + 1 == reply.bot_turn.position
-        assert reply.bot_turn.text
-    before = manager.context_tokens(manager.context(conversation.id))
+        exchange = manager.answer(conversation.id, text, DecodingConfig())
+        assert exchange.user_turn.position + 1 == exchange.reply.position
+        assert exchange.reply.text
+    before = manager.responder.context_tokens([t.text for t in manager.history(conversation.id)])
     manager.store.close()
 
     # A new process: fresh store and manager over the same database file.
@@ -26,7 +26,7 @@ def test_turns_persist_and_a_restart_rebuilds_the_same_context(tiny_checkpoint, 
     bot = turns[1]
     assert bot.model_id == restarted.model_id and bot.seed is not None and bot.latency_ms > 0
     assert '"top_p": 0.9' in bot.decoding and bot.created_at is not None
-    after = restarted.context_tokens(restarted.context(conversation.id))
+    after = restarted.responder.context_tokens([t.text for t in restarted.history(conversation.id)])
     np.testing.assert_array_equal(before, after)
     assert after.shape[1] == 5  # the last 5 of 6 stored turns
 
@@ -34,11 +34,11 @@ def test_turns_persist_and_a_restart_rebuilds_the_same_context(tiny_checkpoint, 
 def test_same_seed_same_reply(tiny_checkpoint, db_url):
     manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint)
     conversation = manager.start()
-    manager.reply(conversation.id, "good morning", DecodingConfig(), seed=11)
+    manager.answer(conversation.id, "good morning", DecodingConfig(), seed=11)
     decoding = DecodingConfig(temperature=1.0, top_p=1.0)
-    replies = {manager.generate(conversation.id, decoding, seed=5) for _ in range(3)}
+    replies = {manager.retry(conversation.id, decoding, seed=5).reply.text for _ in range(3)}
     assert len(replies) == 1
-    others = {manager.generate(conversation.id, decoding, seed=s) for s in range(6, 16)}
+    others = {manager.retry(conversation.id, decoding, seed=s).reply.text for s in range(6, 16)}
     assert len(others) > 1  # different seeds do sample different replies
 
 
@@ -50,21 +50,23 @@ def test_user_turn_is_committed_before_generation(tiny_checkpoint, store_url):
     def failing_candidates(*_args, **_kwargs):
         raise RuntimeError("generation crashed")
 
-    manager.candidates = failing_candidates
+    manager.responder.candidates = failing_candidates
     with pytest.raises(RuntimeError):
-        manager.reply(conversation.id, "are you there?", DecodingConfig())
+        manager.answer(conversation.id, "are you there?", DecodingConfig())
     assert [t.text for t in manager.history(conversation.id)] == ["are you there?"]
+    assert manager.store.tickets.holders(conversation.id) == []  # the conversation is free again
 
 
 def test_messages_are_cleaned_and_long_ones_flagged(tiny_checkpoint, store_url):
     manager = DialogueManager(ConversationStore(store_url), tiny_checkpoint)
     conversation = manager.start()
     with pytest.raises(ConfigError, match="empty message"):
-        manager.reply(conversation.id, " \x00\x07 ", DecodingConfig())
-    reply = manager.reply(conversation.id, "hello\x00 there " + "word " * 15_000, DecodingConfig())
-    assert reply.truncated
-    assert reply.user_turn.text.startswith("hello there word")
-    assert len(reply.user_turn.text) == MAX_MESSAGE_CHARS
+        manager.answer(conversation.id, " \x00\x07 ", DecodingConfig())
+    exchange = manager.answer(conversation.id, "hello\x00 there \x1b[31m" + "word " * 15_000, DecodingConfig())
+    assert exchange.window is not None and exchange.window[0] < exchange.window[1]
+    assert exchange.removed == 6 and exchange.cut == len("hello there " + "word " * 15_000) - 1 - MAX_MESSAGE_CHARS
+    assert exchange.user_turn.text.startswith("hello there word")
+    assert len(exchange.user_turn.text) == MAX_MESSAGE_CHARS
 
 
 @pytest.mark.parametrize(
@@ -98,7 +100,7 @@ def test_replay_regenerates_every_stored_reply_exactly(tiny_checkpoint, store_ur
     manager = DialogueManager(ConversationStore(store_url), tiny_checkpoint, context_turns=3)
     conversation = manager.start()
     for text in ["hello", "what do you like?"]:
-        manager.reply(conversation.id, text, DecodingConfig(temperature=0.9, top_k=20))
+        manager.answer(conversation.id, text, DecodingConfig(temperature=0.9, top_k=20))
     manager.store.close()
     store = ConversationStore(store_url)  # another process, later
     results = regenerate(store, conversation.id, ModelCache())

@@ -12,7 +12,7 @@ from chatbot.corpus import load_corpus
 from chatbot.decoding import DecodingConfig
 from chatbot.errors import CheckpointError
 from chatbot.evaluation import perplexity
-from chatbot.manager import Responder
+from chatbot.responder import Responder
 from chatbot.pack import PACK_FILENAME, pack_model
 from tests.conftest import tiny_train_config
 

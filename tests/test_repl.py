@@ -19,7 +19,8 @@ from chatbot.chat import run_chat
 from chatbot.cli import build_parser
 from chatbot.decoding import decoding_from_args
 from chatbot.generation import ReplyGenerator
-from chatbot.manager import DialogueManager, default_context_turns
+from chatbot.manager import DialogueManager
+from chatbot.responder import default_context_turns
 from chatbot.repl import ChatREPL, ModelLoader
 from chatbot.storage import ConversationStore
 

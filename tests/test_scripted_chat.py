@@ -15,7 +15,8 @@ from chatbot.decoding import DecodingConfig
 from chatbot.errors import ConfigError, ConversationNotFoundError
 from chatbot.framing import context_array
 from chatbot.generation import ReplyGenerator
-from chatbot.manager import DialogueManager, make_generator
+from chatbot.manager import DialogueManager
+from chatbot.responder import make_generator
 from chatbot.repl import ChatREPL, ModelLoader
 
 CTRL_D = "\x04"
@@ -55,15 +56,14 @@ def test_a_manager_serves_conversations_before_a_model_is_attached(db_url, check
     manager.add_user_turn(conversation.id, "hello")
     assert [t.text for t in manager.history(conversation.id)] == ["hello"]
     with pytest.raises(ConfigError, match="no model attached"):
-        manager.candidates(manager.context(conversation.id), GREEDY, seed=1)
+        manager.answer(conversation.id, None, GREEDY, seed=1)
     with pytest.raises(ConversationNotFoundError):
         manager.resume(99)
 
     manager.attach(checkpoint, generator=make_generator(checkpoint))
     assert manager.ready
-    found = manager.candidates(manager.context(conversation.id), GREEDY, seed=1)
-    turn = manager.add_bot_turn(conversation.id, found)
-    assert turn.text == expected_reply(checkpoint, ["hello"])
+    exchange = manager.answer(conversation.id, None, GREEDY, seed=1)  # the message kept while the model loaded
+    assert exchange.user_turn is None and exchange.reply.text == expected_reply(checkpoint, ["hello"])
     assert manager.sessions()[0].num_turns == 2
 
 
@@ -73,18 +73,17 @@ def test_replies_read_exactly_the_context_window(db_url, checkpoint):
     conversation = manager.start()
     said = []
     for text in ("one", "two", "three"):
-        reply = manager.reply(conversation.id, text, GREEDY, seed=3)
-        said += [text, reply.bot_turn.text]
-        assert reply.bot_turn.text == expected_reply(checkpoint, said[:-1], context_turns=2)
+        reply = manager.answer(conversation.id, text, GREEDY, seed=3).reply
+        said += [text, reply.text]
+        assert reply.text == expected_reply(checkpoint, said[:-1], context_turns=2)
 
 
 def test_switch_rename_and_transcript_through_the_manager(db_url, checkpoint):
     manager = DialogueManager(DialogueManager.open(db_url).store, checkpoint)
     conversation = manager.start()
-    manager.reply(conversation.id, "hello", GREEDY, seed=1)
-    edited, previous = manager.edit_user_turn(conversation.id, "books")
-    found = manager.candidates(manager.context(conversation.id), GREEDY, seed=1)
-    manager.add_bot_turn(conversation.id, found)
+    manager.answer(conversation.id, "hello", GREEDY, seed=1)
+    edited = manager.edit(conversation.id, "books", GREEDY, seed=1)
+    assert edited.replaced.text == "hello" and edited.reply.text == expected_reply(checkpoint, ["books"])
     assert [b.number for b in manager.branches(conversation.id)] == [1, 2]
     path = manager.switch(conversation.id, 1)
     assert [t.text for t in path] == ["hello", expected_reply(checkpoint, ["hello"])]

@@ -24,7 +24,8 @@ from chatbot.checkpoint import Checkpoint, model_checksum
 from chatbot.cli import main
 from chatbot.corpus import load_corpus
 from chatbot.decoding import DecodingConfig
-from chatbot.manager import DialogueManager, make_generator
+from chatbot.manager import DialogueManager
+from chatbot.responder import make_generator
 from chatbot.storage import ConversationStore
 from tests.test_cli import run
 from tests.test_store import snapshot, write_v1_database
@@ -70,13 +71,10 @@ def chatted(checkpoint, db_url, conversations=MESSAGES[:1], generator=None) -> D
     for number, messages in enumerate(conversations):
         conversation = manager.start()
         for index, text in enumerate(messages):
-            manager.reply(conversation.id, text, settings[index % len(settings)], seed=100 * number + index)
+            manager.answer(conversation.id, text, settings[index % len(settings)], seed=100 * number + index)
         if number == 0:
-            previous, history = manager.last_bot_turn(conversation.id)  # /retry, picking candidate 2
-            found = manager.candidates(history, DecodingConfig(num_return_sequences=2), seed=7)
-            manager.add_bot_turn(conversation.id, found, chosen=1, replaces=previous)
-            manager.edit_user_turn(conversation.id, "what do you do for fun?")  # /edit
-            manager.add_bot_turn(conversation.id, manager.candidates(manager.context(conversation.id), DecodingConfig(top_p=0.5), seed=8))
+            manager.retry(conversation.id, DecodingConfig(num_return_sequences=2), seed=7, choose=lambda found: 1)  # /retry, picking 2
+            manager.edit(conversation.id, "what do you do for fun?", DecodingConfig(top_p=0.5), seed=8)  # /edit
     return manager
 
 

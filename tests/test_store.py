@@ -104,9 +104,10 @@ def test_database_is_private_wal_with_foreign_keys(tmp_path):
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     raw = sqlite3.connect(path)
     indexes = {row[1]: row[2] for row in raw.execute("PRAGMA index_list('turns')")}  # name: unique
-    assert indexes == {"ix_turns_conversation_active_position": 0}
-    assert raw.execute("SELECT version, name FROM schema_migrations").fetchall() == [(1, "initial"), (2, "turn_tree")]
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert indexes == {"ix_turns_conversation_active_position": 0, "ix_turns_path_digest": 0}
+    migrations = [(1, "initial"), (2, "turn_tree"), (3, "serving")]
+    assert raw.execute("SELECT version, name FROM schema_migrations").fetchall() == migrations
+    assert store.schema_version() == SCHEMA_VERSION == 3
     assert store.backup_path is None
     assert not [name for name in os.listdir(path.parent) if "backup" in name]
 
@@ -179,14 +180,19 @@ def test_v1_database_is_backed_up_then_upgraded(tmp_path):
         assert raw.execute("SELECT id, conversation_id, position, speaker, text FROM turns ORDER BY id").fetchall() == V1_TURNS
         assert "parent_id" not in [row[1] for row in raw.execute("PRAGMA table_info('turns')")]
 
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     assert [(t.id, t.parent_id, t.position, t.active) for t in store.turns(1)] == [
         (1, None, 0, True),
         (2, 1, 1, True),
         (3, 2, 2, True),
     ]
     assert [(t.id, t.parent_id, t.text) for t in store.turns(2)] == [(4, None, "second chat"), (5, 4, "sure")]
-    assert [(c.id, c.num_turns) for c in store.list_conversations()] == [(2, 2), (1, 3)]
+    # every old turn got the digest a new path with the same texts gets: requests can continue old conversations
+    assert store.find_path(store.turns(2)[-1].path_digest).id == 5
+    copy = store.create_conversation().id
+    store.add_turn(copy, "user", "second chat")
+    assert store.add_turn(copy, "bot", "sure").path_digest == store.turns(2)[-1].path_digest
+    assert [(c.id, c.num_turns) for c in store.list_conversations()] == [(3, 2), (2, 2), (1, 3)]
     turn = store.add_turn(1, "bot", "fine")
     assert (turn.parent_id, turn.position) == (3, 3)
     store.close()
@@ -206,7 +212,7 @@ def test_a_newer_schema_is_refused_and_left_unchanged(tmp_path):
         raw.execute("INSERT INTO schema_migrations VALUES (99, 'future', '2030-01-01 00:00:00')")
         raw.commit()
     before = snapshot(path)
-    with pytest.raises(StorageError, match=r"schema version 99 .* up to version 2; upgrade chatbot") as error:
+    with pytest.raises(StorageError, match=r"schema version 99 .* up to version 3; upgrade chatbot") as error:
         ConversationStore(f"sqlite:///{path}")
     assert "\n" not in str(error.value)
     assert snapshot(path) == before
@@ -225,13 +231,13 @@ def test_a_failed_migration_leaves_the_database_unchanged(tmp_path, monkeypatch)
         connection.exec_driver_sql("UPDATE turns SET note = 'x'")
         connection.exec_driver_sql("SELECT * FROM no_such_table")
 
-    monkeypatch.setattr(chatbot.storage.database, "MIGRATIONS", [*chatbot.storage.database.MIGRATIONS, (3, "broken", broken)])
-    monkeypatch.setattr(chatbot.storage.database, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(chatbot.storage.database, "MIGRATIONS", [*chatbot.storage.database.MIGRATIONS, (4, "broken", broken)])
+    monkeypatch.setattr(chatbot.storage.database, "SCHEMA_VERSION", 4)
     with pytest.raises(StorageError, match="no such table"):
         ConversationStore(f"sqlite:///{path}")
     assert snapshot(path) == before
     [backup] = [name for name in os.listdir(tmp_path) if "backup" in name]
-    assert backup.startswith("chat.db.v2-backup-")
+    assert backup.startswith("chat.db.v3-backup-")
 
 
 def test_a_regenerated_reply_keeps_the_old_one_as_an_alternative(store_url):
@@ -402,7 +408,7 @@ def test_postgresql_v1_database_is_dumped_then_upgraded(store_url, tmp_path, mon
     assert stat.S_IMODE(os.stat(backups / backup).st_mode) == 0o600
     dump = (backups / backup).read_text()
     assert "CREATE TABLE public.turns" in dump and "how are you" in dump and "parent_id" not in dump
-    assert store.schema_version() == 2 and "upgraded" in store.upgrade_note
+    assert store.schema_version() == 3 and "upgraded" in store.upgrade_note
     assert [(t.id, t.parent_id, t.position, t.active) for t in store.turns(1)] == [(1, None, 0, True), (2, 1, 1, True), (3, 2, 2, True)]
     assert [(t.parent_id, t.text) for t in store.turns(2)] == [(None, "second chat"), (4, "sure")]
     assert (store.add_turn(1, "bot", "fine").position, store.add_alternative(5, "sure thing").parent_id) == (3, 4)
@@ -411,9 +417,43 @@ def test_postgresql_v1_database_is_dumped_then_upgraded(store_url, tmp_path, mon
     assert len(os.listdir(backups)) == 1
 
     monkeypatch.setattr(chatbot.storage.postgres, "find_tool", lambda name: None)
-    monkeypatch.setattr(chatbot.storage.database, "MIGRATIONS", [*chatbot.storage.database.MIGRATIONS, (3, "more", lambda c: None)])
-    monkeypatch.setattr(chatbot.storage.database, "SCHEMA_VERSION", 3)
-    with pytest.raises(StorageError, match=r"cannot back up the database before upgrading it from schema version 2: pg_dump not found"):
+    monkeypatch.setattr(chatbot.storage.database, "MIGRATIONS", [*chatbot.storage.database.MIGRATIONS, (4, "more", lambda c: None)])
+    monkeypatch.setattr(chatbot.storage.database, "SCHEMA_VERSION", 4)
+    with pytest.raises(StorageError, match=r"cannot back up the database before upgrading it from schema version 3: pg_dump not found"):
         ConversationStore(store_url)
     monkeypatch.setenv("CHATBOT_PG_BACKUP", "off")
-    assert ConversationStore(store_url).schema_version() == 3
+    assert ConversationStore(store_url).schema_version() == 4
+
+
+def test_every_conversation_with_its_path_reads_consistently_while_a_chat_writes(store_url):
+    """`active_paths` (sessions export --all, replay --all) reads conversations and turns in one snapshot:
+    a conversation created between two separate reads used to leave turns without their conversation (KeyError)."""
+    import threading
+
+    store = ConversationStore(store_url)
+    writer = ConversationStore(store_url)
+    done = threading.Event()
+    written = []
+
+    def chat():
+        while not done.is_set():
+            conversation = writer.create_conversation().id
+            writer.add_turn(conversation, "user", "hello")
+            writer.add_turn(conversation, "bot", "hi")
+            written.append(conversation)
+
+    thread = threading.Thread(target=chat)
+    thread.start()
+    try:
+        reads = 0
+        while len(written) < 60 or reads < 60:
+            for conversation, path in store.active_paths():
+                assert [t.conversation_id for t in path] == [conversation.id] * len(path)
+            reads += 1
+    finally:
+        done.set()
+        thread.join()
+    paths = dict((c.id, [t.text for t in p]) for c, p in store.active_paths())
+    assert all(paths[c] == ["hello", "hi"] for c in written)
+    store.close()
+    writer.close()

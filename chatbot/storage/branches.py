@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 
 from sqlalchemy import false, select, true, update
 from sqlalchemy.orm import Session, aliased
 
 from chatbot.errors import ConversationNotFoundError
-from chatbot.storage.schema import Branch, Conversation, ModelRecord, Transcript, Turn, auto_title, utc_now
+from chatbot.storage.schema import Branch, Conversation, ModelRecord, Transcript, Turn, auto_title, path_digest, utc_now
 
 
 def active_path(conversation_id: int):
@@ -48,6 +49,7 @@ def new_turn(
         decoding=json.dumps(decoding) if decoding is not None else None,
         seed=seed,
         latency_ms=latency_ms,
+        path_digest=path_digest(None if parent is None else parent.path_digest, speaker, text),
     )
 
 
@@ -130,7 +132,7 @@ def number_branches(tree: list[Turn]) -> list[Branch]:
 class Branches:
     """Operations on the turn tree, mixed into `ConversationStore` (which provides `_transaction` and `turns`)."""
 
-    def _transaction(self, write: bool = False) -> contextlib.AbstractContextManager[Session]:
+    def _transaction(self, write: bool = False, snapshot: bool = False) -> contextlib.AbstractContextManager[Session]:
         raise NotImplementedError
 
     def turns(self, conversation_id: int, last: int | None = None) -> list[Turn]:
@@ -140,6 +142,9 @@ class Branches:
         raise NotImplementedError
 
     def models(self) -> dict[int, ModelRecord]:
+        raise NotImplementedError
+
+    def _not_found(self, conversation_id: int) -> ConversationNotFoundError:
         raise NotImplementedError
 
     def branches(self, conversation_id: int) -> list[Branch]:
@@ -194,6 +199,33 @@ class Branches:
             _activate_path(session, turn)
         return turn
 
+    def add_child(
+        self,
+        parent_id: int,
+        speaker: str,
+        text: str,
+        model_id: int | None = None,
+        decoding: dict | None = None,
+        seed: int | None = None,
+        latency_ms: float | None = None,
+    ) -> Turn:
+        """Add a turn after turn `parent_id` and make the path through it the active one.
+
+        When `parent_id` already has children, the new turn is their alternative (a new branch);
+        when it ends the active path, this is an append.
+
+        Raises:
+            ConversationNotFoundError: no turn with id `parent_id`.
+            StorageError: the database cannot be written.
+        """
+        with self._transaction(write=True) as session:
+            parent = _locked_turn(session, parent_id)
+            turn = new_turn(parent, parent.conversation_id, speaker, text, model_id, decoding, seed, latency_ms)
+            session.add(turn)
+            session.flush()  # gives the turn its id
+            _activate_path(session, turn)
+        return turn
+
     def activate(self, turn_id: int) -> list[Turn]:
         """Make the path through turn `turn_id` the active one and return it.
 
@@ -209,6 +241,71 @@ class Branches:
             target = _locked_turn(session, turn_id)
             _activate_path(session, target)
         return self.turns(target.conversation_id)
+
+    def path(self, turn_id: int, last: int | None = None) -> list[Turn]:
+        """The turns from the first of the conversation to turn `turn_id`, following parents (on any branch);
+        with `last`, only the final `last` of them.
+
+        Raises:
+            ConversationNotFoundError: no turn with id `turn_id`.
+        """
+        found: list[Turn] = []
+        with self._transaction() as session:
+            turn = session.get(Turn, turn_id)
+            if turn is None:
+                raise ConversationNotFoundError(f"no turn with id {turn_id}")
+            while turn is not None and (last is None or len(found) < last):
+                found.append(turn)
+                turn = session.get(Turn, turn.parent_id) if turn.parent_id is not None else None
+        return found[::-1]
+
+    def get_turn(self, turn_id: int) -> Turn:
+        """Raises ConversationNotFoundError for an unknown turn id."""
+        with self._transaction() as session:
+            turn = session.get(Turn, turn_id)
+        if turn is None:
+            raise ConversationNotFoundError(f"no turn with id {turn_id}")
+        return turn
+
+    def active_paths(self, conversation_ids: list[int] | None = None) -> Iterator[tuple[Conversation, list[Turn]]]:
+        """(conversation, its active path) for the given conversations, or all of them, oldest first.
+
+        Raises:
+            ConversationNotFoundError: one of `conversation_ids` is unknown (checked before anything is yielded).
+        """
+        query = select(Conversation).order_by(Conversation.id)
+        turns = select(Turn).where(Turn.active == true()).order_by(Turn.conversation_id, Turn.position)
+        if conversation_ids is not None:
+            query = query.where(Conversation.id.in_(conversation_ids))
+            turns = turns.where(Turn.conversation_id.in_(conversation_ids))
+        # One transaction, so a conversation created (or turned) between the two reads cannot
+        # show turns without its conversation: a snapshot on PostgreSQL's repeatable read and SQLite's WAL.
+        with self._transaction(snapshot=True) as session:
+            conversations = list(session.scalars(query))
+            paths: dict[int, list[Turn]] = {c.id: [] for c in conversations}
+            for turn in session.scalars(turns):
+                if turn.conversation_id in paths:
+                    paths[turn.conversation_id].append(turn)
+        missing = sorted(set(conversation_ids or ()) - set(paths))
+        if missing:
+            raise self._not_found(missing[0])
+        for conversation in conversations:
+            yield conversation, paths[conversation.id]
+
+    def find_path(self, digest: str, owner: str | None = None, conversation_id: int | None = None) -> Turn | None:
+        """The last turn of a stored path whose `path_digest` is `digest` (the active one first, then the newest).
+
+        Args:
+            owner: only in this API key's conversations (None: in any conversation).
+            conversation_id: only in this conversation.
+        """
+        query = select(Turn).join(Conversation, Conversation.id == Turn.conversation_id).where(Turn.path_digest == digest)
+        if owner is not None:
+            query = query.where(Conversation.owner == owner)
+        if conversation_id is not None:
+            query = query.where(Turn.conversation_id == conversation_id)
+        with self._transaction() as session:
+            return session.scalar(query.order_by(Turn.active.desc(), Turn.id.desc()).limit(1))
 
     def tree(self, conversation_id: int) -> list[Turn]:
         """Every turn of a conversation, all branches, by position then age (parents before children)."""

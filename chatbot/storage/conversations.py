@@ -40,6 +40,7 @@ from chatbot.storage.database import (
     sqlite_path,
     storage_errors,
 )
+from chatbot.storage.idempotency import IdempotencyKeys
 from chatbot.storage.schema import (
     SPEAKERS,
     Conversation,
@@ -50,6 +51,7 @@ from chatbot.storage.schema import (
     auto_title,
     utc_now,
 )
+from chatbot.storage.tickets import ReplyTickets
 
 T = TypeVar("T")
 
@@ -100,11 +102,15 @@ class ConversationStore(Branches):
         except BaseException:
             self.engine.dispose()
             raise
+        self.tickets = ReplyTickets(self._transaction, self._not_found)
+        self.idempotency = IdempotencyKeys(self._transaction)
 
     @contextlib.contextmanager
-    def _transaction(self, write: bool = False) -> Iterator[Session]:
+    def _transaction(self, write: bool = False, snapshot: bool = False) -> Iterator[Session]:
         """A session in one transaction, committed on leaving the block and rolled back on an error;
-        with `write`, begun as a writer (`begin_writing`). SQLAlchemy errors leave as `StorageError`."""
+        with `write`, begun as a writer (`begin_writing`); with `snapshot`, every read in it sees the
+        database as of its first (PostgreSQL: REPEATABLE READ; SQLite's WAL readers always do).
+        SQLAlchemy errors leave as `StorageError`."""
         if write and self._path is not None and not self._path.exists():
             raise StorageError(
                 f"{self.where}: the database file was deleted or moved while it was open; put it back, or restart "
@@ -113,6 +119,8 @@ class ConversationStore(Branches):
         with storage_errors(self.where), self._sessions() as session, session.begin():
             if write:
                 begin_writing(session.connection())
+            elif snapshot and self.engine.dialect.name == "postgresql":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield session
 
     @property
@@ -147,9 +155,15 @@ class ConversationStore(Branches):
                 session.add(record)
         return record.id
 
-    def create_conversation(self, model_id: int | None = None) -> Conversation:
+    def create_conversation(self, model_id: int | None = None, owner: str | None = None, system_prompt: str | None = None) -> Conversation:
+        """A new, empty conversation.
+
+        Args:
+            owner: the API key's name that may see it over HTTP (None: made in a terminal or by a server without keys).
+            system_prompt: a Chat Completions ``system`` message, stored and shown, never fed to the model.
+        """
         with self._transaction(write=True) as session:
-            conversation = Conversation(model_id=model_id, created_at=utc_now())
+            conversation = Conversation(model_id=model_id, created_at=utc_now(), owner=owner, system_prompt=system_prompt)
             session.add(conversation)
         return conversation
 
@@ -260,31 +274,10 @@ class ConversationStore(Branches):
             raise self._not_found(missing[0])
         return conversations
 
-    def active_paths(self, conversation_ids: list[int] | None = None) -> Iterator[tuple[Conversation, list[Turn]]]:
-        """(conversation, its active path) for the given conversations, or all of them, oldest first.
-
-        Raises:
-            ConversationNotFoundError: one of `conversation_ids` is unknown (checked before anything is yielded).
-        """
-        conversations = self.conversations(conversation_ids)
-        turns = select(Turn).where(Turn.active == true()).order_by(Turn.conversation_id, Turn.position)
-        if conversation_ids is not None:
-            turns = turns.where(Turn.conversation_id.in_(conversation_ids))
-        paths: dict[int, list[Turn]] = {c.id: [] for c in conversations}
-        with self._transaction() as session:
-            for turn in session.scalars(turns):
-                paths[turn.conversation_id].append(turn)
-        for conversation in conversations:
-            yield conversation, paths[conversation.id]
-
     def models(self) -> dict[int, ModelRecord]:
         """Every registered model by id."""
         with self._transaction() as session:
             return {m.id: m for m in session.scalars(select(ModelRecord))}
-
-    def get_model(self, model_id: int) -> ModelRecord | None:
-        with self._transaction() as session:
-            return session.get(ModelRecord, model_id)
 
     def turns(self, conversation_id: int, last: int | None = None) -> list[Turn]:
         """The active path of a conversation in order; with `last`, only its final `last` turns."""
@@ -295,12 +288,16 @@ class ConversationStore(Branches):
             rows = list(session.scalars(query))
         return rows[::-1]
 
-    def list_conversations(self, limit: int | None = 50, search: str | None = None) -> list[ConversationSummary]:
+    def list_conversations(
+        self, limit: int | None = 50, search: str | None = None, owner: str | None = None, before: int | None = None
+    ) -> list[ConversationSummary]:
         """Most recent first; `num_turns` counts the active path.
 
         Args:
             limit: at most this many (None: all).
             search: keep conversations whose title or any turn (any branch) contains this text, ignoring case.
+            owner: only the conversations of this API key's name (None: every conversation).
+            before: only conversations with a smaller id (the next page after the one ending there).
 
         The counts are per listed conversation through the (conversation_id, active,
         position) index, so the cost follows `limit`, not the number of turns stored.
@@ -314,13 +311,17 @@ class ConversationStore(Branches):
             .order_by(Conversation.id.desc())
             .limit(limit)
         )
+        if owner is not None:
+            query = query.where(Conversation.owner == owner)
+        if before is not None:
+            query = query.where(Conversation.id < before)
         if search:
             pattern = _like_pattern(search)
             mentions = select(Turn.id).where(Turn.conversation_id == Conversation.id, Turn.text.ilike(pattern, escape="\\"))
             query = query.where(Conversation.title.ilike(pattern, escape="\\") | mentions.exists())
         with self._transaction() as session:
             rows = session.execute(query).all()
-        return [ConversationSummary(c.id, c.title, c.created_at, n, name, last) for c, n, name, last in rows]
+        return [ConversationSummary(c.id, c.title, c.created_at, n, name, last, c.owner) for c, n, name, last in rows]
 
 
 def open_store(url: str | None = None) -> ConversationStore:

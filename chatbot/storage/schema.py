@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 
 from sqlalchemy import ForeignKey, Index, String, Text, true
@@ -44,11 +45,21 @@ class ModelRecord(Base):
 
 
 class Conversation(Base):
+    """A conversation: its title, first model, and who may see it over HTTP.
+
+    ``owner`` is the name of the API key that created it (`chatbot serve --api-key-file`);
+    None for conversations made in the terminal or by a server without keys.
+    ``system_prompt`` is a Chat Completions ``system`` message: stored, shown, never fed to the model.
+    """
+
     __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_owner", "owner", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str | None] = mapped_column(String(TITLE_LENGTH + 1))
     created_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+    owner: Mapped[str | None] = mapped_column(String(100))
+    system_prompt: Mapped[str | None] = mapped_column(Text)
 
 
 class Turn(Base):
@@ -60,7 +71,10 @@ class Turn(Base):
     """
 
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_conversation_active_position", "conversation_id", "active", "position"),)
+    __table_args__ = (
+        Index("ix_turns_conversation_active_position", "conversation_id", "active", "position"),
+        Index("ix_turns_path_digest", "path_digest"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("turns.id"))  # previous turn on the path; None for the first
@@ -73,6 +87,32 @@ class Turn(Base):
     decoding: Mapped[str | None] = mapped_column(Text)  # JSON of DecodingConfig
     seed: Mapped[int | None]
     latency_ms: Mapped[float | None]  # wall time to generate the reply, milliseconds
+    path_digest: Mapped[str | None] = mapped_column(String(64))  # `path_digest` of the path from the first turn to this one
+
+
+class ReplyTicket(Base):
+    """A place in the queue of one conversation's replies (`chatbot.storage.tickets`): the lowest live
+    ticket of a conversation may write to it; a holder that dies stops renewing, and its ticket expires."""
+
+    __tablename__ = "reply_tickets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    holder: Mapped[str] = mapped_column(String(200))  # host:pid:thread of the process waiting or answering
+    expires_at: Mapped[dt.datetime]
+
+
+class IdempotencyRecord(Base):
+    """The first result of a request sent with an ``Idempotency-Key`` (a retry gets it back)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_owner_key", "owner", "key", unique=True),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))  # the API key's name ("" without keys)
+    key: Mapped[str] = mapped_column(String(255))
+    request_digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request: one key, one request
+    status_code: Mapped[int | None]  # None while the first request is still being answered
+    response: Mapped[str | None] = mapped_column(Text)  # its JSON body
+    created_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
 
 
 class SchemaMigration(Base):
@@ -94,6 +134,16 @@ class ConversationSummary:
     num_turns: int  # turns on the active path
     model_name: str | None
     last_turn_at: dt.datetime | None = None  # when the newest turn was stored
+    owner: str | None = None  # the API key's name that made it (None: a terminal or a server without keys)
+
+
+def path_digest(parent_digest: str | None, speaker: str, text: str) -> str:
+    """SHA-256 (hex) naming a path of turns by its speakers and texts: the parent's digest extended by one turn.
+
+    Two paths with the same texts in the same order have the same digest, in any conversation;
+    a Chat Completions request finds the stored path its messages continue by it.
+    """
+    return hashlib.sha256(f"{parent_digest or ''}\x1f{speaker}\x1e{text}".encode()).hexdigest()
 
 
 def auto_title(text: str) -> str:
