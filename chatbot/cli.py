@@ -287,7 +287,53 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--output", metavar="FILE", help="where --format writes (default storage/replays/replay-TIME.FORMAT)")
     _add_db(replay)
     _add_decoding(replay)
+
+    _add_serve(commands)
     return parser
+
+
+def _add_serve(commands) -> None:
+    from chatbot.serve.settings import ServeConfig
+
+    d = ServeConfig()
+    serve = commands.add_parser("serve", help="serve the bot over HTTP: OpenAI's Chat Completions and a conversation API")
+    serve.add_argument(
+        "--model", metavar="DIR", help="model directory (default: as `chatbot chat`); `scripted`: a null model for load tests"
+    )
+    _add_db(serve)
+    serve.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host}; any other needs --api-key-file)")
+    serve.add_argument("--port", type=int, default=d.port, help=f"TCP port (default {d.port})")
+    serve.add_argument("--workers", type=int, default=d.workers, help=f"worker processes, each with its own model (default {d.workers})")
+    serve.add_argument(
+        "--api-key-file", metavar="FILE", help="lines of name:key; every route but /health then needs Authorization: Bearer KEY"
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages from ORIGIN call the API (repeatable; default: none)",
+    )
+    serve.add_argument("--context-turns", type=int, help="stored turns fed to the model as context (default: the model's max_turns - 1)")
+    serve.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=d.batch_window_ms,
+        help=f"wait this long to decode concurrent requests as one batch; 0 = off (default {d.batch_window_ms:g})",
+    )
+    serve.add_argument("--max-batch", type=int, default=d.max_batch, help=f"most requests in one batch (default {d.max_batch})")
+    serve.add_argument(
+        "--max-queue", type=int, default=d.max_queue, help=f"requests a worker holds at once; more get 503 (default {d.max_queue})"
+    )
+    serve.add_argument(
+        "--busy-wait",
+        type=float,
+        default=d.busy_wait,
+        help=f"seconds a request waits for its busy conversation; then 409 (default {d.busy_wait:g})",
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=d.max_body_bytes, help=f"largest request body; larger get 413 (default {d.max_body_bytes})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,6 +352,7 @@ def _run(args) -> int:
             "pack": commands.cmd_pack,
             "sessions": commands.cmd_sessions,
             "replay": commands.cmd_replay,
+            "serve": commands.cmd_serve,
         }[args.command]
         return handler(args) or 0
     except ChatbotError as exc:

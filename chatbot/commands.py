@@ -229,3 +229,9 @@ def cmd_replay(args) -> int:
     from chatbot.replay import run_replay
 
     return run_replay(args)
+
+
+def cmd_serve(args) -> int:
+    from chatbot.serve.server import run_server
+
+    return run_server(args)

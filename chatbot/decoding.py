@@ -47,8 +47,10 @@ class DecodingConfig:
     allow_unknown: bool = False  # let the model emit the unknown token (suppressed by default)
     num_return_sequences: int = 1  # candidates per reply, best first (beam: at most num_beams)
     mmi_weight: float = 0.0  # lambda of MMI-antiLM reranking (Li et al. 2016, eq. 9); 0 = off
+    stop: tuple[str, ...] = ()  # a reply's text ends before the first of these strings (OpenAI's `stop`); applied to the decoded text
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", tuple(self.stop))  # stored as a JSON list
         checks = [
             (self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}"),
             (0 < self.temperature <= 100, f"--temperature must be > 0 and at most 100, got {self.temperature}"),
@@ -65,6 +67,10 @@ class DecodingConfig:
             (0 <= self.no_context_ngram <= 8, f"--no-context-ngram must be between 0 (off) and 8, got {self.no_context_ngram}"),
             (1 <= self.num_return_sequences <= 64, f"--candidates must be between 1 and 64, got {self.num_return_sequences}"),
             (self.mmi_weight >= 0, f"--mmi-weight must be >= 0, got {self.mmi_weight}"),
+            (
+                len(self.stop) <= 4 and all(isinstance(s, str) and s for s in self.stop),
+                f"stop: up to 4 non-empty strings, got {self.stop!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -73,7 +79,12 @@ class DecodingConfig:
             raise ConfigError(f"--candidates ({self.num_return_sequences}) cannot exceed --beam ({self.num_beams})")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The JSON stored with a reply (`stop` only when set, so older settings read back unchanged)."""
+        values = dataclasses.asdict(self)
+        values["stop"] = list(self.stop)
+        if not self.stop:
+            del values["stop"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> DecodingConfig:
@@ -198,6 +209,8 @@ def describe(config: DecodingConfig | dict, seed: int | None = None) -> str:
         parts.append(f"{values['num_return_sequences']} candidates")
     if values.get("mmi_weight"):
         parts.append(f"MMI λ {values['mmi_weight']}")
+    if values.get("stop"):
+        parts.append("stop at " + " or ".join(repr(s) for s in values["stop"]))
     if "chosen" in values:
         parts.append(f"picked {values['chosen'] + 1} of {values.get('num_return_sequences')}")
     if seed is not None:

@@ -33,17 +33,30 @@ class ModelCache:
 
     Args:
         log: receives one line per model loaded.
+        loaded: models already in memory, by checksum: (checkpoint, generator) (a server's own model,
+            whose replies must run on its inference thread).
+        load_others: load stored models that are not in `loaded` (False: report them instead).
     """
 
-    def __init__(self, log: Callable[[str], None] = lambda line: None):
+    def __init__(self, log: Callable[[str], None] = lambda line: None, loaded: dict | None = None, load_others: bool = True):
         self.log = log
         self._checkpoints: dict[int, object] = {}  # model id → Checkpoint, or the problem as a string
         self._responders: dict[tuple[int, int], object] = {}
+        self._loaded = dict(loaded or {})
+        self._load_others = load_others
 
     def checkpoint(self, record: ModelRecord):
         """The loaded checkpoint, or a string saying why the stored model cannot be used."""
         if record.id not in self._checkpoints:
-            self._checkpoints[record.id] = self._load(record)
+            if record.checksum in self._loaded:
+                self._checkpoints[record.id] = self._loaded[record.checksum][0]
+            elif not self._load_others:
+                self._checkpoints[record.id] = (
+                    f"made by model {record.name} ({record.checksum}), which is not the one served here; "
+                    "`chatbot replay --regenerate ID` regenerates it"
+                )
+            else:
+                self._checkpoints[record.id] = self._load(record)
         return self._checkpoints[record.id]
 
     def _load(self, record: ModelRecord):
@@ -69,7 +82,10 @@ class ModelCache:
 
         key = (id(checkpoint), context_turns)
         if key not in self._responders:
-            self._responders[key] = Responder(checkpoint, context_turns)
+            generator = self._loaded.get(checkpoint.model_id, (None, None))[1]
+            if generator is not None and context_turns > generator.context_shape[0]:
+                generator = None  # a wider window than the loaded generator's: a generator of its own
+            self._responders[key] = Responder(checkpoint, context_turns, generator)
         return self._responders[key]
 
 

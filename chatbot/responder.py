@@ -29,6 +29,7 @@ class Candidates:
         decoding, seed: what made them.
         latency_ms: wall time to generate them all, milliseconds.
         prompt_tokens: tokens of the framed context the model read.
+        stopped: per text, whether it was cut at one of `decoding.stop`.
     """
 
     texts: list[str]
@@ -37,6 +38,7 @@ class Candidates:
     seed: int
     latency_ms: float
     prompt_tokens: int = 0
+    stopped: list[bool] = dataclasses.field(default_factory=list)
 
 
 class Responder:
@@ -76,9 +78,10 @@ class Responder:
         started = time.perf_counter()
         context = self.context_tokens(history)
         found = self.generator.candidates(context, decoding, seed, eager=eager)
-        texts = [normalize_text(self.checkpoint.tokenizer.decode(list(c.token_ids))) or "…" for c in found]
+        cut = [cut_at_stop(normalize_text(self.checkpoint.tokenizer.decode(list(c.token_ids))), decoding.stop) for c in found]
         latency_ms = (time.perf_counter() - started) * 1000.0
-        return Candidates(texts, found, decoding, seed, latency_ms, int((context > 0).sum()))
+        texts = [text or "…" for text, _ in cut]
+        return Candidates(texts, found, decoding, seed, latency_ms, int((context > 0).sum()), [stopped for _, stopped in cut])
 
     def settings(self, candidates: Candidates, chosen: int = 0) -> dict:
         """What regenerates a stored reply exactly: the decoding settings plus the pick (and, with several
@@ -92,6 +95,12 @@ class Responder:
         decoding["decoder_version"] = DECODER_VERSION
         decoding["compiled"] = all(c.compiled for c in candidates.found)
         return decoding
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    """`text` up to the first of the stop strings, and whether one was found."""
+    ends = [text.find(stop) for stop in stops if stop in text]
+    return (normalize_text(text[: min(ends)]), True) if ends else (text, False)
 
 
 def new_seed() -> int:

@@ -165,7 +165,9 @@ class Sampler:
             step_fn: `(token_ids, state) -> (logits, state)`.
             state: the decoder state, every tensor with `batch_size` first.
             context: `(batch_size, context_length)` int32 (for context n-gram blocking).
-            seed: scalar int32; entry b's draws differ from entry a's.
+            seed: scalar int32, entry b's draws differ from entry a's; or `(num_requests,)` int32 for a
+                batch of requests with `batch_size // num_requests` entries each, every request drawing
+                exactly what it would draw alone with its own seed (`uniforms`).
         """
         batch_size = tf.shape(context)[0]
         length = self.max_reply_tokens
@@ -208,10 +210,25 @@ class Sampler:
         step under XLA on a CPU.)
         """
         cumulative = tf.math.cumsum(weights, axis=-1)
-        u = tf.random.stateless_uniform(tf.shape(weights)[:1], seed=tf.stack([seed, step]))[:, None] * cumulative[:, -1:]
+        u = uniforms(tf.shape(weights)[0], step, seed)[:, None] * cumulative[:, -1:]
         drawn = tf.reduce_sum(tf.cast(cumulative <= u, tf.int32), axis=-1)
         # rounding can put u at the very top: fall back to the heaviest entry
         return tf.where(drawn < tf.shape(weights)[-1], drawn, tf.argmax(weights, axis=-1, output_type=tf.int32))
+
+
+def uniforms(rows, step, seed):
+    """`(rows,)` float32 uniforms in [0, 1) for one decoding step, seeded by (seed, step).
+
+    `seed` scalar: one stream for all rows. `seed` `(num_requests,)` (a static length): the rows split
+    evenly among the requests in order, and request r's rows get the stream of (seed[r], step), the
+    very numbers it draws when decoded alone, so batching requests does not change their replies.
+    """
+    if seed.shape.rank == 0:
+        return tf.random.stateless_uniform(tf.reshape(rows, [1]), seed=tf.stack([seed, step]))
+    requests = seed.shape[0]
+    per_request = rows // requests
+    streams = [tf.random.stateless_uniform(tf.reshape(per_request, [1]), seed=tf.stack([seed[r], step])) for r in range(requests)]
+    return tf.concat(streams, axis=0)
 
 
 class GreedySampler(Sampler):

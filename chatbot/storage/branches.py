@@ -307,6 +307,11 @@ class Branches:
         with self._transaction() as session:
             return session.scalar(query.order_by(Turn.active.desc(), Turn.id.desc()).limit(1))
 
+    def children(self, turn_id: int) -> list[Turn]:
+        """The turns that follow turn `turn_id` (its continuations on every branch), oldest first."""
+        with self._transaction() as session:
+            return list(session.scalars(select(Turn).where(Turn.parent_id == turn_id).order_by(Turn.id)))
+
     def tree(self, conversation_id: int) -> list[Turn]:
         """Every turn of a conversation, all branches, by position then age (parents before children)."""
         with self._transaction() as session:

@@ -1,0 +1,245 @@
+"""The FastAPI application of `chatbot serve`: limits, API keys, errors in OpenAI's shape, ``/health``.
+
+`create_app(config)` builds it around one `Worker`. Every route but
+``/health`` needs ``Authorization: Bearer KEY`` when the server has keys
+(`chatbot.serve.keys`); a body over `max_body_bytes` is refused with 413
+before it is read whole; every error, whatever raised it, leaves as
+``{"error": {"message", "type", "param", "code"}}`` with its status (400
+bad input, 401 no or wrong key, 404 unknown conversation or model, 409
+conversation busy, 413, 503 overloaded, loading or storage down, each
+with ``Retry-After`` where waiting helps) and never a stack trace. CORS is
+off unless origins are named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+import traceback
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatbot import __version__
+from chatbot.errors import (
+    ChatbotError,
+    CheckpointError,
+    ConfigError,
+    ConversationBusyError,
+    ConversationChangedError,
+    ConversationNotFoundError,
+    OverloadedError,
+    StorageError,
+)
+from chatbot.serve.keys import owner_of
+from chatbot.serve.openai_protocol import ErrorResponse
+from chatbot.serve.settings import ServeConfig
+from chatbot.serve.worker import Worker
+
+log = logging.getLogger("chatbot.serve")
+
+
+class APIError(Exception):
+    """An error response: status, OpenAI error fields, extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers=None,
+    ):
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+def api_error(exc: BaseException, where: str | None = None) -> APIError:
+    """The response for a domain error (its message is one line; the database's name is left out)."""
+    message = " ".join(str(exc).split())
+    if where and message.startswith(f"{where}: "):
+        message = message[len(where) + 2 :]
+    if isinstance(exc, ConversationNotFoundError):
+        return APIError(
+            404, "no such conversation (or turn): it was never created, was deleted, or belongs to another key", code="not_found"
+        )
+    if isinstance(exc, ConversationBusyError):
+        retry = str(max(1, round(exc.retry_after)))
+        return APIError(409, message, "conflict_error", "conversation_busy", headers={"Retry-After": retry})
+    if isinstance(exc, ConversationChangedError):
+        return APIError(409, message, "conflict_error", "conversation_changed", headers={"Retry-After": "1"})
+    if isinstance(exc, OverloadedError):
+        return APIError(503, message, "server_error", "overloaded", headers={"Retry-After": str(max(1, round(exc.retry_after)))})
+    if isinstance(exc, StorageError):
+        return APIError(
+            503, f"the conversation store is unavailable: {message}", "server_error", "storage_unavailable", headers={"Retry-After": "5"}
+        )
+    if isinstance(exc, CheckpointError):
+        return APIError(503, message, "server_error", "model_unavailable", headers={"Retry-After": "5"})
+    if isinstance(exc, ConfigError | ChatbotError):
+        return APIError(400, message, code="invalid_value")
+    raise TypeError(exc)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413: by Content-Length at once, else while they are read."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await too_large(self.limit).response()(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise BodyTooLarge
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def too_large(limit: int) -> APIError:
+    return APIError(413, f"the request body is over {limit:,} bytes, this server's limit", code="request_too_large")
+
+
+def create_app(config: ServeConfig | None = None) -> FastAPI:
+    """The application for one worker process (uvicorn's factory: the config comes from the environment)."""
+    from chatbot.serve import completions, conversations_api
+
+    config = config or ServeConfig.from_environment()
+    started = time.monotonic()
+    holder: dict[str, Worker] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        holder["worker"] = Worker(config, started)
+        app.state.worker = holder["worker"]
+        try:
+            yield
+        finally:
+            holder["worker"].close()
+
+    app = FastAPI(
+        title="chatbot",
+        version=__version__,
+        summary="Hierarchical recurrent dialogue models over HTTP: OpenAI's Chat Completions and a conversation API.",
+        lifespan=lifespan,
+        responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 503)},
+    )
+    app.state.config = config
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError):
+        return exc.response()
+
+    @app.exception_handler(ChatbotError)
+    async def _domain_error(request: Request, exc: ChatbotError):
+        return api_error(exc, app.state.worker.manager.store.where).response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        location = [str(part) for part in first.get("loc", ()) if part != "body"]
+        param = ".".join(location) or None
+        if first.get("type") == "json_invalid":
+            return APIError(400, f"the body is not valid JSON: {first.get('msg', 'parse error')}", code="invalid_json").response()
+        message = f"{param or 'the body'}: {first.get('msg', 'invalid value')}"
+        return APIError(400, message, code="invalid_value", param=param).response()
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge):
+        return too_large(config.max_body_bytes).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return APIError(exc.status_code, str(exc.detail), code=code, headers=getattr(exc, "headers", None)).response()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        print(f"chatbot serve: internal error on {request.method} {request.url.path}:", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)  # the log has it; the client never sees it
+        return APIError(500, "internal server error; the server log has the details", "server_error", "internal_error").response()
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault(
+            "Content-Security-Policy", "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'"
+        )
+        return response
+
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Conversation-Id", "Retry-After"],
+        )
+
+    @app.get("/health", summary="503 until this worker answers in compiled time, then 200 with the model", tags=["health"])
+    async def health():
+        worker = app.state.worker
+        if worker.problem is not None:
+            return JSONResponse({"status": "failed", "problem": worker.problem}, status_code=503)
+        if not worker.ready:
+            return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "2"})
+        return {
+            "status": "ok",
+            "model": worker.model_name,
+            "model_id": worker.model_checksum,
+            "ready_after_seconds": round(worker.ready_seconds, 2),
+            "batches": dict(sorted(worker.batching.batch_sizes.items())) if worker.batching is not None else {},
+        }
+
+    dependencies = [Depends(authenticated)]
+    app.include_router(completions.router, dependencies=dependencies)
+    app.include_router(conversations_api.router, dependencies=dependencies)
+    return app
+
+
+async def authenticated(request: Request) -> str | None:
+    """The owner of the request: its key's name (None without keys). Raises 401 for a missing or wrong key."""
+    worker: Worker = request.app.state.worker
+    if not worker.keys:
+        return None
+    owner = owner_of(request.headers.get("authorization"), worker.keys)
+    if owner is None:
+        raise APIError(
+            401,
+            "missing or wrong API key: send Authorization: Bearer KEY with a key from the server's --api-key-file",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    request.state.owner = owner
+    return owner
