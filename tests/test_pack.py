@@ -12,8 +12,8 @@ from chatbot.corpus import load_corpus
 from chatbot.decoding import DecodingConfig
 from chatbot.errors import CheckpointError
 from chatbot.evaluation import perplexity
-from chatbot.responder import Responder
 from chatbot.pack import PACK_FILENAME, pack_model
+from chatbot.responder import Responder
 from tests.conftest import tiny_train_config
 
 

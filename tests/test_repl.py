@@ -20,8 +20,8 @@ from chatbot.cli import build_parser
 from chatbot.decoding import decoding_from_args
 from chatbot.generation import ReplyGenerator
 from chatbot.manager import DialogueManager
-from chatbot.responder import default_context_turns
 from chatbot.repl import ChatREPL, ModelLoader
+from chatbot.responder import default_context_turns
 from chatbot.storage import ConversationStore
 
 CTRL_C, CTRL_D = "\x03", "\x04"

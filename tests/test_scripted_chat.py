@@ -16,8 +16,8 @@ from chatbot.errors import ConfigError, ConversationNotFoundError
 from chatbot.framing import context_array
 from chatbot.generation import ReplyGenerator
 from chatbot.manager import DialogueManager
-from chatbot.responder import make_generator
 from chatbot.repl import ChatREPL, ModelLoader
+from chatbot.responder import make_generator
 
 CTRL_D = "\x04"
 GREEDY = DecodingConfig(sampler="greedy")
