@@ -228,7 +228,8 @@ class ReplyGenerator:
         """Candidates for `padded` = `self.padded(context_tokens)`, compiled or (eager) op by op."""
         copies = self.num_sequences(config)
         encoder_input, context_ids = padded
-        noise = np.random.default_rng(seed).standard_normal((copies, max(self.latent_dim, 1))).astype(np.float32)
+        # A seed may be negative (OpenAI's are any integer): NumPy gets it modulo 2^32, unchanged for the seeds it took before.
+        noise = np.random.default_rng(seed % 2**32).standard_normal((copies, max(self.latent_dim, 1))).astype(np.float32)
         noise = tf.constant(noise[:, : self.latent_dim])
         encode = self._encode_function(copies, config.sampler != "beam", encoder_input.shape[-1])
         decode = self._decode_function(config, copies)
@@ -330,7 +331,7 @@ class ReplyGenerator:
         context_ids = np.concatenate([ids for _, ids in padded], axis=0)
         seeds = [seed for _, _, seed in requests] + [requests[0][2]] * (size - len(requests))
         noise = np.concatenate(
-            [np.random.default_rng(seed).standard_normal((copies, max(self.latent_dim, 1))).astype(np.float32) for seed in seeds]
+            [np.random.default_rng(seed % 2**32).standard_normal((copies, max(self.latent_dim, 1))).astype(np.float32) for seed in seeds]
         )[:, : self.latent_dim]
         state = self._batch_encode_function(size, copies)(tf.constant(contexts), tf.constant(noise))
         decode = self._batch_decode_function(config, size, copies)

@@ -45,14 +45,14 @@ class Server:
         return self.log.read_text(errors="replace")
 
     def worker_pids(self) -> list[int]:
-        """The uvicorn worker processes (children of the server process)."""
+        """The uvicorn worker processes (children of the server process started by multiprocessing's spawn)."""
         found = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()
-        return [int(pid) for pid in found if _is_python(int(pid))]
+        return [int(pid) for pid in found if _is_worker(int(pid))]
 
 
-def _is_python(pid: int) -> bool:
+def _is_worker(pid: int) -> bool:
     try:
-        return "python" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 

@@ -31,7 +31,7 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from chatbot.errors import ConfigError
+from chatbot.errors import ChatbotError, ConfigError
 from chatbot.manager import Exchange
 from chatbot.messages import clean_message
 from chatbot.responder import new_seed
@@ -49,7 +49,7 @@ from chatbot.serve.openai_protocol import (
     ModelList,
     ModelObject,
 )
-from chatbot.serve.views import decoding_from, finish_reason, notes, owned, owner, settle, usage
+from chatbot.serve.views import SSE_EVENT, decoding_from, finish_reason, log_unexpected, notes, owned, owner, settle, usage
 from chatbot.storage import Turn
 from chatbot.storage.schema import path_digest, utc_now
 
@@ -74,7 +74,9 @@ def message_text(message: ChatMessage, index: int) -> str:
         text = content
     else:
         if any(part.type != "text" or part.text is None for part in content):
-            raise ConfigError(f"messages[{index}].content: only text parts are understood (type 'text')")
+            raise APIError(
+                400, f"messages[{index}].content: only text parts are understood (type 'text')", param=f"messages[{index}].content"
+            )
         text = " ".join(part.text or "" for part in content)
     return clean_message(text).text
 
@@ -86,7 +88,9 @@ def parse_messages(messages: list[ChatMessage]) -> tuple[str | None, list[tuple[
         ConfigError: the last message is not the user's, or a user message is empty once cleaned.
     """
     if messages[-1].role != "user":
-        raise ConfigError(f"messages: the last message must be the user's (role 'user'), got role {messages[-1].role!r}")
+        raise APIError(
+            400, f"messages: the last message must be the user's (role 'user'), got role {messages[-1].role!r}", param="messages"
+        )
     system = [message_text(m, i) for i, m in enumerate(messages) if m.role in ("system", "developer")]
     turns: list[tuple[str, str]] = []
     for index, message in enumerate(messages):
@@ -94,7 +98,8 @@ def parse_messages(messages: list[ChatMessage]) -> tuple[str | None, list[tuple[
             continue
         text = message_text(message, index)
         if not text:
-            raise ConfigError(f"messages[{index}].content: empty once escape codes and control characters are removed")
+            message = f"messages[{index}].content: empty once escape codes and control characters are removed"
+            raise APIError(400, message, code="invalid_value", param=f"messages[{index}].content")
         turns.append((SPEAKER[message.role], text))
     last = messages[-1]
     raw = last.content if isinstance(last.content, str) else " ".join(p.text or "" for p in last.content or [])
@@ -119,7 +124,7 @@ def check_stop(stop) -> tuple[str, ...]:
     "/v1/chat/completions",
     response_model=ChatCompletion,
     summary="A reply to the messages, stored in the conversation they continue (OpenAI's Chat Completions)",
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "JSON, or events with stream"}},
+    responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}, "description": "JSON, or events with stream"}},
 )
 async def create_chat_completion(body: ChatCompletionRequest, request: Request):
     worker = request.app.state.worker
@@ -231,11 +236,11 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
         try:
             completion = completion_of(await task)
         except Exception as exc:  # noqa: BLE001 - after the 200: an error event, then [DONE]
-            error = (
-                api_error(exc, worker.manager.store.where)
-                if isinstance(exc, ConfigError.__mro__[1])
-                else APIError(500, "internal server error", "server_error", "internal_error")
-            )
+            if isinstance(exc, ChatbotError):
+                error = api_error(exc, worker.manager.store.where)
+            else:
+                log_unexpected("a stream of /v1/chat/completions", exc)
+                error = APIError(500, "internal server error; the server log has the details", "server_error", "internal_error")
             if key is not None:
                 await worker.call(lambda: idempotency.drop(caller or "", key))
             yield f"data: {json.dumps({'error': {'message': error.message, 'type': error.type, 'param': error.param, 'code': error.code}})}\n\n"

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatbot.serve.openai_protocol import DecodingFields, Usage
 
+MAX_ID = 2**62  # ids fit a 64-bit integer column (SQLite and PostgreSQL); larger ones are refused, not overflowed
+
 
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -78,12 +80,12 @@ class MessageCreate(DecodingFields):
 
 
 class RetryRequest(DecodingFields):
-    turn_id: int | None = Field(None, ge=1, le=2**62, description="the reply to replace (default: the last)")
+    turn_id: int | None = Field(None, ge=1, le=MAX_ID, description="the reply to replace (default: the last)")
 
 
 class EditRequest(DecodingFields):
     content: str = Field(max_length=1_000_000)
-    turn_id: int | None = Field(None, ge=1, le=2**62, description="the message of yours to rewrite (default: the last)")
+    turn_id: int | None = Field(None, ge=1, le=MAX_ID, description="the message of yours to rewrite (default: the last)")
 
 
 class PickRequest(BaseModel):

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from chatbot.errors import ChatbotError
@@ -25,6 +25,7 @@ from chatbot.manager import Exchange
 from chatbot.responder import new_seed
 from chatbot.serve.app import APIError, api_error
 from chatbot.serve.conversation_protocol import (
+    MAX_ID,
     BranchList,
     BranchObject,
     ConversationCreate,
@@ -44,11 +45,12 @@ from chatbot.serve.conversation_protocol import (
     TurnList,
     TurnObject,
 )
-from chatbot.serve.views import conversation_view, decoding_from, exchange_view, owned, owner, settle, turn_view
+from chatbot.serve.views import SSE_EVENT, conversation_view, decoding_from, exchange_view, log_unexpected, owned, owner, settle, turn_view
 from chatbot.storage import Turn
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
-Id = int  # path ids: FastAPI checks they are integers (else 400)
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="an id, as the API returns it")]  # else 400, never a database overflow
+Number = Annotated[int, Path(ge=1, le=10_000, description="a branch number, as GET /branches numbers them")]
 
 
 def _worker(request: Request):
@@ -84,7 +86,7 @@ async def list_conversations(
     request: Request,
     search: str | None = Query(None, max_length=1000),
     limit: int = Query(20, ge=1, le=100),
-    before: int | None = Query(None, ge=1, le=2**62, description="the last_id of the previous page"),
+    before: int | None = Query(None, ge=1, le=MAX_ID, description="the last_id of the previous page"),
 ) -> ConversationList:
     worker = _worker(request)
 
@@ -207,7 +209,7 @@ async def list_branches(conversation_id: Id, request: Request) -> BranchList:
 
 
 @router.post("/{conversation_id}/branches/{number}/activate", response_model=TurnList, summary="Continue from branch `number`")
-async def switch_branch(conversation_id: Id, number: int, request: Request) -> TurnList:
+async def switch_branch(conversation_id: Id, number: Number, request: Request) -> TurnList:
     worker = _worker(request)
 
     def switch():
@@ -254,7 +256,8 @@ async def _exchange(request: Request, conversation_id: int, run, stream: bool = 
             error = api_error(exc, worker.manager.store.where)
             yield f"event: error\ndata: {json.dumps({'error': {'message': error.message, 'type': error.type, 'code': error.code}})}\n\n"
             return
-        except Exception:  # noqa: BLE001 - the log has it (the app's handler is not reached inside a stream)
+        except Exception as exc:  # noqa: BLE001 - the log has it (the app's handler is not reached inside a stream)
+            log_unexpected(f"a stream of {request.url.path}", exc)
             yield 'event: error\ndata: {"error": {"message": "internal server error", "type": "server_error", "code": "internal_error"}}\n\n'
             return
         if exchange.reply is not None:
@@ -272,7 +275,7 @@ async def _exchange(request: Request, conversation_id: int, run, stream: bool = 
     "/{conversation_id}/messages",
     response_model=ExchangeObject,
     summary="Send a message and get the reply (stream: events message, delta…, done)",
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}},
 )
 async def post_message(conversation_id: Id, body: MessageCreate, request: Request):
     worker = _worker(request)
@@ -318,7 +321,7 @@ async def edit_message(conversation_id: Id, body: EditRequest, request: Request)
 @router.post(
     "/{conversation_id}/turns/{turn_id}/pick", response_model=TurnObject, summary="Store another candidate of a reply in its place"
 )
-async def pick_candidate(conversation_id: Id, turn_id: int, body: PickRequest, request: Request) -> TurnObject:
+async def pick_candidate(conversation_id: Id, turn_id: Id, body: PickRequest, request: Request) -> TurnObject:
     worker = _worker(request)
 
     def pick():

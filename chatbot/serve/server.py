@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 
 from chatbot.errors import ConfigError
@@ -95,6 +96,10 @@ def run_server(args) -> int:
         file=sys.stderr,
         flush=True,
     )
+    # uvicorn stops gracefully on SIGTERM and SIGINT, then raises the signal again so the process ends by it;
+    # a server asked to stop has done nothing wrong: that second delivery exits 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _stopped)
     uvicorn.run(
         "chatbot.serve.app:create_app",
         factory=True,
@@ -106,3 +111,11 @@ def run_server(args) -> int:
         server_header=False,
     )
     return 0
+
+
+def _stopped(signal_number, frame) -> None:
+    """Exit 0 at once: the server has shut down (uvicorn delivers the stop signal again after that), and a
+    process that ran TensorFlow can abort in interpreter finalisation (its thread pools), as the chat can."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

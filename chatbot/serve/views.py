@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
+import traceback
 from typing import Literal
 
 from fastapi import Request
@@ -18,6 +20,15 @@ from chatbot.manager import Exchange
 from chatbot.serve.conversation_protocol import CandidateObject, ConversationObject, ExchangeObject, TurnObject
 from chatbot.serve.openai_protocol import DecodingFields, Usage
 from chatbot.storage import Conversation, ModelRecord, Turn, decoding_of
+
+# What one server-sent event is (the OpenAPI document describes streams by it): an event name, and JSON text.
+SSE_EVENT = {"type": "object", "properties": {"event": {"type": "string"}, "data": {"type": "string"}}, "required": ["data"]}
+
+
+def log_unexpected(where: str, exc: BaseException) -> None:
+    """Put an unexpected error's traceback in the server log (the client gets one line, never this)."""
+    print(f"chatbot serve: internal error in {where}:", file=sys.stderr)
+    traceback.print_exception(exc, file=sys.stderr)
 
 
 def decoding_from(fields: DecodingFields, default: DecodingConfig) -> DecodingConfig:

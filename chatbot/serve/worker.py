@@ -133,6 +133,9 @@ class Worker:
         self._requests.shutdown(wait=True, cancel_futures=False)
         if self.batching is not None:
             self.batching.close()
+            compiler = getattr(self.batching.generator, "compiler", None)
+            if compiler is not None:  # an interpreter finalised under a running XLA compile aborts
+                compiler.wait(60.0)
         self.manager.close()
 
 
