@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import cast
 
 from chatbot.checkpoint import Checkpoint
 from chatbot.conversations import Conversations, cleaned_message
@@ -22,6 +23,7 @@ from chatbot.decoding import DecodingConfig
 from chatbot.errors import ConfigError
 from chatbot.responder import Candidates, Responder, new_seed
 from chatbot.storage import ConversationStore, Turn, decoding_of
+from chatbot.storage.exchanges import Opened, opening, replying, retrying
 
 BUSY_WAIT = 10.0  # seconds an exchange waits for a conversation busy with another reply before giving up
 
@@ -171,44 +173,42 @@ class DialogueManager(Conversations):
         responder = self.responder
         cleaned = cleaned_message(text) if text is not None else None
         if conversation_id is None:
-            if text is None:
+            if cleaned is None:
                 raise ConfigError("nothing to answer: a new conversation needs a message")
             conversation_id = self.start(owner).id
-        elif after is not None and self.store.get_turn(after).conversation_id != conversation_id:
-            raise ConfigError(f"turn {after} is not in conversation {conversation_id}")
-        with self.store.tickets.turn(conversation_id, self.busy_wait):
-            previous = self.store.turns(conversation_id, last=1) if after is None else [self.store.get_turn(after)]
-            unanswered = previous[0] if previous and previous[0].speaker == "user" else None
-            if cleaned is None:
-                if unanswered is None:
-                    raise ConfigError("nothing to answer: the conversation does not end with a message of yours")
-                user_turn, asked, unanswered = None, unanswered, None
-            elif after is None:
-                user_turn = asked = self.store.add_turn(conversation_id, "user", cleaned.text)
-            else:
-                user_turn = asked = self.store.add_child(after, "user", cleaned.text)
-            if on_user_turn is not None:
-                on_user_turn(asked)
-            history = self.store.path(asked.id, last=responder.context_turns)
-            found = responder.candidates([t.text for t in history], decoding, new_seed() if seed is None else seed)
-            chosen = choose(found)
-            reply = None
-            if chosen is not None:
-                reply = self.store.add_turn(
-                    conversation_id, "bot", found.texts[chosen], self.model_id, responder.settings(found, chosen),
-                    found.seed, round(found.latency_ms, 2), after=asked.id,
-                )  # fmt: skip
-        kept, total = responder.token_window(asked.text)
+        step = opening(self.store, conversation_id, cleaned.text if cleaned else None, after, responder.context_turns)
+        opened, found, reply = self._exchange(conversation_id, step, decoding, seed, choose, on_user_turn)
+        kept, total = responder.token_window(opened.asked.text)
+        previous = opened.previous if opened.stored is not None else None
         return Exchange(
             conversation_id,
-            user_turn,
+            opened.stored,
             reply,
             found,
             removed=cleaned.removed if cleaned else 0,
             cut=cleaned.cut if cleaned else 0,
             window=(kept, total) if kept < total else None,
-            unanswered=unanswered,
+            unanswered=previous if previous is not None and previous.speaker == "user" else None,
         )
+
+    def _exchange(self, conversation_id: int, step, decoding: DecodingConfig, seed: int | None, choose: Choose, on_user_turn):
+        """Hold the conversation's turn: run `step` (storing the message, reading the context), generate, let
+        `choose` pick, store the reply and give the turn back (`chatbot.storage.exchanges`, three transactions)."""
+        responder = self.responder
+        tickets = self.store.tickets
+        with tickets.turn(conversation_id, self.busy_wait, first=step) as held:
+            opened = cast(Opened, held.result)
+            if on_user_turn is not None:
+                on_user_turn(opened.asked)
+            found = responder.candidates([t.text for t in opened.history], decoding, new_seed() if seed is None else seed)
+            chosen = choose(found)
+            reply = None
+            if chosen is not None:
+                settings, latency = responder.settings(found, chosen), round(found.latency_ms, 2)
+                reply = tickets.release_with(
+                    held, replying(self.store, opened, found.texts[chosen], self.model_id, settings, found.seed, latency)
+                )
+        return opened, found, reply
 
     def retry(
         self,
@@ -228,39 +228,9 @@ class DialogueManager(Conversations):
             ConfigError: nothing to retry; `reply_id` is not a reply of this conversation.
             ConversationNotFoundError, ConversationBusyError, StorageError: as `answer`.
         """
-        responder = self.responder
-        with self.store.tickets.turn(conversation_id, self.busy_wait):
-            if reply_id is None:
-                last = self.store.turns(conversation_id, last=1)
-                if not last:
-                    raise ConfigError("nothing to retry: the conversation has no messages yet")
-                previous = last[0]
-            else:
-                previous = self.store.get_turn(reply_id)
-                if previous.conversation_id != conversation_id or previous.speaker != "bot":
-                    raise ConfigError(f"turn {reply_id} is not a reply in conversation {conversation_id}")
-            if previous.speaker == "user":
-                pending = previous
-                replaced = None
-            else:
-                if previous.parent_id is None:
-                    raise ConfigError("nothing to retry: the reply answers no message")
-                pending, replaced = self.store.get_turn(previous.parent_id), previous
-            if on_user_turn is not None:
-                on_user_turn(pending)
-            history = self.store.path(pending.id, last=responder.context_turns)
-            found = responder.candidates([t.text for t in history], decoding, new_seed() if seed is None else seed)
-            chosen = choose(found)
-            reply = None
-            if chosen is not None:
-                text, settings, latency = found.texts[chosen], responder.settings(found, chosen), round(found.latency_ms, 2)
-                if replaced is not None:
-                    reply = self.store.add_alternative(replaced.id, text, self.model_id, settings, found.seed, latency)
-                else:
-                    reply = self.store.add_turn(
-                        conversation_id, "bot", text, self.model_id, settings, found.seed, latency, after=pending.id
-                    )
-        return Exchange(conversation_id, None, reply, found, replaced=replaced)
+        step = retrying(self.store, conversation_id, reply_id, self.responder.context_turns)
+        opened, found, reply = self._exchange(conversation_id, step, decoding, seed, choose, on_user_turn)
+        return Exchange(conversation_id, None, reply, found, replaced=opened.replaced)
 
     def edit(
         self,

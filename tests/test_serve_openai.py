@@ -4,6 +4,7 @@ client, sync and async, streamed and not, and its error classes; every completio
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import openai
@@ -208,3 +209,17 @@ def test_a_retry_of_the_openai_client_gets_the_stored_reply_back(client, server)
     store = ConversationStore(server.db)
     assert len(store.turns(conversation)) == 4 and len(store.tree(conversation)) == 5  # the resend: an alternative reply
     store.close()
+
+
+def test_a_client_that_disconnects_mid_stream_leaves_the_reply_stored_whole(server, checkpoint):
+    body = {"model": "scripted", "messages": [{"role": "user", "content": "i will hang up"}], "stream": True}
+    with httpx.stream("POST", f"{server.api}/chat/completions", json=body, timeout=30) as response:
+        conversation = int(response.headers["conversation-id"])
+        next(response.iter_lines())  # the first event, then the connection is dropped
+    store = ConversationStore(server.db)
+    deadline = time.monotonic() + 30
+    while len(store.turns(conversation)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [t.text for t in store.turns(conversation)] == ["i will hang up", expected_reply(checkpoint, ["i will hang up"])]
+    store.close()
+    assert httpx.get(f"{server.url}/health").status_code == 200  # the worker moved on

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 import traceback
@@ -123,6 +124,31 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+class SecurityHeaders:
+    """Every response says: do not sniff content types; scripts, frames and objects only from this origin
+    (a page can run no inline script, so text inserted into it cannot become code)."""
+
+    HEADERS = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"content-security-policy", b"default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'"),
+    ]
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def too_large(limit: int) -> APIError:
     return APIError(413, f"the request body is over {limit:,} bytes, this server's limit", code="request_too_large")
 
@@ -186,15 +212,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         traceback.print_exception(exc, file=sys.stderr)  # the log has it; the client never sees it
         return APIError(500, "internal server error; the server log has the details", "server_error", "internal_error").response()
 
-    @app.middleware("http")
-    async def _security_headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault(
-            "Content-Security-Policy", "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'"
-        )
-        return response
-
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -211,15 +229,17 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     async def health():
         worker = app.state.worker
         if worker.problem is not None:
-            return JSONResponse({"status": "failed", "problem": worker.problem}, status_code=503)
+            return JSONResponse({"status": "failed", "worker": os.getpid(), "problem": worker.problem}, status_code=503)
         if not worker.ready:
-            return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "2"})
+            return JSONResponse({"status": "loading", "worker": os.getpid()}, status_code=503, headers={"Retry-After": "2"})
         return {
             "status": "ok",
+            "worker": os.getpid(),
             "model": worker.model_name,
             "model_id": worker.model_checksum,
             "ready_after_seconds": round(worker.ready_seconds, 2),
             "batches": dict(sorted(worker.batching.batch_sizes.items())) if worker.batching is not None else {},
+            "compiling": worker.compiling,
         }
 
     dependencies = [Depends(authenticated)]

@@ -9,7 +9,7 @@ dialogue manager's one reply path runs unchanged: a request thread puts its
 job on a bounded queue and waits; the inference thread takes the first job,
 gathers whatever else arrives within `window_ms` (up to `max_batch`), and
 decodes the jobs that share a sampler graph and its knobs as one padded batch
-(`ReplyGenerator.candidates_batch`), the rest one by one.
+(`chatbot.batch_generation.BatchReplyGenerator.candidates_batch`), the rest one by one.
 
 A batch's replies are the ones each request gets alone, token for token (the
 same seeds drive the same draws; `tests/test_serve_batching.py` and
@@ -45,15 +45,20 @@ class BatchingGenerator:
     """A `ReplyGenerator` front that many threads may call; one thread runs the model.
 
     Args:
-        generator: the ReplyGenerator (compiled graphs) the inference thread drives.
+        generator: the BatchReplyGenerator (compiled graphs) the inference thread drives.
         window_ms: how long to wait for more requests once one arrives (0: decode each alone).
         max_batch: most requests in one batch.
         max_queue: most requests waiting; a request beyond it raises OverloadedError at once.
+        in_flight: how many requests the worker is handling now; the window is waited only when it is
+            above one (a lone request is decoded at once). None: always wait.
     """
 
-    def __init__(self, generator, window_ms: float = 2.0, max_batch: int = 16, max_queue: int = 64):
+    def __init__(
+        self, generator, window_ms: float = 2.0, max_batch: int = 16, max_queue: int = 64, in_flight: Callable[[], int] | None = None
+    ):
         self.generator = generator
         self.window = window_ms / 1000.0
+        self.in_flight = in_flight
         self.max_batch = max_batch
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
         self.batch_sizes: Counter[int] = Counter()  # how many batches of each size were decoded
@@ -108,7 +113,8 @@ class BatchingGenerator:
             if job is None:
                 return
             jobs = [job]
-            if job.call is None and self.window > 0 and self.generator.batch_key(job.config) is not None:
+            alone = self.in_flight is not None and self.in_flight() <= 1 and self._queue.empty()
+            if job.call is None and self.window > 0 and not alone and self.generator.batch_key(job.config) is not None:
                 deadline = time.monotonic() + self.window
                 while len(jobs) < self.max_batch:
                     remaining = deadline - time.monotonic()

@@ -27,6 +27,8 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import secrets
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -98,8 +100,8 @@ def parse_messages(messages: list[ChatMessage]) -> tuple[str | None, list[tuple[
             continue
         text = message_text(message, index)
         if not text:
-            message = f"messages[{index}].content: empty once escape codes and control characters are removed"
-            raise APIError(400, message, code="invalid_value", param=f"messages[{index}].content")
+            problem = f"messages[{index}].content: empty once escape codes and control characters are removed"
+            raise APIError(400, problem, code="invalid_value", param=f"messages[{index}].content")
         turns.append((SPEAKER[message.role], text))
     last = messages[-1]
     raw = last.content if isinstance(last.content, str) else " ".join(p.text or "" for p in last.content or [])
@@ -232,7 +234,22 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
             await worker.call(lambda: idempotency.drop(caller or "", key))
         raise task.exception()
 
+    first = stored.result() if stored.done() else None
+    opening = None
+    if first is not None:  # the message is stored: the role chunks go out now, before the reply is generated
+        opening = ChatCompletionChunk(
+            id=f"chatcmpl-{first.id}-{secrets.token_hex(4)}",
+            created=int(time.time()),
+            model=worker.model_name,
+            choices=[ChunkChoice(index=i, delta=Delta(role="assistant", content="")) for i in range(decoding.num_return_sequences)],
+            system_fingerprint=worker.model_checksum,
+            conversation_id=first.conversation_id,
+            seed=seed,
+        )
+
     async def events():
+        if opening is not None:
+            yield f"data: {opening.model_dump_json()}\n\n"
         try:
             completion = completion_of(await task)
         except Exception as exc:  # noqa: BLE001 - after the 200: an error event, then [DONE]
@@ -246,12 +263,13 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
             yield f"data: {json.dumps({'error': {'message': error.message, 'type': error.type, 'param': error.param, 'code': error.code}})}\n\n"
             yield "data: [DONE]\n\n"
             return
+        if opening is not None:
+            completion = completion.model_copy(update={"id": opening.id, "created": opening.created})
         if key is not None:
             await worker.call(lambda: idempotency.complete(caller or "", key, 200, completion.model_dump_json()))
-        for chunk in chunks(completion, body):
+        for chunk in chunks(completion, body, opened=opening is not None):
             yield chunk
 
-    first = stored.result() if stored.done() else None
     headers = {"Conversation-Id": str(first.conversation_id)} if first is not None else {}
     return StreamingResponse(events(), media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
 
@@ -315,9 +333,9 @@ def stored_completion(worker, message: Turn, reply: Turn) -> ChatCompletion:
     )
 
 
-def chunks(completion: ChatCompletion, body: ChatCompletionRequest):
-    """The completion as server-sent events: a role chunk per choice, the text in word-sized deltas,
-    the finish reason, the usage when asked for, then ``[DONE]``."""
+def chunks(completion: ChatCompletion, body: ChatCompletionRequest, opened: bool = False):
+    """The completion as server-sent events: a role chunk per choice (unless `opened`: sent already), the
+    text in word-sized deltas, the finish reason, the usage when asked for, then ``[DONE]``."""
 
     def event(choices, usage=None) -> str:
         chunk = ChatCompletionChunk(
@@ -333,7 +351,8 @@ def chunks(completion: ChatCompletion, body: ChatCompletionRequest):
         return f"data: {chunk.model_dump_json(exclude_none=False)}\n\n"
 
     for choice in completion.choices:
-        yield event([ChunkChoice(index=choice.index, delta=Delta(role="assistant", content=""))])
+        if not opened:
+            yield event([ChunkChoice(index=choice.index, delta=Delta(role="assistant", content=""))])
         words = choice.message.content.split(" ")
         for position, word in enumerate(words):
             yield event([ChunkChoice(index=choice.index, delta=Delta(content=word if position == 0 else " " + word))])

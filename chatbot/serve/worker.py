@@ -67,15 +67,26 @@ class Worker:
     def ready(self) -> bool:
         return self.ready_seconds is not None
 
+    @property
+    def compiling(self) -> bool:
+        """Graphs are compiling in the background (the batch graphs after start-up, a new setting's graphs):
+        until they are done, the requests they serve are decoded one by one, or eagerly."""
+        compiler = getattr(self.batching.generator, "compiler", None) if self.batching is not None else None
+        return compiler is not None and not compiler.ready()
+
     def _load(self) -> None:
         """Load, compile and warm up the model, then attach it (in a background thread)."""
         try:
-            from chatbot.generation import ReplyGenerator
+            from chatbot.batch_generation import BatchReplyGenerator
 
             checkpoint = self._checkpoint()
             turns = self.config.context_turns or checkpoint.model_config.max_turns - 1
-            generator = ReplyGenerator(checkpoint.model, (turns, checkpoint.model_config.max_utterance_length), background_compile=True)
-            batching = BatchingGenerator(generator, self.config.batch_window_ms, self.config.max_batch, self.config.max_queue)
+            generator = BatchReplyGenerator(
+                checkpoint.model, (turns, checkpoint.model_config.max_utterance_length), background_compile=True
+            )
+            batching = BatchingGenerator(
+                generator, self.config.batch_window_ms, self.config.max_batch, self.config.max_queue, in_flight=lambda: self._inflight
+            )
             batching.run(lambda: generator.warm_up(self.default_decoding))  # compiled before /health says 200
             self.manager.attach(checkpoint, turns, batching)
             self.batching = batching

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import false, select, true, update
 from sqlalchemy.orm import Session, aliased
 
-from chatbot.errors import ConversationNotFoundError
-from chatbot.storage.schema import Branch, Conversation, ModelRecord, Transcript, Turn, auto_title, path_digest, utc_now
+from chatbot.errors import ConversationChangedError, ConversationNotFoundError
+from chatbot.storage.schema import SPEAKERS, Branch, Conversation, ModelRecord, Transcript, Turn, auto_title, path_digest, utc_now
 
 
 def active_path(conversation_id: int):
@@ -98,6 +98,78 @@ def _activate_path(session: Session, turn: Turn) -> None:
     )
     for on_path in [*inactive_ancestors, turn, *descendants]:
         on_path.active = True
+
+
+def append_turn(
+    session: Session,
+    conversation_id: int,
+    speaker: str,
+    text: str,
+    model_id=None,
+    decoding: dict | None = None,
+    seed=None,
+    latency_ms=None,
+    after: int | None = None,
+    not_found: Callable[[int], ConversationNotFoundError] = lambda c: ConversationNotFoundError(f"no conversation with id {c}"),
+) -> Turn:
+    """`ConversationStore.add_turn` inside the caller's write transaction."""
+    if speaker not in SPEAKERS:
+        raise ValueError(f"speaker must be one of {SPEAKERS}, got {speaker!r}")
+    conversation = session.get(Conversation, conversation_id, with_for_update=True)
+    if conversation is None:
+        raise not_found(conversation_id)
+    parent = session.scalar(active_path(conversation_id).limit(1))
+    if after is not None and (parent is None or parent.id != after):
+        raise ConversationChangedError(
+            f"conversation {conversation_id} changed in another chat while this reply was made, so it was not "
+            "stored: /history shows the conversation, /retry answers its last message"
+        )
+    turn = new_turn(parent, conversation_id, speaker, text, model_id, decoding, seed, latency_ms)
+    session.add(turn)
+    session.flush()  # gives the turn its id
+    if speaker == "user" and conversation.title is None:
+        conversation.title = auto_title(text)
+    return turn
+
+
+def add_alternative(
+    session: Session, turn_id: int, text: str, model_id=None, decoding: dict | None = None, seed=None, latency_ms=None
+) -> Turn:
+    """`Branches.add_alternative` inside the caller's write transaction."""
+    original = _locked_turn(session, turn_id)
+    conversation = session.get_one(Conversation, original.conversation_id)
+    if original.position == 0 and original.speaker == "user" and conversation.title == auto_title(original.text):
+        conversation.title = auto_title(text)
+    parent = session.get(Turn, original.parent_id) if original.parent_id is not None else None
+    turn = new_turn(parent, original.conversation_id, original.speaker, text, model_id, decoding, seed, latency_ms)
+    session.add(turn)
+    session.flush()  # gives the turn its id
+    _activate_path(session, turn)
+    return turn
+
+
+def add_child(
+    session: Session, parent_id: int, speaker: str, text: str, model_id=None, decoding: dict | None = None, seed=None, latency_ms=None
+) -> Turn:
+    """`Branches.add_child` inside the caller's write transaction."""
+    parent = _locked_turn(session, parent_id)
+    turn = new_turn(parent, parent.conversation_id, speaker, text, model_id, decoding, seed, latency_ms)
+    session.add(turn)
+    session.flush()  # gives the turn its id
+    _activate_path(session, turn)
+    return turn
+
+
+def path_to(session: Session, turn_id: int, last: int | None = None) -> list[Turn]:
+    """`Branches.path` inside the caller's transaction. Raises ConversationNotFoundError for an unknown turn."""
+    found: list[Turn] = []
+    turn = session.get(Turn, turn_id)
+    if turn is None:
+        raise ConversationNotFoundError(f"no turn with id {turn_id}")
+    while turn is not None and (last is None or len(found) < last):
+        found.append(turn)
+        turn = session.get(Turn, turn.parent_id) if turn.parent_id is not None else None
+    return found[::-1]
 
 
 def number_branches(tree: list[Turn]) -> list[Branch]:
@@ -188,16 +260,7 @@ class Branches:
             StorageError: the database cannot be written.
         """
         with self._transaction(write=True) as session:
-            original = _locked_turn(session, turn_id)
-            conversation = session.get_one(Conversation, original.conversation_id)
-            if original.position == 0 and original.speaker == "user" and conversation.title == auto_title(original.text):
-                conversation.title = auto_title(text)
-            parent = session.get(Turn, original.parent_id) if original.parent_id is not None else None
-            turn = new_turn(parent, original.conversation_id, original.speaker, text, model_id, decoding, seed, latency_ms)
-            session.add(turn)
-            session.flush()  # gives the turn its id
-            _activate_path(session, turn)
-        return turn
+            return add_alternative(session, turn_id, text, model_id, decoding, seed, latency_ms)
 
     def add_child(
         self,
@@ -219,12 +282,7 @@ class Branches:
             StorageError: the database cannot be written.
         """
         with self._transaction(write=True) as session:
-            parent = _locked_turn(session, parent_id)
-            turn = new_turn(parent, parent.conversation_id, speaker, text, model_id, decoding, seed, latency_ms)
-            session.add(turn)
-            session.flush()  # gives the turn its id
-            _activate_path(session, turn)
-        return turn
+            return add_child(session, parent_id, speaker, text, model_id, decoding, seed, latency_ms)
 
     def activate(self, turn_id: int) -> list[Turn]:
         """Make the path through turn `turn_id` the active one and return it.
@@ -249,15 +307,8 @@ class Branches:
         Raises:
             ConversationNotFoundError: no turn with id `turn_id`.
         """
-        found: list[Turn] = []
         with self._transaction() as session:
-            turn = session.get(Turn, turn_id)
-            if turn is None:
-                raise ConversationNotFoundError(f"no turn with id {turn_id}")
-            while turn is not None and (last is None or len(found) < last):
-                found.append(turn)
-                turn = session.get(Turn, turn.parent_id) if turn.parent_id is not None else None
-        return found[::-1]
+            return path_to(session, turn_id, last)
 
     def get_turn(self, turn_id: int) -> Turn:
         """Raises ConversationNotFoundError for an unknown turn id."""

@@ -19,7 +19,10 @@ a retry cannot do it: alternatives share their position.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar, cast
@@ -29,8 +32,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
-from chatbot.errors import ConversationChangedError, ConversationNotFoundError, StorageError
-from chatbot.storage.branches import Branches, active_path, new_turn
+from chatbot.errors import ConversationNotFoundError, StorageError
+from chatbot.storage.branches import Branches, active_path, append_turn
 from chatbot.storage.database import (
     begin_writing,
     check_writable,
@@ -42,7 +45,6 @@ from chatbot.storage.database import (
 )
 from chatbot.storage.idempotency import IdempotencyKeys
 from chatbot.storage.schema import (
-    SPEAKERS,
     Conversation,
     ConversationSummary,
     ModelRecord,
@@ -54,6 +56,46 @@ from chatbot.storage.schema import (
 from chatbot.storage.tickets import ReplyTickets
 
 T = TypeVar("T")
+
+
+class _Writers:
+    """The turn of one writer at a time to a SQLite file, in this process (a lock) and among processes (an
+    exclusive `flock` on ``<file>-writer``, owner-only): a blocked writer is woken when the lock is free,
+    where SQLite's own busy handler sleeps and retries and, under many writers, starves some for seconds."""
+
+    def __init__(self, path: Path):
+        self._lock = threading.Lock()
+        self._path = Path(f"{path}-writer")
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError:  # a read-only folder: SQLite's busy handler alone, as before
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = None
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+
+_WRITERS: dict[str, _Writers] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _sqlite_writers(path: Path) -> _Writers:
+    """The writers' turn for the SQLite file `path` (one per file in a process, shared by its stores)."""
+    key = os.path.realpath(path)
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(key, _Writers(Path(key)))
 
 
 def _like_pattern(text: str) -> str:
@@ -102,6 +144,9 @@ class ConversationStore(Branches):
         except BaseException:
             self.engine.dispose()
             raise
+        # SQLite lets one writer in at a time, and a writer that finds it taken sleeps and retries (busy
+        # timeout), which under many threads starves some for seconds; this process's writers queue here instead.
+        self._writers = _sqlite_writers(self._path) if self._path is not None else contextlib.nullcontext()
         self.tickets = ReplyTickets(self._transaction, self._not_found)
         self.idempotency = IdempotencyKeys(self._transaction)
 
@@ -116,7 +161,8 @@ class ConversationStore(Branches):
                 f"{self.where}: the database file was deleted or moved while it was open; put it back, or restart "
                 "to start a new one (what was written since it went is not in any file)"
             )
-        with storage_errors(self.where), self._sessions() as session, session.begin():
+        writers = self._writers if write else contextlib.nullcontext()
+        with writers, storage_errors(self.where), self._sessions() as session, session.begin():
             if write:
                 begin_writing(session.connection())
             elif snapshot and self.engine.dialect.name == "postgresql":
@@ -191,23 +237,8 @@ class ConversationStore(Branches):
             ConversationChangedError: `after` is no longer the last turn (another chat wrote meanwhile).
             StorageError: the database cannot be written.
         """
-        if speaker not in SPEAKERS:
-            raise ValueError(f"speaker must be one of {SPEAKERS}, got {speaker!r}")
         with self._transaction(write=True) as session:
-            conversation = session.get(Conversation, conversation_id, with_for_update=True)
-            if conversation is None:
-                raise self._not_found(conversation_id)
-            parent = session.scalar(active_path(conversation_id).limit(1))
-            if after is not None and (parent is None or parent.id != after):
-                raise ConversationChangedError(
-                    f"conversation {conversation_id} changed in another chat while this reply was made, so it was not "
-                    "stored: /history shows the conversation, /retry answers its last message"
-                )
-            turn = new_turn(parent, conversation_id, speaker, text, model_id, decoding, seed, latency_ms)
-            session.add(turn)
-            if speaker == "user" and conversation.title is None:
-                conversation.title = auto_title(text)
-        return turn
+            return append_turn(session, conversation_id, speaker, text, model_id, decoding, seed, latency_ms, after, self._not_found)
 
     def rename_conversation(self, conversation_id: int, title: str) -> Conversation:
         """Set a conversation's title (whitespace collapsed, cut to TITLE_LENGTH characters).

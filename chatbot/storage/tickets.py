@@ -18,12 +18,14 @@ most one time-to-live.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -32,6 +34,17 @@ from chatbot.errors import ConversationBusyError, ConversationNotFoundError
 from chatbot.storage.schema import Conversation, ReplyTicket, utc_now
 
 Transaction = Callable[..., contextlib.AbstractContextManager[Session]]
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class Held(Generic[T]):
+    """A conversation's turn while it is held: the ticket, and what the `first` step returned."""
+
+    ticket: int
+    result: T | None = None
+    released: bool = False  # given back already (`ReplyTickets.release_with`)
+
 
 TICKET_TTL = 10.0  # seconds a ticket lives unrenewed: how long a conversation stays blocked by a killed process
 POLL_FIRST, POLL_MAX = 0.005, 0.1  # seconds between checks of the line while waiting (doubling up to the max)
@@ -54,25 +67,30 @@ class ReplyTickets:
         self._keeper: threading.Thread | None = None
 
     @contextlib.contextmanager
-    def turn(self, conversation_id: int, wait: float) -> Iterator[None]:
+    def turn(self, conversation_id: int, wait: float, first: Callable[[Session], T] | None = None) -> Iterator[Held[T]]:
         """Wait up to `wait` seconds for this conversation's turn, hold it for the block, then give it back.
 
-        While the ticket is held (waiting or answering) a background thread renews it every
-        third of its time-to-live; Ctrl-C or any error in the block gives it back.
+        `first(session)` is run in the write transaction that finds the ticket first in line (the one
+        that takes it, when nobody waits ahead: one transaction instead of two), and its result is the
+        held turn's `result`. `release_with` gives the turn back in the block's last write. While the
+        ticket is held (waiting or answering) a background thread renews it every third of its
+        time-to-live; Ctrl-C or any error in the block gives it back.
 
         Raises:
             ConversationBusyError: the turn did not come within `wait` seconds (nothing was written
                 but the ticket, which is deleted again).
             ConversationNotFoundError: unknown conversation.
             StorageError: the database cannot be written.
+            What `first` raises (the ticket is given back).
         """
         holder = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
-        ticket, first = self.take(conversation_id, holder, self.ttl)
+        ticket, found, result = self.take(conversation_id, holder, self.ttl, first)
+        held: Held[T] = Held(ticket, result)
         self._hold(ticket)
         try:
             deadline = time.monotonic() + wait
             delay = POLL_FIRST
-            while not first:
+            while not found:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ConversationBusyError(
@@ -82,20 +100,32 @@ class ReplyTickets:
                     )
                 time.sleep(min(delay, remaining))
                 delay = min(delay * 2, POLL_MAX)
-                found = self.first(ticket, conversation_id)
-                if found is None:
+                now_first = self.first(ticket, conversation_id)
+                if now_first is None:
                     raise ConversationBusyError(
                         f"conversation {conversation_id}: this process lost its place in the conversation's queue "
                         "(it stalled longer than the ticket lives); send the message again",
                         retry_after=1.0,
                     )
-                first = found
-            yield
+                found = now_first
+                if found and first is not None:
+                    with self._transaction(write=True) as session:
+                        held.result = first(session)
+            yield held
         finally:
             with self._lock:
                 self._held.discard(ticket)
-            with contextlib.suppress(Exception):  # an unreachable database: the ticket expires by itself
-                self.release(ticket)
+            if not held.released:
+                with contextlib.suppress(Exception):  # an unreachable database: the ticket expires by itself
+                    self.release(ticket)
+
+    def release_with(self, held: Held, last: Callable[[Session], T]) -> T:
+        """Run `last(session)` and give the turn back, in one write transaction; returns what `last` returns."""
+        with self._transaction(write=True) as session:
+            result = last(session)
+            session.execute(delete(ReplyTicket).where(ReplyTicket.id == held.ticket))
+        held.released = True
+        return result
 
     def _hold(self, ticket: int) -> None:
         with self._lock:
@@ -116,10 +146,13 @@ class ReplyTickets:
             with contextlib.suppress(Exception):  # a database error now: the next round tries again
                 self.renew(held, self.ttl)
 
-    def take(self, conversation_id: int, holder: str, ttl: float) -> tuple[int, bool]:
-        """A new ticket for `conversation_id`, live for `ttl` seconds; and whether it is first in line.
+    def take(
+        self, conversation_id: int, holder: str, ttl: float, first: Callable[[Session], T] | None = None
+    ) -> tuple[int, bool, T | None]:
+        """A new ticket for `conversation_id`, live for `ttl` seconds; whether it is first in line; and, when it
+        is, what `first(session)` returned (run in the same transaction).
 
-        Expired tickets of the conversation are deleted first (their holders died).
+        Expired tickets never count; when others are ahead, those of the conversation are deleted (their holders died).
 
         Raises:
             ConversationNotFoundError: unknown conversation.
@@ -129,11 +162,14 @@ class ReplyTickets:
         with self._transaction(write=True) as session:
             if session.get(Conversation, conversation_id) is None:
                 raise self._not_found(conversation_id)
-            session.execute(delete(ReplyTicket).where(ReplyTicket.conversation_id == conversation_id, ReplyTicket.expires_at <= now))
             ticket = ReplyTicket(conversation_id=conversation_id, holder=holder[:200], expires_at=now + dt.timedelta(seconds=ttl))
             session.add(ticket)
             session.flush()
-            return ticket.id, _first(session, conversation_id, now) == ticket.id
+            if _first(session, conversation_id, now) == ticket.id:
+                return ticket.id, True, first(session) if first is not None else None
+            # others are in line: sweep the tickets of holders that died (they are not counted anyway)
+            session.execute(delete(ReplyTicket).where(ReplyTicket.conversation_id == conversation_id, ReplyTicket.expires_at <= now))
+            return ticket.id, False, None
 
     def first(self, ticket_id: int, conversation_id: int) -> bool | None:
         """True when `ticket_id` is the conversation's lowest live ticket, False while others are ahead,
