@@ -11,6 +11,7 @@ one JSON object per reply.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -64,6 +65,11 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
         generator = make_generator(checkpoint, turns, background_compile=interactive) if turns >= 1 else None
         return checkpoint, generator
 
+    from chatbot.compiler import persistent_cache
+    from chatbot.paths import cache_dir
+
+    with contextlib.suppress(OSError):  # an unwritable home: compile as before
+        persistent_cache(str(cache_dir() / "xla"))  # before TensorFlow is imported (by the load): a second chat compiles less
     loader = ModelLoader(load)
     print(f"model {model_dir} loading in the background; decoding: {describe(decoding)}", file=sys.stderr, flush=True)
     if jsonl:

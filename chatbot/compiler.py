@@ -3,10 +3,13 @@
 A chat answers a setting it has not compiled yet on the eager path while XLA
 compiles in the background (`chatbot.generation.ReplyGenerator` with
 `background_compile=True`); whoever must not leave while a compile runs waits here.
+`persistent_cache` keeps XLA's compiled programs on disk, so the next chat or
+server process loads them instead of compiling again.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -43,3 +46,12 @@ class BackgroundCompiler:
         for thread in threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
         return self.ready()
+
+
+def persistent_cache(folder: str) -> None:
+    """Point TensorFlow's XLA persistent compilation cache at `folder` (before TensorFlow is imported), so a
+    restarted worker reads its compiled programs instead of compiling them again."""
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if "tf_xla_persistent_cache_directory" not in flags:
+        os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()

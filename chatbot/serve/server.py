@@ -83,7 +83,7 @@ def run_server(args) -> int:
     """`chatbot serve`: check, then serve until SIGTERM or Ctrl-C. Returns 0 after a clean shutdown."""
     import uvicorn
 
-    from chatbot.serve.worker import xla_cache_flags
+    from chatbot.compiler import persistent_cache
 
     config = check(config_from_args(args))
     os.environ[ENVIRONMENT_VARIABLE] = config.to_environment()
@@ -93,7 +93,7 @@ def run_server(args) -> int:
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", share)
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", share)
     if config.compile_cache:
-        xla_cache_flags(config.compile_cache)
+        persistent_cache(config.compile_cache)
     keys = "API keys from " + config.api_key_file if config.api_key_file else "no API keys (loopback only)"
     print(
         f"chatbot serve: http://{config.host}:{config.port} · {config.workers} worker(s) · model {config.model or 'default'} · {keys}; "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -54,7 +53,8 @@ class Worker:
         self.model_name: str | None = None
         self.model_checksum: str | None = None
         self.model_created = 0
-        self.ready_seconds: float | None = None  # start to compiled replies
+        self.ready_seconds: float | None = None  # process start to compiled replies
+        self.compile_seconds: float | None = None  # of which compiling (tracing and XLA) the default decoding
         self.problem: str | None = None  # why the model could not be loaded
         self.batching: BatchingGenerator | None = None  # once loaded
         self._requests = concurrent.futures.ThreadPoolExecutor(config.max_queue, thread_name_prefix="chatbot-request")
@@ -87,7 +87,7 @@ class Worker:
             batching = BatchingGenerator(
                 generator, self.config.batch_window_ms, self.config.max_batch, self.config.max_queue, in_flight=lambda: self._inflight
             )
-            batching.run(lambda: generator.warm_up(self.default_decoding))  # compiled before /health says 200
+            self.compile_seconds = batching.run(lambda: generator.warm_up(self.default_decoding))  # before /health says 200
             self.manager.attach(checkpoint, turns, batching)
             self.batching = batching
             self.model_name = checkpoint.path.name
@@ -148,12 +148,3 @@ class Worker:
             if compiler is not None:  # an interpreter finalised under a running XLA compile aborts
                 compiler.wait(60.0)
         self.manager.close()
-
-
-def xla_cache_flags(folder: str) -> None:
-    """Point TensorFlow's XLA persistent compilation cache at `folder` (before TensorFlow is imported), so a
-    restarted worker reads its compiled programs instead of compiling them again."""
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    flags = os.environ.get("TF_XLA_FLAGS", "")
-    if "tf_xla_persistent_cache_directory" not in flags:
-        os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()

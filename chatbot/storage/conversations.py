@@ -33,7 +33,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.errors import ConversationNotFoundError, StorageError
-from chatbot.storage.branches import Branches, active_path, append_turn
+from chatbot.storage.branches import Branches
 from chatbot.storage.database import (
     begin_writing,
     check_writable,
@@ -54,6 +54,7 @@ from chatbot.storage.schema import (
     utc_now,
 )
 from chatbot.storage.tickets import ReplyTickets
+from chatbot.storage.turns import active_path, append_turn
 
 T = TypeVar("T")
 

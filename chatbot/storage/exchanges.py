@@ -17,8 +17,8 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from chatbot.errors import ConfigError
-from chatbot.storage.branches import active_path, add_alternative, add_child, append_turn, path_to
 from chatbot.storage.schema import Turn
+from chatbot.storage.turns import active_path, add_alternative, add_child, append_turn, path_to
 
 
 @dataclasses.dataclass(frozen=True)
