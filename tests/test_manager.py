@@ -107,3 +107,39 @@ def test_replay_regenerates_every_stored_reply_exactly(tiny_checkpoint, store_ur
     assert len(results) == 2 and all(r.identical and r.problem is None for r in results), [
         (r.text, r.turn.text, r.problem) for r in results
     ]
+
+
+def test_concurrent_exchanges_on_one_conversation_queue_without_deadlock(store_url, tmp_path):
+    """Eight threads, each with its own store (its own connections), answer in one conversation at once:
+    every exchange is stored whole, one after another (on PostgreSQL the tickets' foreign key once made
+    two of them deadlock)."""
+    import threading
+
+    from scripted import scripted_checkpoint
+
+    from chatbot.responder import make_generator
+
+    checkpoint = scripted_checkpoint(tmp_path)
+    generator = make_generator(checkpoint)
+    managers = [DialogueManager(ConversationStore(store_url), checkpoint, generator=generator, busy_wait=60) for _ in range(8)]
+    conversation = managers[0].start().id
+    errors: list[BaseException] = []
+
+    def talk(index: int) -> None:
+        try:
+            for step in range(3):
+                managers[index].answer(conversation, f"thread {index} step {step}", DecodingConfig(sampler="greedy"), seed=step)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=talk, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    turns = managers[0].history(conversation)
+    assert [t.speaker for t in turns] == ["user", "bot"] * 24 and [t.position for t in turns] == list(range(48))
+    assert all(bot.parent_id == user.id for user, bot in zip(turns[::2], turns[1::2], strict=True))
+    for manager in managers:
+        manager.close()

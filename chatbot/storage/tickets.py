@@ -160,7 +160,9 @@ class ReplyTickets:
         """
         now = utc_now()
         with self._transaction(write=True) as session:
-            if session.get(Conversation, conversation_id) is None:
+            # The conversation's row lock first: the ticket's foreign key would take a share lock on that row,
+            # and two such holders both asking for the row lock in `first` (PostgreSQL) would deadlock.
+            if session.get(Conversation, conversation_id, with_for_update=True) is None:
                 raise self._not_found(conversation_id)
             ticket = ReplyTicket(conversation_id=conversation_id, holder=holder[:200], expires_at=now + dt.timedelta(seconds=ttl))
             session.add(ticket)
