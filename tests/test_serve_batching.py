@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from scripted import scripted_checkpoint
+from scripted import expected_reply, scripted_checkpoint
 
 from chatbot.batch_generation import BatchReplyGenerator
 from chatbot.checkpoint import load_checkpoint
@@ -101,7 +101,8 @@ def test_a_full_queue_refuses_at_once(tmp_path):
     blocker = threading.Thread(target=batching.run, args=(release.wait,))  # the inference thread is busy
     blocker.start()
     responder = Responder(checkpoint, generator=batching)
-    waiting = threading.Thread(target=responder.candidates, args=(["hello"], DecodingConfig(sampler="greedy"), 1))
+    answered = []
+    waiting = threading.Thread(target=lambda: answered.append(responder.candidates(["hello"], DecodingConfig(sampler="greedy"), 1)))
     waiting.start()  # fills the one queue place
     deadline = threading.Event()
     while batching._queue.qsize() < 1 and not deadline.wait(0.01):
@@ -111,4 +112,5 @@ def test_a_full_queue_refuses_at_once(tmp_path):
     release.set()
     blocker.join(10)
     waiting.join(10)
+    assert answered and answered[0].texts[0] == expected_reply(checkpoint, ["hello"])  # the queued request was answered
     batching.close()

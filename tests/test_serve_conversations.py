@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import httpx
+import openai
 import pytest
 from httpx_sse import connect_sse
 from scripted import expected_reply, scripted_checkpoint
@@ -34,7 +35,7 @@ def checkpoint(tmp_path_factory):
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("conversations")
     (folder / "keys").write_text(KEYS)
-    with running(folder, "--api-key-file", str(folder / "keys")) as server:
+    with running(folder, "--api-key-file", str(folder / "keys"), "--busy-wait", "1") as server:
         yield server
 
 
@@ -185,3 +186,44 @@ def test_a_host_off_loopback_without_keys_is_refused_with_one_line(tmp_path):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--api-key-file" in lines[0] and "0.0.0.0" in lines[0]
+
+
+def test_the_openai_client_gets_its_error_classes_for_a_wrong_key_and_a_busy_conversation(server):
+    wrong = openai.OpenAI(base_url=server.api, api_key="not-a-key-of-this-server", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as error:
+        wrong.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "hi"}])
+    assert error.value.body["code"] == "invalid_api_key"
+
+    alice = openai.OpenAI(base_url=server.api, api_key="alice-secret-key-0001", max_retries=0)
+    conversation = client(server).post("/conversations", json={}).json()["id"]
+    store = ConversationStore(server.db)
+    with store.tickets.turn(conversation, wait=5):  # another request is answering in this conversation
+        with pytest.raises(openai.ConflictError) as busy:
+            alice.chat.completions.create(
+                model="scripted", messages=[{"role": "user", "content": "hi"}], extra_body={"conversation_id": conversation}
+            )
+    assert busy.value.body["code"] == "conversation_busy" and int(busy.value.response.headers["retry-after"]) >= 1
+    assert store.turns(conversation) == []  # nothing was stored
+    retrying = openai.OpenAI(base_url=server.api, api_key="alice-secret-key-0001", max_retries=2)
+    answer = retrying.chat.completions.create(
+        model="scripted", messages=[{"role": "user", "content": "hi"}], extra_body={"conversation_id": conversation}
+    )
+    assert answer.model_extra["conversation_id"] == conversation and len(store.turns(conversation)) == 2
+    store.close()
+
+
+def test_the_chat_completions_stream_on_the_wire(server, checkpoint):
+    """The wire format itself, read with httpx-sse: data-only events of chat.completion.chunk objects, then [DONE]."""
+    body = {"model": "scripted", "messages": [{"role": "user", "content": "wire format"}], "stream": True, "n": 2}
+    with connect_sse(client(server), "POST", "/chat/completions", json=body) as source:
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        data = [event.data for event in source.iter_sse()]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(item) for item in data[:-1]]
+    assert {chunk["object"] for chunk in chunks} == {"chat.completion.chunk"} and len({chunk["id"] for chunk in chunks}) == 1
+    texts = {0: "", 1: ""}
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            texts[choice["index"]] += choice["delta"].get("content") or ""
+    assert texts[0] == expected_reply(checkpoint, ["wire format"]) and texts[1] == texts[0]  # the script answers alike
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] == ["stop", "stop"]

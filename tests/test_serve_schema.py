@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 from serving import running
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-EXAMPLES = 20  # per operation, mode and kind of ids
+EXAMPLES = 12  # per operation, mode and kind of ids
 
 
 @pytest.fixture(scope="module")

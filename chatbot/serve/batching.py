@@ -114,7 +114,7 @@ class BatchingGenerator:
                 return
             jobs = [job]
             alone = self.in_flight is not None and self.in_flight() <= 1 and self._queue.empty()
-            if job.call is None and self.window > 0 and not alone and self.generator.batch_key(job.config) is not None:
+            if job.call is None and self.window > 0 and not alone and self._batch_key(job.config) is not None:
                 deadline = time.monotonic() + self.window
                 while len(jobs) < self.max_batch:
                     remaining = deadline - time.monotonic()
@@ -126,7 +126,13 @@ class BatchingGenerator:
                         self._queue.put(None)  # stop after this batch
                         break
                     jobs.append(more)
-            self._serve(jobs)
+            try:
+                self._serve(jobs)
+            except BaseException as exc:  # noqa: BLE001 - the thread must outlive any job: hand the error to the waiters
+                for waiting in jobs:
+                    if not waiting.done.is_set():
+                        waiting.error = exc
+                        waiting.done.set()
 
     def _serve(self, jobs: list[_Job]) -> None:
         groups: dict[tuple, list[_Job]] = {}
@@ -134,11 +140,16 @@ class BatchingGenerator:
             if job.call is not None:
                 self._finish([job], _one, job.call)
                 continue
-            key = None if job.eager else self.generator.batch_key(job.config)
+            key = None if job.eager else self._batch_key(job.config)
             groups.setdefault(("alone", index) if key is None else key, []).append(job)
         for group in groups.values():
             requests = [(job.context_tokens, job.config, job.seed, job.eager) for job in group]
             self._finish(group, self._decode, requests)
+
+    def _batch_key(self, config: DecodingConfig) -> tuple | None:
+        """The generator's batch key (None: decode alone; a generator without batches decodes all alone)."""
+        batch_key = getattr(self.generator, "batch_key", None)
+        return batch_key(config) if batch_key is not None else None
 
     def _decode(self, requests: list[tuple]) -> list[list]:
         """Each request's candidates: one batch when there are several (they share a batch key), else alone."""

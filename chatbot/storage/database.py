@@ -72,7 +72,9 @@ def storage_error(exc: Exception, where: str) -> StorageError:
             "message again (the up arrow brings it back)"
         )
     if "deadlock" in message:
-        return StorageError(f"{where}: two writers waited for each other (a deadlock) and this one was stopped; nothing was stored, try again")
+        return StorageError(
+            f"{where}: two writers waited for each other (a deadlock) and this one was stopped; nothing was stored, try again"
+        )
     if "locked" in message or "busy" in message:
         return StorageError(f"{where}: the database is locked by another process; close other chatbot sessions or retry")
     if "readonly" in message or "read-only" in message:
