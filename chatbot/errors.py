@@ -36,29 +36,25 @@ class ConversationChangedError(StorageError):
     """Another chat added to the conversation while this one made its reply; the reply was not stored."""
 
 
-class ConversationBusyError(ChatbotError):
+class RetryLaterError(ChatbotError):
+    """Nothing was done, and the same request is likely to succeed later.
+
+    Attributes:
+        retry_after: seconds after which trying again is likely to succeed (HTTP's Retry-After).
+    """
+
+    def __init__(self, message: str, retry_after: float = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConversationBusyError(RetryLaterError):
     """The conversation is answering another message (in another chat, request or process) and did not
-    become free within the wait; nothing was stored. Trying again later works.
-
-    Attributes:
-        retry_after: seconds after which trying again is likely to succeed.
-    """
-
-    def __init__(self, message: str, retry_after: float = 1.0):
-        super().__init__(message)
-        self.retry_after = retry_after
+    become free within the wait; nothing was stored."""
 
 
-class OverloadedError(ChatbotError):
-    """A server worker holds as many requests as it may (`--max-queue`); this one was not taken. Trying again later works.
-
-    Attributes:
-        retry_after: seconds after which trying again is likely to succeed.
-    """
-
-    def __init__(self, message: str, retry_after: float = 1.0):
-        super().__init__(message)
-        self.retry_after = retry_after
+class OverloadedError(RetryLaterError):
+    """A server worker holds as many requests as it may (`--max-queue`); this one was not taken."""
 
 
 class ConfigError(ChatbotError):

@@ -23,7 +23,6 @@ and never conditioned on: the models have no system prompt.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -51,7 +50,7 @@ from chatbot.serve.openai_protocol import (
     ModelList,
     ModelObject,
 )
-from chatbot.serve.views import SSE_EVENT, decoding_from, finish_reason, log_unexpected, notes, owned, owner, settle, usage
+from chatbot.serve.views import SSE_EVENT, decoding_from, finish_reason, log_unexpected, notes, owned, owner, until_stored, usage
 from chatbot.storage import Turn
 from chatbot.storage.schema import path_digest, utc_now
 
@@ -221,20 +220,12 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
             await worker.call(lambda: idempotency.complete(caller or "", key, 200, completion.model_dump_json()))
         return respond(completion, body)
 
-    loop = asyncio.get_running_loop()
-    stored: asyncio.Future = loop.create_future()
-
-    def on_user_turn(turn: Turn) -> None:
-        loop.call_soon_threadsafe(settle, stored, turn)
-
-    task = asyncio.ensure_future(worker.call(lambda: exchange(on_user_turn)))
-    await asyncio.wait({stored, task}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done() and task.exception() is not None:  # failed before anything was stored: a status, not an event
+    try:
+        task, first = await until_stored(worker, exchange)
+    except BaseException:  # failed before anything was stored: a status, not an event
         if key is not None:
             await worker.call(lambda: idempotency.drop(caller or "", key))
-        raise task.exception()
-
-    first = stored.result() if stored.done() else None
+        raise
     opening = None
     if first is not None:  # the message is stored: the role chunks go out now, before the reply is generated
         opening = ChatCompletionChunk(

@@ -13,7 +13,6 @@ the REPL makes, so both give the same result on the same conversation.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Literal
 
@@ -45,7 +44,17 @@ from chatbot.serve.conversation_protocol import (
     TurnList,
     TurnObject,
 )
-from chatbot.serve.views import SSE_EVENT, conversation_view, decoding_from, exchange_view, log_unexpected, owned, owner, settle, turn_view
+from chatbot.serve.views import (
+    SSE_EVENT,
+    conversation_view,
+    decoding_from,
+    exchange_view,
+    log_unexpected,
+    owned,
+    owner,
+    turn_view,
+    until_stored,
+)
 from chatbot.storage import Turn
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
@@ -236,20 +245,11 @@ async def _exchange(request: Request, conversation_id: int, run, stream: bool = 
 
     if not stream:
         return await worker.call(call)
-    loop = asyncio.get_running_loop()
-    stored: asyncio.Future = loop.create_future()
-
-    def on_user_turn(turn: Turn) -> None:
-        loop.call_soon_threadsafe(settle, stored, turn)
-
-    task = asyncio.ensure_future(worker.call(lambda: call(on_user_turn)))
-    await asyncio.wait({stored, task}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done() and task.exception() is not None:
-        raise task.exception()
+    task, first = await until_stored(worker, call)
 
     async def events():
-        turn = await stored
-        yield f"event: message\ndata: {turn_view(turn).model_dump_json()}\n\n"
+        if first is not None:
+            yield f"event: message\ndata: {turn_view(first).model_dump_json()}\n\n"
         try:
             exchange = await task
         except ChatbotError as exc:

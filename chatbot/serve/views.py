@@ -10,7 +10,8 @@ import asyncio
 import datetime as dt
 import sys
 import traceback
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 from fastapi import Request
 
@@ -20,6 +21,8 @@ from chatbot.manager import Exchange
 from chatbot.serve.conversation_protocol import CandidateObject, ConversationObject, ExchangeObject, TurnObject
 from chatbot.serve.openai_protocol import DecodingFields, Usage
 from chatbot.storage import Conversation, ModelRecord, Turn, decoding_of
+
+T = TypeVar("T")
 
 # What one server-sent event is (the OpenAPI document describes streams by it): an event name, and JSON text.
 SSE_EVENT = {"type": "object", "properties": {"event": {"type": "string"}, "data": {"type": "string"}}, "required": ["data"]}
@@ -149,10 +152,32 @@ def finish_reason(candidate, stopped: bool = False) -> Literal["stop", "length"]
     return "stop" if candidate.ended or stopped else "length"
 
 
-def settle(future: asyncio.Future, value) -> None:
-    """Resolve `future` with `value` unless it already is (on the event loop: `loop.call_soon_threadsafe`)."""
+def _settle(future: asyncio.Future, value) -> None:
     if not future.done():
         future.set_result(value)
+
+
+async def until_stored(worker, run: Callable[[Callable[[Turn], None]], T]) -> tuple[asyncio.Future, Turn | None]:
+    """Start `run(on_user_turn)` on a request thread and wait until it has stored the user's message (or
+    finished): a stream's headers go out then, after the errors that store nothing have become statuses.
+
+    Returns:
+        the running task (its result is `run`'s), and the stored message (None when `run` finished first).
+    Raises:
+        What `run` raised before storing the message.
+    """
+    loop = asyncio.get_running_loop()
+    stored: asyncio.Future = loop.create_future()
+
+    def on_user_turn(turn: Turn) -> None:
+        loop.call_soon_threadsafe(_settle, stored, turn)
+
+    task = asyncio.ensure_future(worker.call(lambda: run(on_user_turn)))
+    await asyncio.wait({stored, task}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done() and task.exception() is not None:
+        stored.cancel()
+        raise task.exception()
+    return task, stored.result() if stored.done() else None
 
 
 def exchange_view(exchange: Exchange, models: dict[int, ModelRecord], fingerprint: str) -> ExchangeObject:
