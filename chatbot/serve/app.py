@@ -29,68 +29,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chatbot import __version__
 from chatbot.errors import (
     ChatbotError,
-    CheckpointError,
-    ConfigError,
-    ConversationBusyError,
-    ConversationChangedError,
-    ConversationNotFoundError,
-    OverloadedError,
-    StorageError,
 )
+from chatbot.serve.errors import APIError, api_error
 from chatbot.serve.keys import owner_of
 from chatbot.serve.openai_protocol import ErrorResponse
 from chatbot.serve.settings import ServeConfig
 from chatbot.serve.worker import Worker
 
 log = logging.getLogger("chatbot.serve")
-
-
-class APIError(Exception):
-    """An error response: status, OpenAI error fields, extra headers."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-        headers=None,
-    ):
-        super().__init__(message)
-        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
-        self.headers = headers or {}
-
-    def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
-
-
-def api_error(exc: BaseException, where: str | None = None) -> APIError:
-    """The response for a domain error (its message is one line; the database's name is left out)."""
-    message = " ".join(str(exc).split())
-    if where and message.startswith(f"{where}: "):
-        message = message[len(where) + 2 :]
-    if isinstance(exc, ConversationNotFoundError):
-        return APIError(
-            404, "no such conversation (or turn): it was never created, was deleted, or belongs to another key", code="not_found"
-        )
-    if isinstance(exc, ConversationBusyError):
-        retry = str(max(1, round(exc.retry_after)))
-        return APIError(409, message, "conflict_error", "conversation_busy", headers={"Retry-After": retry})
-    if isinstance(exc, ConversationChangedError):
-        return APIError(409, message, "conflict_error", "conversation_changed", headers={"Retry-After": "1"})
-    if isinstance(exc, OverloadedError):
-        return APIError(503, message, "server_error", "overloaded", headers={"Retry-After": str(max(1, round(exc.retry_after)))})
-    if isinstance(exc, StorageError):
-        return APIError(
-            503, f"the conversation store is unavailable: {message}", "server_error", "storage_unavailable", headers={"Retry-After": "5"}
-        )
-    if isinstance(exc, CheckpointError):
-        return APIError(503, message, "server_error", "model_unavailable", headers={"Retry-After": "5"})
-    if isinstance(exc, ConfigError | ChatbotError):
-        return APIError(400, message, code="invalid_value")
-    raise TypeError(exc)
 
 
 class BodyTooLarge(Exception):

@@ -36,7 +36,7 @@ from chatbot.errors import ChatbotError, ConfigError
 from chatbot.manager import Exchange
 from chatbot.messages import clean_message
 from chatbot.responder import new_seed
-from chatbot.serve.app import APIError, api_error
+from chatbot.serve.errors import APIError, api_error
 from chatbot.serve.openai_protocol import (
     MAX_STOP,
     AssistantMessage,

@@ -22,7 +22,6 @@ from fastapi.responses import Response, StreamingResponse
 from chatbot.errors import ChatbotError
 from chatbot.manager import Exchange
 from chatbot.responder import new_seed
-from chatbot.serve.app import APIError, api_error
 from chatbot.serve.conversation_protocol import (
     MAX_ID,
     BranchList,
@@ -44,6 +43,7 @@ from chatbot.serve.conversation_protocol import (
     TurnList,
     TurnObject,
 )
+from chatbot.serve.errors import APIError, api_error
 from chatbot.serve.views import (
     SSE_EVENT,
     conversation_view,
