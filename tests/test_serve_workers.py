@@ -15,6 +15,7 @@ import time
 import httpx
 import openai
 import pytest
+from conftest import POSTGRES_SERVER, postgres_database
 from serving import REPO, running, start_server, stop
 
 from chatbot.storage import ConversationStore
@@ -182,3 +183,20 @@ def test_a_database_that_goes_away_is_503_with_one_line_and_nothing_half_written
     store = ConversationStore(db)
     assert [t.text for t in store.turns(conversation)][::2] == ["before", "back again"]  # nothing of "after" was written
     store.close()
+
+
+def test_two_workers_on_postgresql_answer_clients_of_one_conversation_in_order(tmp_path):
+    """The same as on SQLite, with the scripted model, on a fresh PostgreSQL database (skipped without
+    $CHATBOT_TEST_POSTGRES): the tickets and row locks order the exchanges across the two processes."""
+    server_url = os.environ.get(POSTGRES_SERVER)
+    if not server_url:
+        pytest.skip(f"PostgreSQL variant: set {POSTGRES_SERVER} (bin/postgres-test starts a throwaway server)")
+    with postgres_database(server_url) as db, running(tmp_path, "--workers", "2", "--busy-wait", "30", db=db) as served:
+        conversation = httpx.post(f"{served.api}/conversations", json={}).json()["id"]
+        with concurrent.futures.ProcessPoolExecutor(3) as pool:
+            sent = list(pool.map(talk, [served.api] * 3, [conversation] * 3, ["ann", "bob", "cy"], [3] * 3))
+        store = ConversationStore(db)
+        turns = store.turns(conversation)
+        assert [t.speaker for t in turns] == ["user", "bot"] * 9 and [t.position for t in turns] == list(range(18))
+        assert sorted(t.text for t in turns[::2]) == sorted(text for texts in sent for text in texts)
+        store.close()
