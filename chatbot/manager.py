@@ -170,21 +170,25 @@ class DialogueManager(Conversations):
             ConversationBusyError: the conversation stayed busy with another reply for `busy_wait` seconds.
             StorageError: the database cannot be written.
         """
-        responder = self.responder
         cleaned = cleaned_message(text) if text is not None else None
         if conversation_id is None:
             if cleaned is None:
                 raise ConfigError("nothing to answer: a new conversation needs a message")
             conversation_id = self.start(owner).id
-        step = opening(self.store, conversation_id, cleaned.text if cleaned else None, after, responder.context_turns)
+        step = opening(self.store, conversation_id, cleaned.text if cleaned else None, after, self.responder.context_turns)
+        return self._answered(conversation_id, cleaned, step, decoding, seed, choose, on_user_turn)
+
+    def _answered(self, conversation_id: int, cleaned, step, decoding, seed, choose, on_user_turn) -> Exchange:
+        """The Exchange of a message stored (or found) by `step` and answered, with its notes."""
         opened, found, reply = self._exchange(conversation_id, step, decoding, seed, choose, on_user_turn)
-        kept, total = responder.token_window(opened.asked.text)
+        kept, total = self.responder.token_window(opened.asked.text)
         previous = opened.previous if opened.stored is not None else None
         return Exchange(
             conversation_id,
             opened.stored,
             reply,
             found,
+            replaced=opened.replaced,
             removed=cleaned.removed if cleaned else 0,
             cut=cleaned.cut if cleaned else 0,
             window=(kept, total) if kept < total else None,
@@ -253,19 +257,9 @@ class DialogueManager(Conversations):
             ConversationNotFoundError, ConversationBusyError, StorageError: as `answer`.
         """
         cleaned = cleaned_message(text)
-        if turn_id is None:
-            previous = self.last_user_turn(conversation_id)
-        else:
-            previous = self.store.get_turn(turn_id)
-            if previous.conversation_id != conversation_id or previous.speaker != "user":
-                raise ConfigError(f"turn {turn_id} is not a message of yours in conversation {conversation_id}")
-        if previous.parent_id is None:  # the first message: the new one starts a new root branch
-            with self.store.tickets.turn(conversation_id, self.busy_wait):
-                new = self.store.add_alternative(previous.id, cleaned.text)
-            exchange = self.answer(conversation_id, None, decoding, seed, choose, on_user_turn=on_user_turn)
-            return dataclasses.replace(exchange, user_turn=new, replaced=previous, removed=cleaned.removed, cut=cleaned.cut)
-        exchange = self.answer(conversation_id, text, decoding, seed, choose, after=previous.parent_id, on_user_turn=on_user_turn)
-        return dataclasses.replace(exchange, replaced=previous, unanswered=None)
+        edited = self.last_user_turn(conversation_id).id if turn_id is None else turn_id
+        step = opening(self.store, conversation_id, cleaned.text, None, self.responder.context_turns, replaces=edited)
+        return self._answered(conversation_id, cleaned, step, decoding, seed, choose, on_user_turn)
 
     def pick(self, conversation_id: int, reply_id: int, index: int) -> Turn:
         """Store candidate `index` (0-based) of reply `reply_id`'s candidates in its place; the earlier

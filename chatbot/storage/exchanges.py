@@ -29,7 +29,8 @@ class Opened:
         asked: the user turn to answer (stored now, or already stored).
         stored: the user turn this exchange stored (None: it answers one already stored).
         previous: the turn the message follows (None for a first message).
-        replaced: a retry's earlier reply (kept as an alternative when the new one is stored).
+        replaced: a retry's earlier reply (kept as an alternative when the new one is stored), or an
+            edit's earlier message (kept, on its branch).
         history: the last `context` turns of the path ending at `asked`, first first.
     """
 
@@ -40,17 +41,27 @@ class Opened:
     history: list[Turn]
 
 
-def opening(store, conversation_id: int, text: str | None, after: int | None, context: int) -> Callable[[Session], Opened]:
-    """The step that stores `text` after turn `after` (None: at the end of the active path), or, with `text`
-    None, finds the unanswered message that ends the conversation; and reads the context.
+def opening(
+    store, conversation_id: int, text: str | None, after: int | None, context: int, replaces: int | None = None
+) -> Callable[[Session], Opened]:
+    """The step that stores `text` after turn `after` (None: at the end of the active path), or as an
+    alternative of user turn `replaces` (an edit: a new branch, the first message included), or, with
+    `text` None, finds the unanswered message that ends the conversation; and reads the context.
 
     Raises (when run):
         ConfigError: `text` is None and the conversation does not end with an unanswered message;
-            `after` is not a turn of this conversation.
+            `after` or `replaces` is not a turn of this conversation.
         ConversationNotFoundError: unknown conversation or turn.
     """
 
     def step(session: Session) -> Opened:
+        if replaces is not None:
+            edited = session.get(Turn, replaces)
+            if edited is None or edited.conversation_id != conversation_id or edited.speaker != "user" or text is None:
+                raise ConfigError(f"turn {replaces} is not a message of yours in conversation {conversation_id}")
+            asked = add_alternative(session, replaces, text)
+            previous = session.get(Turn, asked.parent_id) if asked.parent_id is not None else None
+            return Opened(asked, asked, previous, edited, path_to(session, asked.id, context))
         if after is not None:
             previous = session.get(Turn, after)
             if previous is None or previous.conversation_id != conversation_id:
@@ -104,7 +115,7 @@ def replying(store, opened: Opened, text: str, model_id, decoding: dict, seed: i
     else ConversationChangedError), or, for a retry, as an alternative of the reply it replaces."""
 
     def step(session: Session) -> Turn:
-        if opened.replaced is not None:
+        if opened.replaced is not None and opened.replaced.speaker == "bot":
             return add_alternative(session, opened.replaced.id, text, model_id, decoding, seed, latency_ms)
         conversation_id = opened.asked.conversation_id
         return append_turn(session, conversation_id, "bot", text, model_id, decoding, seed, latency_ms, opened.asked.id, store._not_found)
