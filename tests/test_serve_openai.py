@@ -190,6 +190,11 @@ def test_an_idempotency_key_returns_the_first_result_instead_of_storing_twice(cl
     store.close()
     with pytest.raises(openai.BadRequestError, match="different request"):
         client.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "other"}], extra_headers=headers)
+    # a key per request (good practice): resending an answered history with a new key is a new request, a regenerate
+    history = [*messages, {"role": "assistant", "content": first.choices[0].message.content}, {"role": "user", "content": "more"}]
+    second = client.chat.completions.create(model="scripted", messages=history, extra_headers={"Idempotency-Key": "request-2"})
+    regenerated = client.chat.completions.create(model="scripted", messages=history, extra_headers={"Idempotency-Key": "request-3"})
+    assert regenerated.id != second.id and regenerated.model_extra["conversation_id"] == second.model_extra["conversation_id"]
 
 
 def test_a_retry_of_the_openai_client_gets_the_stored_reply_back(client, server):

@@ -16,9 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import time
-import traceback
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,7 +28,7 @@ from chatbot import __version__
 from chatbot.errors import (
     ChatbotError,
 )
-from chatbot.serve.errors import APIError, api_error
+from chatbot.serve.errors import INTERNAL, APIError, api_error, log_unexpected
 from chatbot.serve.keys import owner_of
 from chatbot.serve.openai_protocol import ErrorResponse
 from chatbot.serve.settings import ServeConfig
@@ -154,9 +152,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        print(f"chatbot serve: internal error on {request.method} {request.url.path}:", file=sys.stderr)
-        traceback.print_exception(exc, file=sys.stderr)  # the log has it; the client never sees it
-        return APIError(500, "internal server error; the server log has the details", "server_error", "internal_error").response()
+        log_unexpected(f"{request.method} {request.url.path}", exc)  # the log has it; the client never sees it
+        return APIError(500, INTERNAL, "server_error", "internal_error").response()
 
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)

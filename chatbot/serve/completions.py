@@ -32,11 +32,11 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from chatbot.errors import ChatbotError, ConfigError
+from chatbot.errors import ConfigError
 from chatbot.manager import Exchange
 from chatbot.messages import clean_message
 from chatbot.responder import new_seed
-from chatbot.serve.errors import APIError, api_error
+from chatbot.serve.errors import APIError, stream_error
 from chatbot.serve.openai_protocol import (
     MAX_STOP,
     AssistantMessage,
@@ -50,7 +50,7 @@ from chatbot.serve.openai_protocol import (
     ModelList,
     ModelObject,
 )
-from chatbot.serve.views import SSE_EVENT, decoding_from, finish_reason, log_unexpected, notes, owned, owner, until_stored, usage
+from chatbot.serve.views import SSE_EVENT, decoding_from, finish_reason, notes, owned, owner, until_stored, usage, word_deltas
 from chatbot.storage import Turn
 from chatbot.storage.schema import path_digest, utc_now
 
@@ -107,6 +107,12 @@ def parse_messages(messages: list[ChatMessage]) -> tuple[str | None, list[tuple[
     return ("\n".join(s for s in system if s) or None), turns[:-1], turns[-1][1], clean_message(raw).removed
 
 
+def stored_reply(store, message: Turn) -> Turn | None:
+    """The newest reply stored for `message` (None: it was never answered)."""
+    replies = [turn for turn in store.children(message.id) if turn.speaker == "bot"]
+    return replies[-1] if replies else None
+
+
 def digest_of(turns: list[tuple[str, str]]) -> str | None:
     digest = None
     for speaker, text in turns:
@@ -141,8 +147,9 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
     system, earlier, last, removed = parse_messages(body.messages)
     caller = owner(request)
     seed = new_seed() if body.seed is None else body.seed
-    retried = request.headers.get("x-stainless-retry-count", "0") not in ("", "0")
     key = request.headers.get("idempotency-key")
+    # the openai client's retry of a request whose answer it lost (with a key, the key dedupes it)
+    retried = key is None and request.headers.get("x-stainless-retry-count", "0") not in ("", "0")
     request_digest = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
     idempotency = worker.manager.store.idempotency
     if key is not None:
@@ -175,11 +182,11 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
         if conversation_id is not None:
             owned(request, store.get_conversation(conversation_id))
         if not earlier:
-            if conversation_id is None and (retried or key is not None):  # a retry of a first message: answered already?
+            if conversation_id is None and retried:  # a retry of a first message: answered already?
                 resent = store.find_path(digest_of([("user", last)]), caller)
-                replies = [t for t in store.children(resent.id) if t.speaker == "bot"] if resent is not None else []
-                if replies and utc_now() - replies[-1].created_at.replace(tzinfo=dt.UTC) < RETRY_WINDOW:
-                    return None, resent, replies[-1]
+                reply = stored_reply(store, resent) if resent is not None else None
+                if reply is not None and utc_now() - reply.created_at.replace(tzinfo=dt.UTC) < RETRY_WINDOW:
+                    return None, resent, reply
             if conversation_id is None:
                 conversation_id = manager.start(caller, system).id
             return manager.answer(conversation_id, last, decoding, seed, on_user_turn=on_user_turn), None, None
@@ -195,11 +202,11 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
         resent = store.find_path(digest_of([*earlier, ("user", last)]), caller, conversation_id)
         if resent is None:
             return manager.answer(conversation_id, last, decoding, seed, after=found.id, on_user_turn=on_user_turn), None, None
-        replies = [t for t in store.children(resent.id) if t.speaker == "bot"]
-        if replies and (retried or key is not None):
-            return None, resent, replies[-1]
-        if replies:
-            return manager.retry(conversation_id, decoding, seed, reply_id=replies[-1].id, on_user_turn=on_user_turn), None, None
+        reply = stored_reply(store, resent)
+        if reply is not None and retried:
+            return None, resent, reply
+        if reply is not None:
+            return manager.retry(conversation_id, decoding, seed, reply_id=reply.id, on_user_turn=on_user_turn), None, None
         store.activate(resent.id)  # the message is stored but was never answered (a cut connection, a crash)
         return manager.answer(conversation_id, None, decoding, seed, on_user_turn=on_user_turn), None, None
 
@@ -244,14 +251,10 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
         try:
             completion = completion_of(await task)
         except Exception as exc:  # noqa: BLE001 - after the 200: an error event, then [DONE]
-            if isinstance(exc, ChatbotError):
-                error = api_error(exc, worker.manager.store.where)
-            else:
-                log_unexpected("a stream of /v1/chat/completions", exc)
-                error = APIError(500, "internal server error; the server log has the details", "server_error", "internal_error")
+            error = stream_error(exc, worker.manager.store.where, request.url.path)
             if key is not None:
                 await worker.call(lambda: idempotency.drop(caller or "", key))
-            yield f"data: {json.dumps({'error': {'message': error.message, 'type': error.type, 'param': error.param, 'code': error.code}})}\n\n"
+            yield f"data: {json.dumps(error.body())}\n\n"
             yield "data: [DONE]\n\n"
             return
         if opening is not None:
@@ -344,9 +347,8 @@ def chunks(completion: ChatCompletion, body: ChatCompletionRequest, opened: bool
     for choice in completion.choices:
         if not opened:
             yield event([ChunkChoice(index=choice.index, delta=Delta(role="assistant", content=""))])
-        words = choice.message.content.split(" ")
-        for position, word in enumerate(words):
-            yield event([ChunkChoice(index=choice.index, delta=Delta(content=word if position == 0 else " " + word))])
+        for piece in word_deltas(choice.message.content):
+            yield event([ChunkChoice(index=choice.index, delta=Delta(content=piece))])
         yield event([ChunkChoice(index=choice.index, delta=Delta(), finish_reason=choice.finish_reason)])
     if body.stream_options is not None and body.stream_options.include_usage:
         yield event([], completion.usage)

@@ -19,7 +19,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from chatbot.errors import ChatbotError
 from chatbot.manager import Exchange
 from chatbot.responder import new_seed
 from chatbot.serve.conversation_protocol import (
@@ -43,17 +42,17 @@ from chatbot.serve.conversation_protocol import (
     TurnList,
     TurnObject,
 )
-from chatbot.serve.errors import APIError, api_error
+from chatbot.serve.errors import APIError, stream_error
 from chatbot.serve.views import (
     SSE_EVENT,
     conversation_view,
     decoding_from,
     exchange_view,
-    log_unexpected,
     owned,
     owner,
     turn_view,
     until_stored,
+    word_deltas,
 )
 from chatbot.storage import Turn
 
@@ -252,18 +251,12 @@ async def _exchange(request: Request, conversation_id: int, run, stream: bool = 
             yield f"event: message\ndata: {turn_view(first).model_dump_json()}\n\n"
         try:
             exchange = await task
-        except ChatbotError as exc:
-            error = api_error(exc, worker.manager.store.where)
-            yield f"event: error\ndata: {json.dumps({'error': {'message': error.message, 'type': error.type, 'code': error.code}})}\n\n"
-            return
-        except Exception as exc:  # noqa: BLE001 - the log has it (the app's handler is not reached inside a stream)
-            log_unexpected(f"a stream of {request.url.path}", exc)
-            yield 'event: error\ndata: {"error": {"message": "internal server error", "type": "server_error", "code": "internal_error"}}\n\n'
+        except Exception as exc:  # noqa: BLE001 - after the 200: an error event (the app's handlers are not reached)
+            yield f"event: error\ndata: {json.dumps(stream_error(exc, worker.manager.store.where, request.url.path).body())}\n\n"
             return
         if exchange.reply is not None:
-            words = exchange.reply.content.split(" ")
-            for index, word in enumerate(words):
-                yield f"event: delta\ndata: {json.dumps({'content': word if index == 0 else ' ' + word})}\n\n"
+            for piece in word_deltas(exchange.reply.content):
+                yield f"event: delta\ndata: {json.dumps({'content': piece})}\n\n"
         yield f"event: done\ndata: {exchange.model_dump_json()}\n\n"
 
     return StreamingResponse(

@@ -8,6 +8,9 @@ where waiting helps. The message is the domain error's one line, without the dat
 
 from __future__ import annotations
 
+import sys
+import traceback
+
 from fastapi.responses import JSONResponse
 
 from chatbot.errors import (
@@ -38,9 +41,12 @@ class APIError(Exception):
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
         self.headers = headers or {}
 
+    def body(self) -> dict:
+        """The error object, as a response body or a stream's error event carries it."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
     def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def api_error(exc: BaseException, where: str | None = None) -> APIError:
@@ -68,3 +74,20 @@ def api_error(exc: BaseException, where: str | None = None) -> APIError:
     if isinstance(exc, ConfigError | ChatbotError):
         return APIError(400, message, code="invalid_value")
     raise TypeError(exc)
+
+
+INTERNAL = "internal server error; the server log has the details"
+
+
+def log_unexpected(where: str, exc: BaseException) -> None:
+    """Put an unexpected error's traceback in the server log (the client gets one line, never this)."""
+    print(f"chatbot serve: internal error in {where}:", file=sys.stderr)
+    traceback.print_exception(exc, file=sys.stderr)
+
+
+def stream_error(exc: BaseException, where: str, path: str) -> APIError:
+    """The error event for a failure after a stream's 200 went out: a domain error's own, or (logged) a 500."""
+    if isinstance(exc, ChatbotError):
+        return api_error(exc, where)
+    log_unexpected(f"a stream of {path}", exc)
+    return APIError(500, INTERNAL, "server_error", "internal_error")

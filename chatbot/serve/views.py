@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sys
-import traceback
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
@@ -26,12 +24,6 @@ T = TypeVar("T")
 
 # What one server-sent event is (the OpenAPI document describes streams by it): an event name, and JSON text.
 SSE_EVENT = {"type": "object", "properties": {"event": {"type": "string"}, "data": {"type": "string"}}, "required": ["data"]}
-
-
-def log_unexpected(where: str, exc: BaseException) -> None:
-    """Put an unexpected error's traceback in the server log (the client gets one line, never this)."""
-    print(f"chatbot serve: internal error in {where}:", file=sys.stderr)
-    traceback.print_exception(exc, file=sys.stderr)
 
 
 def decoding_from(fields: DecodingFields, default: DecodingConfig) -> DecodingConfig:
@@ -150,6 +142,12 @@ def finish_reason(candidate, stopped: bool = False) -> Literal["stop", "length"]
     """OpenAI's finish reason: "stop" when the model ended the reply or a stop string cut it, "length" when
     it reached the token cap."""
     return "stop" if candidate.ended or stopped else "length"
+
+
+def word_deltas(text: str) -> list[str]:
+    """A reply as a stream sends it: word by word, each after the first with its leading space."""
+    words = text.split(" ")
+    return words[:1] + [" " + word for word in words[1:]]
 
 
 def _settle(future: asyncio.Future, value) -> None:

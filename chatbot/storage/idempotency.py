@@ -10,19 +10,15 @@ A key is remembered for `KEEP_FOR`; a pending record older than the caller's
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
 
 from chatbot.storage.schema import IdempotencyRecord, utc_now
+from chatbot.storage.tickets import Transaction
 
 KEEP_FOR = dt.timedelta(hours=24)  # how long a key's first result is returned to repeats
-
-Transaction = Callable[..., contextlib.AbstractContextManager[Session]]
 
 
 @dataclasses.dataclass(frozen=True)

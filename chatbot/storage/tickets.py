@@ -6,8 +6,9 @@ and the others wait their turn, so two requests on one conversation are
 answered in the order they arrived, each seeing the exchange before it, on
 any number of processes or hosts sharing the database. Nothing spanning more
 than one conversation is locked while a model generates: a ticket is a row
-written and deleted in short transactions (on SQLite they are the only writes
-that wait for each other).
+written and deleted in short transactions (on PostgreSQL only writers of the
+same conversation wait for each other; on SQLite every write is short and
+queued, `ConversationStore`'s writers' lock).
 
 A ticket lives until its `expires_at`, which its holder renews while it waits
 or answers; a holder killed mid-reply stops renewing, and its ticket expires
