@@ -14,6 +14,7 @@ and MMI reranking are decoded alone.
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import numpy as np
 import tensorflow as tf
@@ -25,7 +26,16 @@ from chatbot.tokenizer import BOS_ID, EOS_ID
 
 
 class BatchReplyGenerator(ReplyGenerator):
-    """A ReplyGenerator that can also decode several requests in one batch (`candidates_batch`)."""
+    """A ReplyGenerator that can also decode several requests in one batch (`candidates_batch`).
+
+    Attributes:
+        batches: how many batches of each number of requests were decoded together (not counting
+            warm-ups, nor batches decoded one by one while their program compiled).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches: Counter[int] = Counter()
 
     def batch_key(self, config: DecodingConfig) -> tuple | None:
         """What requests must share to be decoded in one batch: the sampler's graph, its knobs and the
@@ -90,7 +100,9 @@ class BatchReplyGenerator(ReplyGenerator):
             ready = self._compiled.issuperset(keys)
         if not ready:  # not compiled yet (warm_up compiles them): each alone, in compiled time
             return [self.candidates(context, c, seed) for context, c, seed in requests]
-        return self._candidates_batch(requests, size)
+        found = self._candidates_batch(requests, size)
+        self.batches[len(requests)] += 1
+        return found
 
     def _candidates_batch(self, requests, size: int) -> list[list[Candidate]]:
         config = requests[0][1]

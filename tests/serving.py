@@ -57,17 +57,21 @@ def _is_worker(pid: int) -> bool:
         return False
 
 
-def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> dict:
-    """Poll /health until 200; raise with the server's log if it exits or takes longer than `timeout` seconds."""
+def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 180.0, workers: int = 1) -> dict:
+    """Poll /health until `workers` distinct worker processes have said 200; raise with the server's log if it
+    exits or takes longer than `timeout` seconds."""
     deadline = time.monotonic() + timeout
+    ready: set[int] = set()
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"chatbot serve exited with {process.returncode}:\n{log.read_text(errors='replace')}")
         with contextlib.suppress(httpx.HTTPError):
             response = httpx.get(f"{url}/health", timeout=5)
             if response.status_code == 200:
-                return response.json()
-        time.sleep(0.2)
+                ready.add(response.json()["worker"])
+                if len(ready) >= workers:
+                    return response.json()
+        time.sleep(0.05 if ready else 0.2)
     raise RuntimeError(f"chatbot serve was not healthy after {timeout:g} s:\n{log.read_text(errors='replace')}")
 
 
@@ -85,7 +89,8 @@ def start_server(tmp_path: Path, *args: str, db: str | None = None, model: str =
     server = Server(f"http://127.0.0.1:{port}", db, process, log, home, command)
     if wait:
         try:
-            wait_healthy(server.url, process, log)
+            workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 1
+            wait_healthy(server.url, process, log, workers=workers)
         except BaseException:
             stop(server)
             raise

@@ -89,7 +89,7 @@ def test_the_inference_thread_gathers_concurrent_requests_and_answers_each_threa
         thread.join(30)
     alone = Responder(checkpoint, generator=generator)
     assert results == {i: alone.candidates([texts[i]], config, i).texts[0] for i in range(8)}
-    assert max(batching.batch_sizes) > 1, batching.batch_sizes  # at least some were decoded together
+    assert max(batching.batches) > 1, batching.batches  # at least some were decoded together
     batching.close()
 
 

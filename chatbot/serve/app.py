@@ -182,7 +182,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             "model_id": worker.model_checksum,
             "ready_after_seconds": round(worker.ready_seconds, 2),
             "compile_seconds": round(worker.compile_seconds or 0.0, 2),
-            "batches": dict(sorted(worker.batching.batch_sizes.items())) if worker.batching is not None else {},
+            "batches": dict(sorted(worker.batching.batches.items())) if worker.batching is not None else {},
             "compiling": worker.compiling,
         }
 

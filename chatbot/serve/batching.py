@@ -61,7 +61,6 @@ class BatchingGenerator:
         self.in_flight = in_flight
         self.max_batch = max_batch
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
-        self.batch_sizes: Counter[int] = Counter()  # how many batches of each size were decoded
         self._thread = threading.Thread(target=self._run, name="chatbot-inference", daemon=True)
         self._thread.start()
 
@@ -95,6 +94,11 @@ class BatchingGenerator:
         if job.error is not None:
             raise job.error
         return job.result
+
+    @property
+    def batches(self) -> Counter[int]:
+        """How many batches of each number of requests the generator decoded together (a copy)."""
+        return Counter(getattr(self.generator, "batches", {}))
 
     @property
     def context_shape(self) -> tuple[int, int]:
@@ -138,7 +142,7 @@ class BatchingGenerator:
         groups: dict[tuple, list[_Job]] = {}
         for index, job in enumerate(jobs):
             if job.call is not None:
-                self._finish([job], _one, job.call)
+                self._finish([job], lambda call: [call()], job.call)
                 continue
             key = None if job.eager else self._batch_key(job.config)
             groups.setdefault(("alone", index) if key is None else key, []).append(job)
@@ -162,8 +166,6 @@ class BatchingGenerator:
         """Set each job's result from `compute(argument)` (one per job), or its error, and wake its thread."""
         try:
             results = compute(argument)
-            if compute is not _one:
-                self.batch_sizes[len(group)] += 1
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting request threads, never lost
             for job in group:
                 job.error = exc
@@ -172,7 +174,3 @@ class BatchingGenerator:
         for job, result in zip(group, results, strict=True):
             job.result = result
             job.done.set()
-
-
-def _one(call: Callable[[], object]) -> list:
-    return [call()]
