@@ -38,7 +38,6 @@ from chatbot.messages import clean_message
 from chatbot.responder import new_seed
 from chatbot.serve.errors import APIError, stream_error
 from chatbot.serve.openai_protocol import (
-    MAX_STOP,
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
@@ -120,13 +119,6 @@ def digest_of(turns: list[tuple[str, str]]) -> str | None:
     return digest
 
 
-def check_stop(stop) -> tuple[str, ...]:
-    stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
-    if len(stops) > MAX_STOP or any(not s for s in stops):
-        raise APIError(400, f"stop: up to {MAX_STOP} non-empty strings", code="invalid_value", param="stop")
-    return stops
-
-
 @router.post(
     "/v1/chat/completions",
     response_model=ChatCompletion,
@@ -143,7 +135,8 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
             code="model_not_found",
             param="model",
         )
-    decoding = decoding_from(body, worker.default_decoding).replace(stop=check_stop(body.stop))
+    stops = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    decoding = decoding_from(body, worker.default_decoding).replace(stop=stops)  # DecodingConfig checks them
     system, earlier, last, removed = parse_messages(body.messages)
     caller = owner(request)
     seed = new_seed() if body.seed is None else body.seed

@@ -60,7 +60,6 @@ class Worker:
         self._requests = concurrent.futures.ThreadPoolExecutor(config.max_queue, thread_name_prefix="chatbot-request")
         self._inflight = 0
         self._lock = threading.Lock()
-        self.closing = False
         threading.Thread(target=self._load, name="chatbot-model-load", daemon=True).start()
 
     @property
@@ -140,7 +139,6 @@ class Worker:
 
     def close(self) -> None:
         """Finish what runs, then release the threads and the database (on shutdown)."""
-        self.closing = True
         self._requests.shutdown(wait=True, cancel_futures=False)
         if self.batching is not None:
             self.batching.close()
