@@ -31,8 +31,10 @@ def client(server):
     return openai.OpenAI(base_url=server.api, api_key="unused", max_retries=0)
 
 
-def test_models_lists_the_served_model(client):
+def test_models_lists_the_served_model(client, server):
     assert [m.id for m in client.models.list().data] == ["scripted"]
+    assert httpx.get(f"{server.url}/openapi.json").json()["info"]["title"] == "chatbot"
+    assert httpx.get(f"{server.url}/docs").status_code == 404  # no page that the CSP would leave blank
 
 
 def test_a_completion_is_answered_and_stored_and_the_next_request_continues_it(client, server, checkpoint):

@@ -119,6 +119,10 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         version=__version__,
         summary="Hierarchical recurrent dialogue models over HTTP: OpenAI's Chat Completions and a conversation API.",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load scripts from a CDN and run inline ones, which this server's
+        # Content-Security-Policy forbids (they rendered blank in Chromium): the document is /openapi.json.
+        docs_url=None,
+        redoc_url=None,
         responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 503)},
     )
     app.state.config = config
