@@ -24,8 +24,19 @@ from chatbot.storage import ConversationStore
 @pytest.fixture(scope="module")
 def served(tiny_model_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("workers")
-    with running(folder, "--workers", "2", "--busy-wait", "30", model=str(tiny_model_dir)) as server:
+    with running(folder, "--workers", "2", "--busy-wait", "30", "--max-batch", "4", model=str(tiny_model_dir)) as server:
         yield server
+
+
+def workers_health(url: str, workers: int = 2) -> dict[int, dict]:
+    """/health of every worker (a request reaches one of them at random), by process id."""
+    found: dict[int, dict] = {}
+    for _ in range(200):
+        health = httpx.get(f"{url}/health", timeout=10).json()
+        found[health["worker"]] = health
+        if len(found) == workers:
+            break
+    return found
 
 
 def talk(api: str, conversation: int, name: str, messages: int) -> list[str]:
@@ -69,14 +80,14 @@ def test_concurrent_requests_are_micro_batched_and_replay_identically(served):
         )
         return completion.model_extra["conversation_id"]
 
-    for _ in range(3):  # the batch graphs compile in the background after /health says 200
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            conversations = list(pool.map(ask, range(16)))
-        batches = {int(size): count for size, count in httpx.get(f"{served.url}/health").json()["batches"].items()}
-        if any(size > 1 for size in batches):
-            break
-        time.sleep(3)
-    assert any(size > 1 for size in batches), batches
+    # The batch graphs compile in the background after /health says 200 (until then a batch is decoded one by one).
+    deadline = time.monotonic() + 240
+    while any(health["compiling"] for health in workers_health(served.url).values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        conversations = list(pool.map(ask, range(16)))
+    batches = {pid: health["batches"] for pid, health in workers_health(served.url).items()}
+    assert any(int(size) > 1 for counts in batches.values() for size in counts), batches
     result = subprocess.run(
         [sys.executable, "-m", "chatbot", "replay", "--regenerate", "--db", served.db, *map(str, conversations)],
         capture_output=True,
