@@ -24,7 +24,10 @@ from chatbot.storage import ConversationStore
 @pytest.fixture(scope="module")
 def served(tiny_model_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("workers")
-    with running(folder, "--workers", "2", "--busy-wait", "30", "--max-batch", "4", model=str(tiny_model_dir)) as server:
+    # A 50 ms window: the requests of one burst reach the inference thread one SQLite write apart (the
+    # writers queue), which on a loaded CI machine is more than the default 2 ms.
+    args = ("--workers", "2", "--busy-wait", "30", "--max-batch", "4", "--batch-window-ms", "50")
+    with running(folder, *args, model=str(tiny_model_dir)) as server:
         yield server
 
 
