@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/train_throughput.py [--preset small] [--rows ROW ...] [--seconds 40] [--batch-size 64]
 
-Each ROW is MODEL[:VARIANT[+VARIANT...]], MODEL one of seq2seq, hred, vhred,
+Each ROW is MODEL[:VARIANT[+VARIANT...]], MODEL one of lm, seq2seq, hred, hran, vhred,
 or hred@reference (the sizes of the public PyTorch HRED reference: vocabulary
 8,000, embedding 256, bidirectional encoder 256, context 512, decoder 512).
 Variants (the default is what `chatbot train` does: length buckets of 8 tokens,
@@ -34,8 +34,10 @@ backward, so training costs 6 x (weights used). Per target token that is
 with P_out the output projection, P_dec the decoder RNN, P_enc the utterance
 encoder (both directions), P_ctx the context RNN, P_init the decoder's
 initial-state projection, P_heads VHRED's prior, posterior and bag-of-words
-projection (per reply), and the token and turn counts of the real (unpadded)
-windows. Padding, element-wise work and the sampled-softmax saving are not
+projection (per reply), HRAN's attention queries and output combination (per
+target token) and its word keys (per encoder token), and the token and turn
+counts of the real (unpadded) windows. HRAN's score and read-out matmuls over
+the history (no weights) are not counted. Padding, element-wise work and the sampled-softmax saving are not
 counted: the ratio is useful arithmetic over peak arithmetic.
 """
 
@@ -105,8 +107,14 @@ def flops_per_target_token(model, counts: dict) -> float:
         layer = getattr(model, name, None)
         return layer.count_params() if layer is not None else 0
 
-    decoder_rnn = model.decoder.rnn.count_params()
-    initial = weights("decoder") - decoder_rnn
+    decoder = getattr(model, "decoder", None)  # the language model has one RNN, no decoder layer
+    decoder_rnn = decoder.rnn.count_params() if decoder is not None else model.rnn.count_params()
+    initial = weights("decoder") - decoder_rnn if decoder is not None else 0
+    attention = getattr(model, "attention", None)
+    attention = attention if isinstance(attention, keras.layers.Layer) else None  # HRAN's; Seq2Seq's is a string
+
+    def attention_weights(*names):
+        return sum(getattr(attention, name).count_params() for name in names) if attention is not None else 0
     parts = {
         # Tied: the adapter and bias, plus the embedding table used as the output matrix.
         "P_out": weights("output_projection") + (weights("embedding") if getattr(model, "tie_embeddings", False) else 0),
@@ -115,11 +123,15 @@ def flops_per_target_token(model, counts: dict) -> float:
         "P_ctx": weights("context_encoder"),
         "P_init": initial,
         "P_heads": weights("prior") + weights("posterior") + weights("bow_projection"),
+        # HRAN: queries and the output combination per target token, word keys per history word.
+        "P_att": attention_weights("word_query", "utterance_query", "combine"),
+        "P_keys": attention_weights("word_keys", "utterance_keys"),
     }
     per_target = (
         parts["P_out"]
         + parts["P_dec"]
-        + parts["P_enc"] * counts["encoder_tokens"] / counts["target_tokens"]
+        + parts["P_att"]
+        + (parts["P_enc"] + parts["P_keys"]) * counts["encoder_tokens"] / counts["target_tokens"]
         + parts["P_ctx"] * counts["turns"] / counts["target_tokens"]
         + (parts["P_init"] + parts["P_heads"]) * counts["replies"] / counts["target_tokens"]
     )

@@ -195,7 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--attention", choices=["none", "additive", "dot"], help="seq2seq: attention over the source (default none)")
     sizes.add_argument("--source-turns", type=int, help="seq2seq: turns flattened into the source (default 1, the previous utterance)")
     sizes.add_argument("--max-source-tokens", type=int, help="seq2seq: longest flattened source in tokens (default 96)")
-    sizes.add_argument("--kl-anneal-steps", type=int, help="vhred: optimizer steps for the KL weight to rise from 0 to 1 (default 2000)")
+    sizes.add_argument(
+        "--kl-anneal-fraction",
+        type=float,
+        default=0.5,
+        help="vhred: share of the run's planned updates over which the KL weight rises from 0 to 1 (default 0.5)",
+    )
+    sizes.add_argument(
+        "--kl-anneal-steps", type=int, help="vhred: optimizer steps for the KL weight to rise from 0 to 1 (instead of --kl-anneal-fraction)"
+    )
     sizes.add_argument("--word-dropout", type=float, help="vhred: share of decoder inputs replaced by the unknown token (default 0.25)")
     sizes.add_argument("--bow-weight", type=float, help="vhred: weight of the bag-of-words loss, 0 = off (default 1.0)")
     train.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")

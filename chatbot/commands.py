@@ -67,6 +67,7 @@ def cmd_train(args) -> int:
         seed=args.seed,
         precision=args.precision,
         length_groups=args.length_groups,
+        kl_anneal_fraction=None if args.kl_anneal_steps is not None else args.kl_anneal_fraction,
     )
     try:
         result = train(Path(args.out), config, train_config, resume=args.resume, distribute=args.distribute, replicas=args.replicas)

@@ -11,7 +11,7 @@ from typing import Any
 
 from chatbot.errors import ConfigError
 
-MODEL_TYPES = ("lm", "seq2seq", "hred", "vhred")
+MODEL_TYPES = ("lm", "seq2seq", "hred", "hran", "vhred")
 CELL_TYPES = ("gru", "lstm")
 ATTENTION_TYPES = ("none", "additive", "dot")
 LR_SCHEDULES = ("constant", "cosine")
@@ -27,7 +27,7 @@ class ModelConfig:
     Fields after `max_turns` apply to the architectures named above them and are ignored by the others.
     """
 
-    model: str = "hred"  # architecture: "lm" (no context), "seq2seq", "hred" (Serban et al. 2016) or "vhred" (Serban et al. 2017)
+    model: str = "hred"  # architecture: "lm" (no context), "seq2seq", "hred" (Serban et al. 2016), "hran" (Xing et al. 2018) or "vhred" (Serban et al. 2017)
     vocabulary_size: int = 8000  # SentencePiece pieces, reserved ids included; set from the tokenizer
     embedding_dim: int = 128  # token embedding, shared by utterance encoder and decoder
     hidden_dim: int = 256  # utterance encoder RNN units per direction
@@ -40,7 +40,7 @@ class ModelConfig:
     scale_embeddings: bool = True  # embeddings start N(0, 1/embedding_dim), enter the RNNs times sqrt(embedding_dim)
     max_utterance_length: int = 48  # tokens per utterance, start and end markers included; longer ones are cut
     max_turns: int = 8  # turns per training window; the context at inference is max_turns - 1 turns
-    # seq2seq, hred, vhred
+    # seq2seq, hred, hran, vhred
     center_context: bool = True  # the decoder sees the context vector minus its batch (running) mean
     # seq2seq
     attention: str = "none"  # "none", "additive" (Bahdanau score) or "dot" (Luong score)
@@ -48,7 +48,9 @@ class ModelConfig:
     max_source_tokens: int = 96  # longest flattened source in tokens; older tokens are dropped
     # vhred
     latent_dim: int = 64  # units of the latent variable z per reply
-    kl_anneal_steps: int = 2000  # optimizer steps over which the KL weight rises linearly from 0 to 1
+    kl_anneal_steps: int = (
+        2000  # optimizer steps over which the KL weight rises linearly from 0 to 1 (set from TrainConfig.kl_anneal_fraction)
+    )
     word_dropout: float = 0.25  # share of decoder input tokens replaced by the unknown token while training
     bow_weight: float = 1.0  # weight of the bag-of-words loss (Zhao et al. 2017); 0 turns it off
 
@@ -83,7 +85,7 @@ class ModelConfig:
 
     @property
     def architecture(self) -> str:
-        """Short name for tables and banners: ``lm``, ``seq2seq``, ``seq2seq+additive``, ``hred``, ``vhred``."""
+        """Short name for tables and banners: ``lm``, ``seq2seq``, ``seq2seq+additive``, ``hred``, ``hran``, ``vhred``."""
         if self.model == "seq2seq" and self.attention != "none":
             return f"seq2seq+{self.attention}"
         return self.model
@@ -113,6 +115,7 @@ class TrainConfig:
     init_from: str | None = None  # model directory whose embedding, utterance encoder and context RNN start this run
     precision: str = "float32"  # Keras dtype policy while training: "float32" or "mixed_bfloat16"
     length_groups: int = 4  # HRED/VHRED training runs each RNN over this many length-sorted chunks of a batch (1: off)
+    kl_anneal_fraction: float | None = 0.5  # vhred: the KL weight rises over this share of the planned updates (None: kl_anneal_steps)
 
     def __post_init__(self) -> None:
         # config.json files before mixtures hold one SPEC string; JSON gives lists.
@@ -145,6 +148,8 @@ class TrainConfig:
             raise ConfigError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         if self.clipnorm < 0:
             raise ConfigError(f"--clipnorm must be >= 0 (0 turns clipping off), got {self.clipnorm}")
+        if self.kl_anneal_fraction is not None and not 0.0 <= self.kl_anneal_fraction <= 1.0:
+            raise ConfigError(f"--kl-anneal-fraction must be in [0, 1], got {self.kl_anneal_fraction}")
         if not self.learning_rate > 0:
             raise ConfigError(f"--learning-rate must be > 0, got {self.learning_rate}")
 
@@ -183,6 +188,7 @@ def model_config(preset: str = "small", **overrides: Any) -> ModelConfig:
 # model built the old way, whatever today's default is.
 LEGACY_VALUES: dict[type, dict[str, Any]] = {
     ModelConfig: {"tie_embeddings": False, "scale_embeddings": False, "center_context": False},
+    TrainConfig: {"kl_anneal_fraction": None},
 }
 
 

@@ -15,6 +15,8 @@ from chatbot.errors import ConfigError
 # (1: the NumPy sampler loop; 2: the in-graph samplers of chatbot.samplers).
 # Stored with every bot turn so `chatbot replay --regenerate` can tell why a reply differs.
 DECODER_VERSION = 2
+# Settings added after replies were stored: what a stored reply made without the key was decoded with.
+LEGACY = {"no_earlier_reply_ngram": 0}
 
 # The sampler names, in the order the REPL and `--help` list them.
 SAMPLERS = ("greedy", "sample", "top_k", "top_p", "beam")
@@ -44,6 +46,7 @@ class DecodingConfig:
     max_reply_tokens: int = 40  # reply length cap, in tokens
     no_repeat_ngram: int = 3  # block any n-gram of this size from repeating within a reply; 0 = off
     no_context_ngram: int = 0  # block n-grams of this size copied from the context; 0 = off
+    no_earlier_reply_ngram: int = 5  # block n-grams of this size said in an earlier bot reply of the context; 0 = off
     allow_unknown: bool = False  # let the model emit the unknown token (suppressed by default)
     num_return_sequences: int = 1  # candidates per reply, best first (beam: at most num_beams)
     mmi_weight: float = 0.0  # lambda of MMI-antiLM reranking (Li et al. 2016, eq. 9); 0 = off
@@ -65,6 +68,10 @@ class DecodingConfig:
             ),
             (0 <= self.no_repeat_ngram <= 8, f"--no-repeat-ngram must be between 0 (off) and 8, got {self.no_repeat_ngram}"),
             (0 <= self.no_context_ngram <= 8, f"--no-context-ngram must be between 0 (off) and 8, got {self.no_context_ngram}"),
+            (
+                0 <= self.no_earlier_reply_ngram <= 8,
+                f"--no-earlier-reply-ngram must be between 0 (off) and 8, got {self.no_earlier_reply_ngram}",
+            ),
             (1 <= self.num_return_sequences <= 64, f"--candidates must be between 1 and 64, got {self.num_return_sequences}"),
             (self.mmi_weight >= 0, f"--mmi-weight must be >= 0, got {self.mmi_weight}"),
             (
@@ -88,9 +95,10 @@ class DecodingConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> DecodingConfig:
-        """Rebuild stored settings; keys this version does not know are ignored."""
+        """Rebuild stored settings; keys this version does not know are ignored, and a setting added later
+        takes the value that means what was done before it existed (`LEGACY`)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        return cls(**{**LEGACY, **{k: v for k, v in values.items() if k in names}})
 
     def replace(self, **changes) -> DecodingConfig:
         """A copy with `changes` applied and validated (raises ConfigError)."""
@@ -135,6 +143,13 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
         metavar="N",
         help="block N-grams copied from the context, 0 = off (default 0)",
     )
+    group.add_argument(
+        "--no-earlier-reply-ngram",
+        type=int,
+        default=d.no_earlier_reply_ngram,
+        metavar="N",
+        help=f"block N-grams the bot said in an earlier reply of the context, so a chat does not loop; 0 = off (default {d.no_earlier_reply_ngram})",
+    )
     group.add_argument("--allow-unknown", action="store_true", help="let replies contain the unknown token (suppressed by default)")
     group.add_argument(
         "--candidates",
@@ -175,6 +190,7 @@ def decoding_from_args(args: argparse.Namespace) -> DecodingConfig:
         max_reply_tokens=args.max_reply_tokens,
         no_repeat_ngram=args.no_repeat_ngram,
         no_context_ngram=args.no_context_ngram,
+        no_earlier_reply_ngram=args.no_earlier_reply_ngram,
         allow_unknown=args.allow_unknown,
         num_return_sequences=args.candidates,
         mmi_weight=args.mmi_weight,
@@ -203,6 +219,8 @@ def describe(config: DecodingConfig | dict, seed: int | None = None) -> str:
         parts.append(f"no-repeat {values['no_repeat_ngram']}-gram")
     if values.get("no_context_ngram"):
         parts.append(f"no-context {values['no_context_ngram']}-gram")
+    if values.get("no_earlier_reply_ngram"):
+        parts.append(f"no earlier-reply {values['no_earlier_reply_ngram']}-gram")
     if values.get("allow_unknown"):
         parts.append("unknown token allowed")
     if values.get("num_return_sequences", 1) > 1:

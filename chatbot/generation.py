@@ -163,7 +163,9 @@ class ReplyGenerator:
 
     def padded(self, context_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The context padded for the encoder `(1, turns, bucketed length)` and for n-gram blocking
-        `(1, turns * utterance_length)`, both int32. Raises ValueError for a context larger than context_shape."""
+        `(1, 2, turns * utterance_length)`: every turn, then the bot's earlier replies only, both int32.
+        The bot's turns are those an odd number of turns before the last (the message answered), as in a
+        conversation that alternates. Raises ValueError for a context larger than context_shape."""
         turns, length = self.context_shape
         _, given_turns, given_length = context_tokens.shape
         if given_turns > turns or given_length > length:
@@ -173,7 +175,9 @@ class ReplyGenerator:
         used = np.flatnonzero(full.any(axis=(0, 1)))  # token columns holding any real token
         longest = int(used[-1]) + 1 if used.size else 1
         bucket = min(length, -(-longest // self.UTTERANCE_BUCKET) * self.UTTERANCE_BUCKET)
-        return full[:, :, :bucket], full.reshape(1, -1)
+        earlier = np.zeros_like(full)
+        earlier[:, given_turns - 2 :: -2] = full[:, given_turns - 2 :: -2] if given_turns > 1 else 0
+        return full[:, :, :bucket], np.stack([full.reshape(1, -1), earlier.reshape(1, -1)], axis=1)
 
     def _compile_in_background(self, padded, config: DecodingConfig, keys: list[tuple]) -> None:
         """Compile `keys`' graphs by running them once (in a thread); replies needing them run

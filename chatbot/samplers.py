@@ -13,7 +13,8 @@ is tested against.
 Every sampler shares the logit processing (`Sampler.process`): padding and a
 second start token are never emitted, the unknown token is suppressed unless
 allowed, the end token is blocked before the minimum length, and n-grams that
-would repeat within the reply (or copy the context) are blocked. Random draws
+would repeat within the reply, repeat one of the bot's earlier replies (so a
+chat does not loop on one opener), or copy the context, are blocked. Random draws
 use stateless ops seeded by (seed, step), so a seed reproduces a reply exactly.
 
 Knobs that change often (temperature, k, p, length penalty, minimum length)
@@ -119,6 +120,7 @@ class Sampler:
         self.max_reply_tokens = config.max_reply_tokens
         self.no_repeat_ngram = config.no_repeat_ngram
         self.no_context_ngram = config.no_context_ngram
+        self.no_earlier_reply_ngram = config.no_earlier_reply_ngram
         banned = [PAD_ID, BOS_ID] + ([] if config.allow_unknown else [UNK_ID])
         self._always_banned = tf.constant([i in banned for i in range(vocabulary_size)])
 
@@ -136,20 +138,19 @@ class Sampler:
             logits: `(batch_size, vocabulary_size)` float32.
             step: scalar int32, index of the token being picked (0 = first).
             replies: `(batch_size, max_reply_tokens)` int32 tokens so far (padding from `step` on).
-            context: `(batch_size, context_length)` int32 context tokens, 0 = padding.
+            context: `(batch_size, context_length)` int32 context tokens, 0 = padding; or
+                `(batch_size, 2, context_length)`: every context turn, then the bot's earlier replies only.
         Returns:
             `(batch_size, vocabulary_size)` float32 with blocked tokens at NEG_INF.
         """
         banned = tf.broadcast_to(self._always_banned, tf.shape(logits))
         end = tf.one_hot(EOS_ID, self.vocabulary_size, on_value=True, off_value=False)
         banned |= end[None, :] & (step < knobs.min_reply_tokens)
-        for n, history, is_context in ((self.no_repeat_ngram, replies, False), (self.no_context_ngram, context, True)):
-            if not n:
-                continue
-            bans = ngram_bans(history, self._suffix(replies, step, n - 1), self.vocabulary_size) & (step >= n - 1)
-            if is_context:  # a reply may end where a context utterance ended
-                bans &= ~end[None, :]
-            banned |= bans
+        whole, earlier = (context[:, 0], context[:, 1]) if context.shape.rank == 3 else (context, None)
+        for n, history in ((self.no_repeat_ngram, replies), (self.no_context_ngram, whole), (self.no_earlier_reply_ngram, earlier)):
+            if n and history is not None:
+                bans = ngram_bans(history, self._suffix(replies, step, n - 1), self.vocabulary_size) & (step >= n - 1)
+                banned |= bans if history is replies else bans & ~end[None, :]  # a reply may end where a context turn ended
         return tf.where(banned, NEG_INF, logits)
 
     # --- the loop ---------------------------------------------------------
@@ -164,7 +165,8 @@ class Sampler:
         Args:
             step_fn: `(token_ids, state) -> (logits, state)`.
             state: the decoder state, every tensor with `batch_size` first.
-            context: `(batch_size, context_length)` int32 (for context n-gram blocking).
+            context: `(batch_size, context_length)` or `(batch_size, 2, context_length)` int32 (for context
+                and earlier-reply n-gram blocking; see `process`).
             seed: scalar int32, entry b's draws differ from entry a's; or `(num_requests,)` int32 for a
                 batch of requests with `batch_size // num_requests` entries each, every request drawing
                 exactly what it would draw alone with its own seed (`uniforms`).
@@ -374,6 +376,7 @@ def graph_key(config: DecodingConfig) -> tuple:
         config.max_reply_tokens,
         config.no_repeat_ngram,
         config.no_context_ngram,
+        config.no_earlier_reply_ngram,
         config.allow_unknown,
         beams,
         config.num_return_sequences if beams else 0,

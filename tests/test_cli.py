@@ -38,7 +38,7 @@ def test_replay_prints_every_turn_with_its_settings(tiny_checkpoint, db_url, cap
     assert "4 turns" in lines[0]
     assert lines[1].endswith("user: hello there")
     assert "bot: " in lines[2] and "(model tiny (" in lines[2]
-    assert "top-p 0.9 · temperature 0.8 · ≤40 tokens · no-repeat 3-gram · seed 21" in lines[2]
+    assert "top-p 0.9 · temperature 0.8 · ≤40 tokens · no-repeat 3-gram · no earlier-reply 5-gram · seed 21" in lines[2]
     assert "temperature 0.6" in lines[4] and "seed 22" in lines[4]
 
     assert main(["sessions", "--db", db_url]) == 0

@@ -10,6 +10,7 @@ from chatbot.cli import main
 from chatbot.config import model_config
 from chatbot.decoding import DecodingConfig
 from chatbot.models import build_model
+from chatbot.tokenizer import BOS_ID, EOS_ID
 from chatbot.training.callbacks import PosteriorCollapseWarning
 from chatbot.training.trainer import copy_encoder_weights
 
@@ -22,17 +23,30 @@ def test_init_from_reuses_the_tokenizer_and_sizes_and_logs_every_vhred_term(tiny
     epoch = json.loads((tiny_vhred_dir / "metrics.json").read_text())["epochs"][0]
     for name in ("reconstruction", "kl", "bow", "kl_weight", "active_units", "val_kl", "val_perplexity"):
         assert name in epoch, name
+    batches = json.loads((tiny_vhred_dir / "metrics.json").read_text())["data"]["train_batches"]
+    assert vhred_config.kl_anneal_steps == round(0.5 * batches)  # half of the one epoch planned
     assert epoch["kl_weight"] > 0
 
 
-def test_copy_encoder_weights_copies_the_embedding_and_both_encoders(tiny_checkpoint):
+def test_init_from_copies_hreds_layers_and_the_vhred_starts_as_that_hred(tiny_checkpoint):
+    """Serban et al. (2017) start VHRED from a trained HRED: every HRED layer is copied, and the decoder's
+    weights for z start at zero, so whatever z the prior draws, the first replies are the HRED's."""
     source = tiny_checkpoint.model
     model = build_model(model_config("tiny", model="vhred", vocabulary_size=source.vocabulary_size))
     copied = copy_encoder_weights(model, source)
-    assert copied == ["embedding", "utterance_encoder", "context_encoder"]
+    assert copied == ["embedding", "utterance_encoder", "context_encoder", "decoder", "output_projection", "context_centering"]
     for name in copied:
         for a, b in zip(getattr(model, name).get_weights(), getattr(source, name).get_weights(), strict=True):
-            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a[: b.shape[0]], b)
+            assert not a[b.shape[0] :].any()  # the rows that read z
+    context = np.zeros((2, 3, 8), np.int32)
+    context[:, :, :4] = [BOS_ID, 5, 6, EOS_ID]
+    context[1, 2] = 0
+    noise = np.random.default_rng(0).standard_normal((2, model.latent_dim)).astype("float32") * 3
+    tokens = np.array([BOS_ID, BOS_ID], np.int32)
+    theirs, _ = source.decode_step(tokens, source.encode_context(context))
+    mine, _ = model.decode_step(tokens, model.encode_context(context, noise))
+    np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5)
 
 
 def test_eval_writes_every_field_and_repeats_exactly(tmp_path, tiny_model_dir, tiny_vhred_dir, capsys):

@@ -1,4 +1,4 @@
-"""The language-model baseline, Seq2Seq and VHRED beside HRED: training, saving, the inference contract,
+"""The language-model baseline, Seq2Seq, HRAN and VHRED beside HRED: training, saving, the inference contract,
 the context probe, tied embeddings, legacy checkpoints, and VHRED's loss pieces."""
 
 import itertools
@@ -23,6 +23,7 @@ ARCHITECTURES = {
     "seq2seq+additive": dict(model="seq2seq", attention="additive"),
     "seq2seq+dot, 3 turns": dict(model="seq2seq", attention="dot", source_turns=3, max_source_tokens=40),
     "hred": dict(model="hred"),
+    "hran": dict(model="hran"),
     "vhred": dict(model="vhred", kl_anneal_steps=10),
 }
 
@@ -56,7 +57,7 @@ def test_a_few_dozen_steps_lower_the_loss(english, name):
         assert {"reconstruction", "kl", "bow", "kl_weight", "active_units", "perplexity"} <= set(history.history)
 
 
-@pytest.mark.parametrize("name", ["lm", "seq2seq+additive", "seq2seq+dot, 3 turns", "vhred"])
+@pytest.mark.parametrize("name", ["lm", "seq2seq+additive", "seq2seq+dot, 3 turns", "hran", "vhred"])
 def test_save_then_load_restores_identical_outputs(tmp_path, english, name):
     vocabulary_size, batches = english
     config = model_config("tiny", vocabulary_size=vocabulary_size, cell="lstm", bidirectional=True, **ARCHITECTURES[name])
@@ -96,6 +97,26 @@ def test_seq2seq_decode_step_matches_teacher_forcing(english, name):
     for position in range(length - 1):
         logits, state = model.decode_step(reply[position : position + 1], state)
         np.testing.assert_allclose(logits.numpy()[0], teacher[position], rtol=1e-4, atol=1e-4)
+
+
+def test_hran_decode_step_matches_teacher_forcing_and_reads_only_earlier_turns(english):
+    """Each reply's summed step log-likelihood equals what training scores for it, so the reply at turn t attends
+    over turns before t only (a later turn in the window would change the training number, not the step one)."""
+    vocabulary_size, batches = english
+    keras.utils.set_random_seed(0)
+    model = build_model(model_config("tiny", vocabulary_size=vocabulary_size, dropout=0.0, **ARCHITECTURES["hran"]))
+    probe = _probe(batches)
+    window = probe[[int(np.argmax((probe[:, :, 0] != 0).sum(axis=1)))]]  # a window with the most turns
+    turns = int((window[0, :, 0] != 0).sum())
+    assert turns >= 4
+    trained = [0.0] + [float(model.loss_terms(window[:, : t + 1])["nll"]) for t in range(1, turns)]  # replies 1..t summed
+    for t in range(1, turns):
+        reply = window[0, t]
+        state, stepped = model.encode_context(window[:, :t]), 0.0
+        for position in range(int((reply != 0).sum()) - 1):
+            logits, state = model.decode_step(reply[position : position + 1], state)
+            stepped -= float(keras.ops.log_softmax(logits)[0, reply[position + 1]])
+        np.testing.assert_allclose(stepped, trained[t] - trained[t - 1], rtol=1e-4)
 
 
 def test_flatten_history_packs_the_last_turns_and_keeps_the_newest_tokens():
@@ -172,7 +193,7 @@ def test_every_architecture_generates_through_the_shared_contract(english, name)
     assert generator.generate(context, config, seed=5) == reply
 
 
-@pytest.mark.parametrize("name", ["hred", "vhred"])
+@pytest.mark.parametrize("name", ["hred", "hran", "vhred"])
 def test_length_groups_give_the_same_loss_and_gradients_with_less_padding(english, name):
     import tensorflow as tf
 
@@ -211,7 +232,7 @@ def test_the_language_model_ignores_the_context(english):
     np.testing.assert_array_equal(model.decode_step(np.array([BOS_ID], "int32"), state_a)[0], model.decode_step(np.array([BOS_ID], "int32"), state_b)[0])
 
 
-@pytest.mark.parametrize("name", ["seq2seq", "hred", "vhred"])
+@pytest.mark.parametrize("name", ["seq2seq", "hred", "hran", "vhred"])
 def test_context_probes_change_what_the_conditioned_models_see(english, name):
     vocabulary_size, batches = english
     keras.utils.set_random_seed(0)

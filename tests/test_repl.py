@@ -111,7 +111,7 @@ def test_resume_flag_continues_with_earlier_turns_in_context(scripted, db_url):
 def test_settings_ctrl_c_and_errors_stay_in_the_loop(scripted, db_url):
     keys = "/temperature 0.5\n/temperature hot\nhalf a line" + CTRL_C + "/resume 99\n/bogus\n/sessions\n/help\n" + CTRL_D
     lines = chat_scripted(scripted, db_url, keys)
-    assert "decoding: top-p 0.9 · temperature 0.5 · ≤40 tokens · no-repeat 3-gram" in lines
+    assert "decoding: top-p 0.9 · temperature 0.5 · ≤40 tokens · no-repeat 3-gram · no earlier-reply 5-gram" in lines
     assert "error: usage: /temperature T with T > 0, got 'hot'" in lines
     assert any(line.startswith("error: no conversation with id 99") for line in lines)
     assert "unknown command /bogus; /help lists the commands" in lines

@@ -136,6 +136,35 @@ def test_ngrams_from_the_context_are_blocked():
     assert run(table, sampler="greedy", context=[BOS_ID, 5, 6, EOS_ID], no_context_ngram=3)[0][0] == [5, 6, 7]
 
 
+def test_ngrams_of_the_bots_earlier_replies_are_blocked_and_the_users_are_not():
+    """A chat must not loop on one opener: with the context given as (every turn, the bot's earlier replies),
+    a 4-gram the bot said before is blocked; the same words said by the user are not."""
+    table = preferring([5, 6, 7, 8])
+    said = [BOS_ID, 5, 6, 7, 8, EOS_ID, 0, 0]
+    by_bot = [said, said]  # every turn, then the bot's earlier replies only
+    by_user = [said, [0] * len(said)]
+    ids = run(table, sampler="greedy", context=by_bot, no_earlier_reply_ngram=4)[0][0]
+    assert ids[:3] == [5, 6, 7] and ids[3:4] != [8]
+    assert run(table, sampler="greedy", context=by_user, no_earlier_reply_ngram=4)[0][0] == [5, 6, 7, 8]
+    assert run(table, sampler="greedy", context=by_bot, no_earlier_reply_ngram=0)[0][0] == [5, 6, 7, 8]
+
+
+def test_the_generator_gives_the_bots_turns_apart(tiny_checkpoint):
+    """The bot's turns are those an odd number of turns before the message answered (the last)."""
+    from chatbot.generation import ReplyGenerator
+
+    generator = ReplyGenerator(tiny_checkpoint.model, (5, 4), compiled=False)
+    context = np.zeros((1, 4, 3), np.int32)
+    for turn in range(4):  # bot, user, bot, user: the window of a longer chat
+        context[0, turn] = [BOS_ID, 4 + turn, EOS_ID]
+    _, ids = generator.padded(context)
+    assert ids.shape == (1, 2, 5 * 4)
+    every, earlier = ids[0, 0].reshape(5, 4), ids[0, 1].reshape(5, 4)
+    assert every[:, 1].tolist() == [4, 5, 6, 7, 0]
+    assert earlier[:, 1].tolist() == [4, 0, 6, 0, 0]
+    assert generator.padded(context[:, :1])[1][0, 1].tolist() == [0] * 20  # a first message: no earlier reply
+
+
 def test_unknown_token_is_suppressed_unless_allowed():
     table = preferring([5, 6])
     table[0, :, UNK_ID] = 9.0

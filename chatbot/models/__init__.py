@@ -8,6 +8,7 @@ import contextlib
 import keras
 
 from chatbot.models.base import DialogueModel, Perplexity
+from chatbot.models.hran import HRAN, HierarchicalAttention
 from chatbot.models.hred import HRED
 from chatbot.models.language_model import LanguageModel
 from chatbot.models.layers import ContextEncoder, UtteranceDecoder, UtteranceEncoder
@@ -20,6 +21,8 @@ __all__ = [
     "float32_copy",
     "DialogueModel",
     "HRED",
+    "HRAN",
+    "HierarchicalAttention",
     "LanguageModel",
     "VHRED",
     "Seq2Seq",
@@ -66,6 +69,8 @@ def build_model(config, seed: int = 1234):
             seed=seed,
             **shared,
         )
+    elif config.model == "hran":
+        model = HRAN(context_dim=config.context_dim, **shared)
     else:
         model = HRED(context_dim=config.context_dim, **shared)
     model.build()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from chatbot.models.layers import (  # noqa: F401 (chunk_rows, length_sorted_chunks: re-exported for the models)
+from chatbot.models.layers import (  # noqa: F401 (chunk_rows, length_sorted_chunks, pad_steps: re-exported for the models)
     TENSORFLOW,
     ContextCentering,
     chunk_rows,
@@ -30,6 +30,7 @@ from chatbot.models.layers import (  # noqa: F401 (chunk_rows, length_sorted_chu
     global_sum,
     length_sorted_chunks,
     multi_worker,
+    pad_steps,
 )
 
 # On TensorFlow, padding is skipped with dynamic shapes (boolean masks, length-sorted chunks);

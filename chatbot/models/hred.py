@@ -17,6 +17,7 @@ from chatbot.models.base import (
     chunk_rows,
     existing_targets,
     length_sorted_chunks,
+    pad_steps,
     probe_context,
     real_positions,
     reply_weights,
@@ -81,27 +82,42 @@ class HRED(DialogueModel):
 
     # --- shared pieces --------------------------------------------------
 
-    def encode_turns(self, tokens, training=False):
+    def encode_turns(self, tokens, training=False, words=False):
         """Utterance vectors and the context RNN output after every turn.
 
         Args:
             tokens: `(batch_size, num_turns, utterance_length)` int32.
+            words: also return the utterance encoder's output at every token (HRAN's memory).
         Returns:
             (context `(batch_size, num_turns, context_dim)`,
-             utterance vectors `(batch_size, num_turns, encoder_dim)`).
+             utterance vectors `(batch_size, num_turns, encoder_dim)`), and with `words`
+            the word states `(batch_size, num_turns, utterance_length, encoder_dim)` (zeros past a chunk's length).
         """
         shape = ops.shape(tokens)
         batch_size, num_turns, utterance_length = shape[0], shape[1], shape[2]
         flat = ops.reshape(tokens, (-1, utterance_length))  # (B*T, L)
         order, chunks = length_sorted_chunks(flat, self.length_groups if training else 1)
-        vectors = []
+        vectors, states = [], []
         for start, end, length in chunks:
             rows = chunk_rows(flat, order, start, end, length)  # (n, l)
-            vectors.append(self.utterance_encoder(self.embed(rows, training), token_mask=ops.not_equal(rows, PAD_ID), training=training))
-        vectors = vectors[0] if order is None else ops.take(ops.concatenate(vectors, axis=0), ops.argsort(order), axis=0)  # (B*T, H')
-        vectors = ops.reshape(vectors, (batch_size, num_turns, self.utterance_encoder.output_dim))  # (B, T, H')
+            encoded = self.utterance_encoder(
+                self.embed(rows, training), token_mask=ops.not_equal(rows, PAD_ID), training=training, return_sequences=words
+            )
+            if words:
+                sequences, encoded = encoded  # (n, l, H'), (n, H')
+                states.append(sequences if order is None else pad_steps(sequences, utterance_length))
+            vectors.append(encoded)
+        dim = self.utterance_encoder.output_dim
+
+        def unsorted(parts):
+            return parts[0] if order is None else ops.take(ops.concatenate(parts, axis=0), ops.argsort(order), axis=0)
+
+        vectors = ops.reshape(unsorted(vectors), (batch_size, num_turns, dim))  # (B, T, H')
         turn_mask = ops.any(ops.not_equal(tokens, PAD_ID), axis=-1)  # (B, T)
-        return self.context_encoder(vectors, turn_mask=turn_mask, training=training), vectors
+        context = self.context_encoder(vectors, turn_mask=turn_mask, training=training)
+        if words:
+            return context, vectors, ops.reshape(unsorted(states), (batch_size, num_turns, utterance_length, dim))
+        return context, vectors
 
     def decoder_inputs(self, inputs, training=False):
         """Hook for word dropout (VHRED); HRED feeds the reply as is."""

@@ -150,6 +150,12 @@ def chunk_rows(tensor, order, start, end, length=None):
     return rows if length is None else rows[:, :length]
 
 
+def pad_steps(tensor, length):
+    """`(n, l, ...)` right-padded with zeros to `(n, length, ...)` (a chunk's outputs back to the batch's length)."""
+    padding = [[0, 0], [0, length - tf.shape(tensor)[1]]] + [[0, 0]] * (len(tensor.shape) - 2)
+    return tf.pad(tensor, padding)
+
+
 def length_sorted_chunks(token_ids, groups: int):
     """Split rows into `groups` chunks of similar length, each cut to its longest row.
 

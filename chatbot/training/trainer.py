@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from chatbot.checkpoint import CURVES_FILENAME, METRICS_FILENAME, MODEL_FILENAME, load_checkpoint, read_config, write_config
 from chatbot.config import ModelConfig, TrainConfig, corpus_label
 from chatbot.corpus import Problems, ReadOptions, Source, resolve
@@ -25,8 +27,18 @@ INIT_FROM_LAYERS = (
     ("encoder", "utterance_encoder"),  # a Seq2Seq encoder starts from an HRED utterance encoder
     ("encoder", "encoder"),
 )
+# Copied too when both models are hierarchical (HRED, HRAN, VHRED): Serban et al. (2017) start VHRED
+# from a trained HRED's encoders and decoder.
+HIERARCHICAL_LAYERS = (
+    ("decoder", "decoder"),
+    ("output_projection", "output_projection"),
+    ("context_centering", "context_centering"),
+)
 INHERITED_SIZES = (
     "vocabulary_size",
+    "decoder_dim",
+    "tie_embeddings",
+    "center_context",
     "embedding_dim",
     "scale_embeddings",
     "hidden_dim",
@@ -42,21 +54,42 @@ def inherit_sizes(config: ModelConfig, source: ModelConfig) -> ModelConfig:
     return dataclasses.replace(config, **{name: getattr(source, name) for name in INHERITED_SIZES})
 
 
+def fitted_weights(target, origin) -> list:
+    """`origin`'s weights shaped for `target`: equal shapes are copied; a kernel with more input rows in
+    `target` (VHRED's decoder and initial state also read z) gets `origin`'s rows first and zeros after, so
+    the new inputs start unused and the layer computes what `origin` did.
+
+    Raises:
+        ValueError: a weight that fits neither way.
+    """
+    fitted = []
+    for mine, theirs in zip(target.get_weights(), origin.get_weights(), strict=True):
+        if mine.shape == theirs.shape:
+            fitted.append(theirs)
+        elif mine.ndim == 2 and mine.shape[1] == theirs.shape[1] and mine.shape[0] > theirs.shape[0]:
+            fitted.append(np.concatenate([theirs, np.zeros((mine.shape[0] - theirs.shape[0], mine.shape[1]), theirs.dtype)]))
+        else:
+            raise ValueError(f"weight of shape {theirs.shape} cannot start one of shape {mine.shape}")
+    return fitted
+
+
 def copy_encoder_weights(model, source) -> list[str]:
-    """Copy the embedding and encoders of `source` into `model` (Serban et al. 2017 start VHRED from HRED).
+    """Copy the embedding and encoders of `source` into `model`, and between hierarchical models (HRED,
+    HRAN, VHRED) the decoder and output projection too (Serban et al. 2017 start VHRED from HRED).
 
     Returns:
         names of the layers copied.
     Raises:
-        CheckpointError: the source shares no layer with the model.
+        CheckpointError: the source shares no layer with the model, or a shared layer does not fit.
     """
     copied = []
-    for target_name, source_name in INIT_FROM_LAYERS:
+    hierarchical = getattr(model, "context_encoder", None) is not None and getattr(source, "context_encoder", None) is not None
+    for target_name, source_name in INIT_FROM_LAYERS + (HIERARCHICAL_LAYERS if hierarchical else ()):
         target, origin = getattr(model, target_name, None), getattr(source, source_name, None)
         if target is None or origin is None or target_name in copied:
             continue
         try:
-            target.set_weights(origin.get_weights())
+            target.set_weights(fitted_weights(target, origin))
         except ValueError as exc:
             raise CheckpointError(f"--init-from: {target_name} does not fit the source model's ({exc})") from exc
         copied.append(target_name)
@@ -201,7 +234,7 @@ def train(
             log(f"fine-tuning {train_config.init_from}: all its weights, sizes and tokenizer")
         else:
             model_config = inherit_sizes(model_config, source.model_config)
-            log(f"starting from {train_config.init_from}: its tokenizer, embedding and encoders (sizes taken from it)")
+            log(f"starting from {train_config.init_from}: its tokenizer and the layers both models have (sizes taken from it)")
     # Everything that can fail on the corpus happens before anything is written to out_dir.
     if resume:
         tokenizer = Tokenizer.load(out_dir / TOKENIZER_FILENAME)
@@ -225,14 +258,19 @@ def train(
         train_config = dataclasses.replace(train_config, length_groups=1)
     if where.is_chief:
         out_dir.mkdir(parents=True, exist_ok=True)
-    if not resume and where.is_chief:
-        tokenizer.save(out_dir / TOKENIZER_FILENAME)
-        write_config(out_dir, model_config, train_config)
     windows = split_windows(parts, model_config, train_config.corpus_weights, log)
     batches = {
         name: WindowBatches(split, train_config.batch_size, shuffle=name == "train", seed=train_config.seed)
         for name, split in windows.items()
     }
+    if not resume and model_config.model == "vhred" and train_config.kl_anneal_fraction is not None:
+        # Serban et al. (2017) anneal over the run: a share of the planned updates, whatever the corpus size.
+        steps = max(1, round(train_config.kl_anneal_fraction * train_config.epochs * batches["train"].num_batches))
+        model_config = dataclasses.replace(model_config, kl_anneal_steps=steps)
+        log(f"KL weight rises over {steps} updates ({train_config.kl_anneal_fraction:g} of {train_config.epochs} epochs)")
+    if not resume and where.is_chief:
+        tokenizer.save(out_dir / TOKENIZER_FILENAME)
+        write_config(out_dir, model_config, train_config)
     counts = [part.counts() for part in parts]
     summary = {
         "corpus": label,
