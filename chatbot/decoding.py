@@ -15,6 +15,9 @@ from chatbot.errors import ConfigError
 # (1: the NumPy sampler loop; 2: the in-graph samplers of chatbot.samplers).
 # Stored with every bot turn so `chatbot replay --regenerate` can tell why a reply differs.
 DECODER_VERSION = 2
+# Turns of the history searched for the bot's earlier replies (`no_earlier_reply_ngram`): more than the
+# model reads, so a ten-turn chat cannot loop back to a reply that left the model's window.
+EARLIER_REPLY_TURNS = 24
 # Settings added after replies were stored: what a stored reply made without the key was decoded with.
 LEGACY = {"no_earlier_reply_ngram": 0}
 

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from chatbot.compiler import BackgroundCompiler
-from chatbot.decoding import DecodingConfig
+from chatbot.decoding import EARLIER_REPLY_TURNS, DecodingConfig
 from chatbot.samplers import INVALID, Knobs, graph_key, make_sampler, sequences
 from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -162,22 +162,36 @@ class ReplyGenerator:
         return self._function(("lm", max_tokens, utterance_length), build)
 
     def padded(self, context_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The context padded for the encoder `(1, turns, bucketed length)` and for n-gram blocking
-        `(1, 2, turns * utterance_length)`: every turn, then the bot's earlier replies only, both int32.
-        The bot's turns are those an odd number of turns before the last (the message answered), as in a
-        conversation that alternates. Raises ValueError for a context larger than context_shape."""
+        """The context padded for the encoder and for n-gram blocking.
+
+        Args:
+            context_tokens: `(1, num_turns, utterance_length)` int32; the encoder reads the last
+                `context_shape[0]` turns, the bot's earlier replies are looked for in the last
+                `EARLIER_REPLY_TURNS` (those an odd number of turns before the last, the message
+                answered, as in a conversation that alternates).
+        Returns:
+            (`(1, turns, bucketed length)` for the encoder, `(1, 2, EARLIER_REPLY_TURNS * utterance_length)`:
+            the turns the encoder reads, then the bot's earlier replies only), both int32.
+        Raises:
+            ValueError: utterances longer than `context_shape[1]`.
+        """
         turns, length = self.context_shape
         _, given_turns, given_length = context_tokens.shape
-        if given_turns > turns or given_length > length:
+        if given_length > length:
             raise ValueError(f"context {context_tokens.shape[1:]} exceeds the generator's context shape {self.context_shape}")
+        read = min(given_turns, turns)
         full = np.zeros((1, turns, length), np.int32)
-        full[:, :given_turns, :given_length] = context_tokens
+        full[:, :read, :given_length] = context_tokens[:, given_turns - read :]
         used = np.flatnonzero(full.any(axis=(0, 1)))  # token columns holding any real token
         longest = int(used[-1]) + 1 if used.size else 1
         bucket = min(length, -(-longest // self.UTTERANCE_BUCKET) * self.UTTERANCE_BUCKET)
-        earlier = np.zeros_like(full)
-        earlier[:, given_turns - 2 :: -2] = full[:, given_turns - 2 :: -2] if given_turns > 1 else 0
-        return full[:, :, :bucket], np.stack([full.reshape(1, -1), earlier.reshape(1, -1)], axis=1)
+        searched = min(given_turns, EARLIER_REPLY_TURNS)
+        earlier = np.zeros((1, EARLIER_REPLY_TURNS, length), np.int32)
+        earlier[:, :searched, :given_length] = context_tokens[:, given_turns - searched :]
+        earlier[:, searched - 1 :: -2] = 0  # the message answered, and the user's turns before it
+        every = np.zeros((1, EARLIER_REPLY_TURNS * length), np.int32)
+        every[:, : turns * length] = full.reshape(1, -1)
+        return full[:, :, :bucket], np.stack([every, earlier.reshape(1, -1)], axis=1)
 
     def _compile_in_background(self, padded, config: DecodingConfig, keys: list[tuple]) -> None:
         """Compile `keys`' graphs by running them once (in a thread); replies needing them run

@@ -175,7 +175,7 @@ class DialogueManager(Conversations):
             if cleaned is None:
                 raise ConfigError("nothing to answer: a new conversation needs a message")
             conversation_id = self.start(owner).id
-        step = opening(self.store, conversation_id, cleaned.text if cleaned else None, after, self.responder.context_turns)
+        step = opening(self.store, conversation_id, cleaned.text if cleaned else None, after, self.responder.history_turns)
         return self._answered(conversation_id, cleaned, step, decoding, seed, choose, on_user_turn)
 
     def _answered(self, conversation_id: int, cleaned, step, decoding, seed, choose, on_user_turn) -> Exchange:
@@ -232,7 +232,7 @@ class DialogueManager(Conversations):
             ConfigError: nothing to retry; `reply_id` is not a reply of this conversation.
             ConversationNotFoundError, ConversationBusyError, StorageError: as `answer`.
         """
-        step = retrying(self.store, conversation_id, reply_id, self.responder.context_turns)
+        step = retrying(self.store, conversation_id, reply_id, self.responder.history_turns)
         opened, found, reply = self._exchange(conversation_id, step, decoding, seed, choose, on_user_turn)
         return Exchange(conversation_id, None, reply, found, replaced=opened.replaced)
 
@@ -258,7 +258,7 @@ class DialogueManager(Conversations):
         """
         cleaned = cleaned_message(text)
         edited = self.last_user_turn(conversation_id).id if turn_id is None else turn_id
-        step = opening(self.store, conversation_id, cleaned.text, None, self.responder.context_turns, replaces=edited)
+        step = opening(self.store, conversation_id, cleaned.text, None, self.responder.history_turns, replaces=edited)
         return self._answered(conversation_id, cleaned, step, decoding, seed, choose, on_user_turn)
 
     def pick(self, conversation_id: int, reply_id: int, index: int) -> Turn:

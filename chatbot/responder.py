@@ -14,7 +14,7 @@ import time
 
 from chatbot.checkpoint import Checkpoint
 from chatbot.corpus.dialogue import normalize_text
-from chatbot.decoding import DECODER_VERSION, DecodingConfig
+from chatbot.decoding import DECODER_VERSION, EARLIER_REPLY_TURNS, DecodingConfig
 from chatbot.errors import ConfigError
 from chatbot.framing import context_array
 
@@ -60,6 +60,7 @@ class Responder:
         if self.context_turns < 1:
             raise ConfigError(f"--context-turns must be at least 1, got {self.context_turns}")
         self.max_utterance_length = checkpoint.model_config.max_utterance_length
+        self.history_turns = max(self.context_turns, EARLIER_REPLY_TURNS)  # turns a reply is given (it reads context_turns)
         self.generator = generator or make_generator(checkpoint, self.context_turns)
 
     def token_window(self, text: str) -> tuple[int, int]:
@@ -68,8 +69,9 @@ class Responder:
         return min(total, self.max_utterance_length - 2), total
 
     def context_tokens(self, history: list[str]):
-        """`(1, num_turns, utterance_length)` int32: the last `context_turns` texts of `history`, framed."""
-        encoded = self.checkpoint.tokenizer.encode_batch(list(history[-self.context_turns :]))
+        """`(1, num_turns, utterance_length)` int32: the last texts of `history`, framed: the model reads the
+        last `context_turns`; the bot's earlier replies are looked for in more (`EARLIER_REPLY_TURNS`)."""
+        encoded = self.checkpoint.tokenizer.encode_batch(list(history[-self.history_turns :]))
         return context_array(encoded, self.max_utterance_length)
 
     def candidates(self, history: list[str], decoding: DecodingConfig, seed: int, eager: bool = False) -> Candidates:
@@ -81,7 +83,8 @@ class Responder:
         cut = [cut_at_stop(normalize_text(self.checkpoint.tokenizer.decode(list(c.token_ids))), decoding.stop) for c in found]
         latency_ms = (time.perf_counter() - started) * 1000.0
         texts = [text or "…" for text, _ in cut]
-        return Candidates(texts, found, decoding, seed, latency_ms, int((context > 0).sum()), [stopped for _, stopped in cut])
+        read = int((context[:, -self.context_turns :] > 0).sum())
+        return Candidates(texts, found, decoding, seed, latency_ms, read, [stopped for _, stopped in cut])
 
     def settings(self, candidates: Candidates, chosen: int = 0) -> dict:
         """What regenerates a stored reply exactly: the decoding settings plus the pick (and, with several

@@ -28,7 +28,8 @@ def test_turns_persist_and_a_restart_rebuilds_the_same_context(tiny_checkpoint, 
     assert '"top_p": 0.9' in bot.decoding and bot.created_at is not None
     after = restarted.responder.context_tokens([t.text for t in restarted.history(conversation.id)])
     np.testing.assert_array_equal(before, after)
-    assert after.shape[1] == 5  # the last 5 of 6 stored turns
+    assert after.shape[1] == 6  # all 6 stored turns: the model reads the last 5, earlier replies are looked for in 24
+    assert restarted.responder.generator.padded(after)[0].shape[1] == 5
 
 
 def test_same_seed_same_reply(tiny_checkpoint, db_url):

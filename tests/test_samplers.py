@@ -150,19 +150,22 @@ def test_ngrams_of_the_bots_earlier_replies_are_blocked_and_the_users_are_not():
 
 
 def test_the_generator_gives_the_bots_turns_apart(tiny_checkpoint):
-    """The bot's turns are those an odd number of turns before the message answered (the last)."""
+    """The bot's turns are those an odd number of turns before the message answered (the last), looked for
+    further back than the model reads: a reply that left the window cannot come back."""
+    from chatbot.decoding import EARLIER_REPLY_TURNS
     from chatbot.generation import ReplyGenerator
 
-    generator = ReplyGenerator(tiny_checkpoint.model, (5, 4), compiled=False)
-    context = np.zeros((1, 4, 3), np.int32)
-    for turn in range(4):  # bot, user, bot, user: the window of a longer chat
+    generator = ReplyGenerator(tiny_checkpoint.model, (3, 4), compiled=False)
+    context = np.zeros((1, 6, 3), np.int32)
+    for turn in range(6):  # bot, user, bot, user, bot, user: the last is the message answered
         context[0, turn] = [BOS_ID, 4 + turn, EOS_ID]
-    _, ids = generator.padded(context)
-    assert ids.shape == (1, 2, 5 * 4)
-    every, earlier = ids[0, 0].reshape(5, 4), ids[0, 1].reshape(5, 4)
-    assert every[:, 1].tolist() == [4, 5, 6, 7, 0]
-    assert earlier[:, 1].tolist() == [4, 0, 6, 0, 0]
-    assert generator.padded(context[:, :1])[1][0, 1].tolist() == [0] * 20  # a first message: no earlier reply
+    encoder_input, ids = generator.padded(context)
+    assert encoder_input[0, :, 1].tolist() == [7, 8, 9]  # the model reads the last 3 turns
+    assert ids.shape == (1, 2, EARLIER_REPLY_TURNS * 4)
+    every, earlier = ids[0, 0].reshape(EARLIER_REPLY_TURNS, 4), ids[0, 1].reshape(EARLIER_REPLY_TURNS, 4)
+    assert every[:, 1].tolist() == [7, 8, 9] + [0] * (EARLIER_REPLY_TURNS - 3)
+    assert earlier[:6, 1].tolist() == [4, 0, 6, 0, 8, 0] and not earlier[6:].any()  # turns 0, 2, 4 were the bot's
+    assert not generator.padded(context[:, :1])[1][0, 1].any()  # a first message: no earlier reply
 
 
 def test_unknown_token_is_suppressed_unless_allowed():

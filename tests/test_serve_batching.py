@@ -110,7 +110,7 @@ def test_a_full_queue_refuses_at_once(tmp_path):
     with pytest.raises(OverloadedError, match="try again in a moment"):
         responder.candidates(["hello"], DecodingConfig(sampler="greedy"), 2)
     release.set()
-    blocker.join(10)
-    waiting.join(10)
+    blocker.join(60)
+    waiting.join(60)  # the eager path on a loaded machine can take more than 10 s
     assert answered and answered[0].texts[0] == expected_reply(checkpoint, ["hello"])  # the queued request was answered
     batching.close()
