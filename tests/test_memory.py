@@ -7,10 +7,10 @@ value needs the history: knowing the slot (the question's word) gives one in twe
 carry both values through one context vector; HRAN can read them back from the words.
 
 Both models are trained by `chatbot.training.trainer.train` (what `chatbot train` runs) on the
-same corpus with the same sizes and updates (tiny preset with 8 turns, 5 epochs of 125 updates),
+same corpus with the same sizes and updates (tiny preset with 8 turns, 5 epochs of 63 updates of 32),
 then asked in real conversations through the dialogue manager (SQLite store, compiled greedy
 decoding, the bot's own acknowledgements in the context). Measured with this recipe on 2 cores:
-HRAN named the right value in 60 of 60 follow-ups, HRED in 5 (8%, chance); both named the slot
+HRAN named the right value in 58 of 60 follow-ups, HRED in 3 (5%; chance is 8%); both named the slot
 asked in all 60.
 """
 
@@ -87,13 +87,17 @@ def facts_corpus(tmp_path_factory):
 
 def train_on_facts(tmp_path_factory, corpus: str, architecture: str):
     config = model_config("tiny", model=architecture, max_turns=8)
-    train_config = TrainConfig(corpus=corpus, epochs=5, batch_size=16, vocabulary_size=400, learning_rate=1e-2, length_groups=1)
+    train_config = TrainConfig(corpus=corpus, epochs=5, batch_size=32, vocabulary_size=400, learning_rate=2e-2, length_groups=1)
     return trained_once(tmp_path_factory, f"facts-{architecture}", config, train_config)
 
 
-def test_hran_answers_from_the_history_and_hred_cannot(tmp_path_factory, facts_corpus, tmp_path):
-    hran_right, hran_slot = recall(train_on_facts(tmp_path_factory, facts_corpus, "hran"), f"sqlite:///{tmp_path}/hran.db")
-    hred_right, hred_slot = recall(train_on_facts(tmp_path_factory, facts_corpus, "hred"), f"sqlite:///{tmp_path}/hred.db")
-    assert hran_slot >= 0.95 and hred_slot >= 0.95, (hran_slot, hred_slot)  # both learned the form: the gap is memory
-    assert hran_right >= 0.90, (hran_right, hred_right)
-    assert hred_right <= hran_right - 0.3, (hran_right, hred_right)
+def test_hran_answers_from_the_history(tmp_path_factory, facts_corpus, tmp_path):
+    right, slot = recall(train_on_facts(tmp_path_factory, facts_corpus, "hran"), f"sqlite:///{tmp_path}/hran.db")
+    assert slot >= 0.95 and right >= 0.90, (right, slot)
+
+
+def test_hred_of_the_same_size_and_updates_knows_the_slot_but_not_the_value(tmp_path_factory, facts_corpus, tmp_path):
+    """The form is learned (the slot asked is named), the value is not: the gap to HRAN is memory. (Apart from
+    the HRAN test so the two trainings run side by side.)"""
+    right, slot = recall(train_on_facts(tmp_path_factory, facts_corpus, "hred"), f"sqlite:///{tmp_path}/hred.db")
+    assert slot >= 0.95 and right <= 0.30, (right, slot)
