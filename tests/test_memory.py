@@ -7,10 +7,10 @@ value needs the history: knowing the slot (the question's word) gives one in twe
 carry both values through one context vector; HRAN can read them back from the words.
 
 Both models are trained by `chatbot.training.trainer.train` (what `chatbot train` runs) on the
-same corpus with the same sizes and updates (tiny preset with 8 turns, 5 epochs of 63 updates of 32),
-then asked in real conversations through the dialogue manager (SQLite store, compiled greedy
+same corpus with the same sizes and updates (tiny preset with 8 turns, 6 epochs of 63 updates of 32:
+learning the copy is sudden, 1500 dialogues gave HRAN 27% where 2000 give 97-99%), then asked in real conversations through the dialogue manager (SQLite store, compiled greedy
 decoding, the bot's own acknowledgements in the context). Measured with this recipe on 2 cores:
-HRAN named the right value in 58 of 60 follow-ups, HRED in 3 (5%; chance is 8%); both named the slot
+HRAN named the right value in 57 of 60 follow-ups, HRED in 5 (8%, chance); both named the slot
 asked in all 60.
 """
 
@@ -87,7 +87,7 @@ def facts_corpus(tmp_path_factory):
 
 def train_on_facts(tmp_path_factory, corpus: str, architecture: str):
     config = model_config("tiny", model=architecture, max_turns=8)
-    train_config = TrainConfig(corpus=corpus, epochs=5, batch_size=32, vocabulary_size=400, learning_rate=2e-2, length_groups=1)
+    train_config = TrainConfig(corpus=corpus, epochs=6, batch_size=32, vocabulary_size=400, learning_rate=2e-2, length_groups=1)
     return trained_once(tmp_path_factory, f"facts-{architecture}", config, train_config)
 
 
