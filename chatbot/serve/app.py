@@ -8,7 +8,7 @@ before it is read whole; every error, whatever raised it, leaves as
 bad input, 401 no or wrong key, 404 unknown conversation or model, 409
 conversation busy, 413, 503 overloaded, loading or storage down, each
 with ``Retry-After`` where waiting helps) and never a stack trace. CORS is
-off unless origins are named.
+off unless origins are named. ``/`` is the chat page (`chatbot.serve.page`).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def too_large(limit: int) -> APIError:
 
 def create_app(config: ServeConfig | None = None) -> FastAPI:
     """The application for one worker process (uvicorn's factory: the config comes from the environment)."""
-    from chatbot.serve import completions, conversations_api
+    from chatbot.serve import completions, conversations_api, page
 
     config = config or ServeConfig.from_environment()
     started = time.monotonic()
@@ -193,6 +193,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     dependencies = [Depends(authenticated)]
     app.include_router(completions.router, dependencies=dependencies)
     app.include_router(conversations_api.router, dependencies=dependencies)
+    page.add_page(app)
     return app
 
 

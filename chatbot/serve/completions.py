@@ -62,7 +62,14 @@ SPEAKER = {"user": "user", "assistant": "bot"}
 async def list_models(request: Request) -> ModelList:
     worker = request.app.state.worker
     worker.require_model()
-    return ModelList(data=[ModelObject(id=worker.model_name, created=worker.model_created, owned_by="chatbot")])
+    model = ModelObject(
+        id=worker.model_name,
+        created=worker.model_created,
+        owned_by="chatbot",
+        model_id=worker.model_checksum,
+        decoding=worker.default_decoding.to_dict(),
+    )
+    return ModelList(data=[model])
 
 
 def message_text(message: ChatMessage, index: int) -> str:

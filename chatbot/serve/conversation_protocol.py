@@ -63,6 +63,7 @@ class TurnObject(BaseModel):
     active: bool  # on the active path
     created_at: int
     model: str | None = None  # replies: the model's name
+    model_id: str | None = None  # replies: the checksum of the model's files (GET /v1/models' model_id)
     seed: int | None = None
     decoding: dict | None = None  # replies: the settings that regenerate them (DecodingConfig and the pick)
     latency_ms: float | None = None

@@ -131,6 +131,8 @@ class ModelObject(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    model_id: str | None = None  # extra: the checksum of the model's files (the system_fingerprint of its replies)
+    decoding: dict | None = None  # extra: the server's default decoding settings (what a request without knobs gets)
 
 
 class ModelList(BaseModel):

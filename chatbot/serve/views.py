@@ -110,6 +110,7 @@ def turn_view(turn: Turn, models: dict[int, ModelRecord] | None = None, alternat
         active=bool(turn.active),
         created_at=unix(turn.created_at) or 0,
         model=record.name if record else None,
+        model_id=record.checksum if record and turn.speaker == "bot" else None,
         seed=turn.seed,
         decoding=settings if turn.speaker == "bot" else None,
         latency_ms=turn.latency_ms,
