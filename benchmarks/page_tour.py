@@ -10,6 +10,7 @@ again (the reply shown, the turns reloaded), the replies, and the replay's
 count of identical replies.
 
 Run:  .venv/bin/python benchmarks/page_tour.py [--screenshot docs/images/chat-page.png] [--output FILE.json]
+      [--model DIR | --url http://127.0.0.1:8000, a server already running]
 (tests/test_page_model.py runs it with the shipped model and checks what it prints).
 """
 
@@ -122,18 +123,23 @@ def tour(url: str, screenshot: Path | None, chromium: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "storage" / "models" / "default"), help="a model directory, or 'scripted'")
+    parser.add_argument("--url", help="tour a server already running here (e.g. http://127.0.0.1:8000) instead of starting one")
     parser.add_argument("--screenshot", type=Path, help="write the page's screenshot here (PNG)")
     parser.add_argument("--output", type=Path, help="also write the JSON here")
     parser.add_argument("--chromium", default=os.environ.get("CHATBOT_CHROMIUM") or shutil.which("chromium") or "chromium")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="page-tour-") as folder:
-        with serving(args.model, Path(folder)) as (url, startup):
-            result = {
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
-                "model": args.model,
-                "server_ready_seconds": round(startup, 2),
-                **tour(url, args.screenshot, args.chromium),
-            }
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    if args.url:
+        result = {"machine": machine, "url": args.url, **tour(args.url.rstrip("/"), args.screenshot, args.chromium)}
+    else:
+        with tempfile.TemporaryDirectory(prefix="page-tour-") as folder:
+            with serving(args.model, Path(folder)) as (url, startup):
+                result = {
+                    "machine": machine,
+                    "model": args.model,
+                    "server_ready_seconds": round(startup, 2),
+                    **tour(url, args.screenshot, args.chromium),
+                }
     text = json.dumps(result, indent=2)
     if args.output:
         args.output.write_text(text + "\n")

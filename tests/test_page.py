@@ -8,6 +8,7 @@ import re
 
 import httpx
 import pytest
+import sqlalchemy
 from browser import PageWatch, launch
 from playwright.sync_api import expect, sync_playwright
 from scripted import expected_reply, scripted_checkpoint
@@ -16,7 +17,8 @@ from serving import running, stop
 from chatbot.storage import ConversationStore
 
 KEYS = "alice:alice-secret-key-0001\nbob:bob-secret-key-000002\n"
-WAIT = 20_000  # ms: the longest a step may take (a busy 2-core machine)
+WAIT = 30_000  # ms: the longest a step may take (a busy 2-core machine; a replay may compile a new graph)
+expect.set_options(timeout=WAIT)
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +178,17 @@ def test_candidates_pick_details_and_replay(server, page):
     page.click("#replay")
     expect(page.locator("#status")).to_have_text("Replay: 2 of 2 replies came back identical.")
     expect(page.locator("#turns .replay.identical")).to_have_count(2)
+
+    last = httpx.get(f"{server.api}/conversations/{conversation}/turns").json()["data"][-1]
+    engine = sqlalchemy.create_engine(server.db)  # the stored reply altered behind the server's back
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("UPDATE turns SET text = :text WHERE id = :id"), {"text": "not what was said", "id": last["id"]})
+    engine.dispose()
+    page.reload()
+    expect(page.locator("#turns li.assistant").last.locator(".content")).to_have_text("not what was said")
+    page.click("#replay")
+    expect(page.locator("#status")).to_have_text("Replay: 1 of 2 replies came back identical.")
+    expect(page.locator("#turns li.assistant").last.locator(".replay.changed")).to_have_text(f"✗ changed on replay: “{last['content']}”")
 
 
 def test_the_list_reload_search_rename_export_delete(server, page, tmp_path):
