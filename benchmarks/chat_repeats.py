@@ -92,7 +92,9 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = load_checkpoint(args.model or find_default_model())
     default = DecodingConfig(sampler=args.sampler)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; model {checkpoint.path} ({checkpoint.model_config.architecture}); {args.sampler}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; model {checkpoint.path} ({checkpoint.model_config.architecture}); {args.sampler}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         manager = DialogueManager(ConversationStore(f"sqlite:///{Path(folder) / 'chats.db'}"), checkpoint)

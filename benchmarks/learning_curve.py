@@ -47,7 +47,9 @@ def parse_row(spec: str, preset: str, vocabulary_size: int) -> tuple[str, ModelC
         if key not in types:
             raise SystemExit(f"learning_curve.py: {key!r} is not a ModelConfig field (row {spec!r})")
         kind = types[key]
-        values[key] = raw.lower() in ("1", "true", "yes") if kind in (bool, "bool") else {"int": int, "float": float}.get(str(kind), str)(raw)
+        values[key] = (
+            raw.lower() in ("1", "true", "yes") if kind in (bool, "bool") else {"int": int, "float": float}.get(str(kind), str)(raw)
+        )
     return spec, model_config(preset, model=name, vocabulary_size=vocabulary_size, **values)
 
 
@@ -131,7 +133,11 @@ def plot(result: dict, path: Path) -> None:
 
 def table(result: dict) -> str:
     lines = [result["title"], f"machine: {result['machine']}", ""]
-    lines.append(f"{'row':<44} {'params':>9} " + " ".join(f"{u:>7}" for u in result["checkpoints"]) + f" {'seconds':>8} {'shuffled':>9} {'none':>8} {'gain nats':>9} {'KL/reply':>8}")
+    lines.append(
+        f"{'row':<44} {'params':>9} "
+        + " ".join(f"{u:>7}" for u in result["checkpoints"])
+        + f" {'seconds':>8} {'shuffled':>9} {'none':>8} {'gain nats':>9} {'KL/reply':>8}"
+    )
     for row in result["rows"]:
         by_update = {p["updates"]: p["perplexity"] for p in row["points"]}
         cells = " ".join(f"{by_update[u]:7.1f}" if u in by_update else f"{'':>7}" for u in result["checkpoints"])
@@ -180,7 +186,10 @@ def main() -> None:
     tokenizer = Tokenizer.train([t.text for d in train for t in d.turns], args.vocabulary_size)
     rows = [parse_row(spec, args.preset, tokenizer.vocabulary_size) for spec in args.rows]
     shape = rows[0][1]
-    windows = {name: dialogue_windows(d, tokenizer, shape.max_turns, shape.max_utterance_length) for name, d in (("train", train), ("valid", valid))}
+    windows = {
+        name: dialogue_windows(d, tokenizer, shape.max_turns, shape.max_utterance_length)
+        for name, d in (("train", train), ("valid", valid))
+    }
     train_batches = WindowBatches(windows["train"], args.batch_size, seed=args.seed)
     valid_batches = list(WindowBatches(windows["valid"], 64, shuffle=False).dataset())
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; TensorFlow {tf.__version__}; threads {args.threads or 'all'}"

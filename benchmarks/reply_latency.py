@@ -169,7 +169,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50, help="timed compiled replies per setting (default 50)")
     parser.add_argument("--eager-runs", type=int, default=5, help="timed naive eager replies per setting (default 5)")
-    parser.add_argument("--model", action="append", metavar="DIR", help="trained model directories (default: small HRED and VHRED, random weights)")
+    parser.add_argument(
+        "--model", action="append", metavar="DIR", help="trained model directories (default: small HRED and VHRED, random weights)"
+    )
     parser.add_argument("--output", help="write the results as JSON")
     args = parser.parse_args()
 

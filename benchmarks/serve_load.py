@@ -42,7 +42,13 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-MESSAGES = ("hi, how are you doing today?", "do you like music or books?", "tell me something about yourself.", "what do you do for fun?", "i see, and why is that?")
+MESSAGES = (
+    "hi, how are you doing today?",
+    "do you like music or books?",
+    "tell me something about yourself.",
+    "what do you do for fun?",
+    "i see, and why is that?",
+)
 EXCHANGES = 5  # per conversation
 
 
@@ -139,7 +145,9 @@ def check(db: str, users: list[Client]) -> list[str]:
             turns = store.turns(conversation)
             stored = [t.text for t in turns]
             if stored != texts:
-                problems.append(f"conversation {conversation}: stored {len(stored)} turns, expected {len(texts)} ({stored[:2]} vs {texts[:2]})")
+                problems.append(
+                    f"conversation {conversation}: stored {len(stored)} turns, expected {len(texts)} ({stored[:2]} vs {texts[:2]})"
+                )
             elif [t.position for t in turns] != list(range(len(turns))) or len(store.tree(conversation)) != len(turns):
                 problems.append(f"conversation {conversation}: a turn stored twice or out of place")
     store.close()
@@ -281,8 +289,13 @@ def bench(model: str, db: str, home: Path, args) -> dict:
     name = "model" if model != "scripted" else "scripted"
     result: dict = {"model": model, "database": "PostgreSQL" if db.startswith("postgres") else "SQLite", "runs": []}
     result["in_process"] = in_process(model, db)
-    print(f"  in-process DialogueManager.answer: p50 {result['in_process']['p50_ms']} ms, p99 {result['in_process']['p99_ms']} ms", flush=True)
-    print(f"  {'run':<22} {'clients':>7} {'replies/s':>9} {'TTFB p50':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>6} {'cores s+c':>10}  stored", flush=True)
+    print(
+        f"  in-process DialogueManager.answer: p50 {result['in_process']['p50_ms']} ms, p99 {result['in_process']['p99_ms']} ms", flush=True
+    )
+    print(
+        f"  {'run':<22} {'clients':>7} {'replies/s':>9} {'TTFB p50':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>6} {'cores s+c':>10}  stored",
+        flush=True,
+    )
     runs: list[tuple[str, list[str], list[int], float]] = [
         ("1 worker", [], args.clients, args.seconds),
         ("1 worker, batching off", ["--batch-window-ms", "0"], [args.compare_clients], args.seconds),
@@ -319,7 +332,9 @@ def bench(model: str, db: str, home: Path, args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="default,scripted", help="comma-separated: default (the shipped model), scripted, or a model DIR")
+    parser.add_argument(
+        "--models", default="default,scripted", help="comma-separated: default (the shipped model), scripted, or a model DIR"
+    )
     parser.add_argument("--clients", default="1,4,16,64", help="concurrent clients of the one-worker runs")
     parser.add_argument("--compare-clients", type=int, default=16, help="clients of the batching-off and two-worker runs (default 16)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each run (default 20)")
@@ -330,7 +345,9 @@ def main() -> int:
     args.clients = [int(part) for part in args.clients.split(",") if part.strip()]
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
-    print(f"serve load: {machine}; {args.seconds:g} s per run, {args.long_seconds:g} s for two workers; clients 127.0.0.1, one asyncio process")
+    print(
+        f"serve load: {machine}; {args.seconds:g} s per run, {args.long_seconds:g} s for two workers; clients 127.0.0.1, one asyncio process"
+    )
     results = []
     with tempfile.TemporaryDirectory(prefix="chatbot-serve-load-") as folder:
         home = Path(folder) / "home"
@@ -343,7 +360,9 @@ def main() -> int:
                 print(f"\nmodel {model} · {kind}", flush=True)
                 results.append(bench(model, db, home, args))
     failed = [row for result in results for row in result["runs"] if row["errors"] or not row["stored_ok"]]
-    print(f"\nchecks: {'every turn stored once, in order, no errors' if not failed else f'{len(failed)} runs with errors or storage problems'}")
+    print(
+        f"\nchecks: {'every turn stored once, in order, no errors' if not failed else f'{len(failed)} runs with errors or storage problems'}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
     return 1 if failed else 0

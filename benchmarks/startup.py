@@ -177,12 +177,18 @@ def main() -> int:
         s = summary[key]
         print(f"{label:<28} {s['p50']:>7.2f} {s['min']:>7.2f} {s['max']:>7.2f}")
     print(f"{'import tensorflow (1 run)':<28} {tf_import:>7.2f}")
-    print("goals (p50): " + "; ".join(f"{labels[k].split(' (')[0]} < {g['goal_s']:g} s: {'met' if g['met'] else 'NOT met'}" for k, g in goals.items()))
+    print(
+        "goals (p50): "
+        + "; ".join(f"{labels[k].split(' (')[0]} < {g['goal_s']:g} s: {'met' if g['met'] else 'NOT met'}" for k, g in goals.items())
+    )
 
     if args.output:
         with open(args.output, "w") as f:
-            json.dump({"model": model, "machine": machine, "runs": runs, "summary": summary,
-                       "import_tensorflow_s": tf_import, "goals": goals}, f, indent=2)
+            json.dump(
+                {"model": model, "machine": machine, "runs": runs, "summary": summary, "import_tensorflow_s": tf_import, "goals": goals},
+                f,
+                indent=2,
+            )
             f.write("\n")
     return 0
 

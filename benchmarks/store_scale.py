@@ -93,8 +93,14 @@ def fill(store: ConversationStore, args) -> dict:
         left -= sizes[-1]
     branched = {1} | set(rng.sample(range(2, len(sizes) + 1), min(args.branched, len(sizes) - 1)))
 
-    model = {"id": 1, "checksum": f"{rng.getrandbits(64):016x}", "name": "hred-chitchat",
-             "path": "storage/models/hred-chitchat", "config": "{}", "created_at": start}
+    model = {
+        "id": 1,
+        "checksum": f"{rng.getrandbits(64):016x}",
+        "name": "hred-chitchat",
+        "path": "storage/models/hred-chitchat",
+        "config": "{}",
+        "created_at": start,
+    }
     conversations, turns, alternatives = [], [], []
     turn_id = 0
     clock = start
@@ -107,15 +113,22 @@ def fill(store: ConversationStore, args) -> dict:
             clock += dt.timedelta(seconds=rng.randint(2, 40))
             bot = position % 2 == 1
             row = {
-                "id": turn_id, "conversation_id": conversation_id, "parent_id": turn_id - 1 if position else None,
-                "position": position, "active": True, "speaker": "bot" if bot else "user", "text": sentence(rng),
-                "created_at": clock, "model_id": 1 if bot else None, "decoding": DECODING if bot else None,
-                "seed": rng.randrange(2**31) if bot else None, "latency_ms": round(rng.uniform(15, 90), 1) if bot else None,
+                "id": turn_id,
+                "conversation_id": conversation_id,
+                "parent_id": turn_id - 1 if position else None,
+                "position": position,
+                "active": True,
+                "speaker": "bot" if bot else "user",
+                "text": sentence(rng),
+                "created_at": clock,
+                "model_id": 1 if bot else None,
+                "decoding": DECODING if bot else None,
+                "seed": rng.randrange(2**31) if bot else None,
+                "latency_ms": round(rng.uniform(15, 90), 1) if bot else None,
             }
             chain.append(row)
         turns.extend(chain)
-        conversations.append({"id": conversation_id, "title": title_of(chain[0]["text"]),
-                              "created_at": conversation_start, "model_id": 1})
+        conversations.append({"id": conversation_id, "title": title_of(chain[0]["text"]), "created_at": conversation_start, "model_id": 1})
         if conversation_id in branched:
             bot_turns = [row for row in chain if row["speaker"] == "bot"]
             for replaced in rng.sample(bot_turns, min(args.alternatives, len(bot_turns))):
@@ -133,9 +146,15 @@ def fill(store: ConversationStore, args) -> dict:
     with store.engine.connect() as connection:  # fold the WAL into the file: its size is then the database's
         connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     big_alternatives = sum(1 for row in alternatives if row["conversation_id"] == 1)
-    return {"conversations": len(conversations), "active_turns": len(turns), "alternative_turns": len(alternatives),
-            "stored_turns": len(turns) + len(alternatives), "big_conversation_id": 1,
-            "big_conversation_turns": args.big_turns, "big_conversation_alternatives": big_alternatives}
+    return {
+        "conversations": len(conversations),
+        "active_turns": len(turns),
+        "alternative_turns": len(alternatives),
+        "stored_turns": len(turns) + len(alternatives),
+        "big_conversation_id": 1,
+        "big_conversation_turns": args.big_turns,
+        "big_conversation_alternatives": big_alternatives,
+    }
 
 
 def run_command(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, subprocess.CompletedProcess]:
@@ -204,8 +223,11 @@ def main() -> int:
         store.close()
         size_mb = sum(p.stat().st_size for p in folder.glob(path.name + "*")) / 1e6
         big = layout["big_conversation_id"]
-        print(f"filled {path}: {layout['stored_turns']:,} turns ({layout['alternative_turns']} inactive alternatives) "
-              f"in {layout['conversations']:,} conversations, {size_mb:.1f} MB, in {fill_s:.2f} s", flush=True)
+        print(
+            f"filled {path}: {layout['stored_turns']:,} turns ({layout['alternative_turns']} inactive alternatives) "
+            f"in {layout['conversations']:,} conversations, {size_mb:.1f} MB, in {fill_s:.2f} s",
+            flush=True,
+        )
 
         python = [sys.executable]
         rows: dict[str, list[float]] = {}
@@ -236,9 +258,11 @@ def main() -> int:
 
         sessions_label = "chatbot " + " ".join(sessions_form)
         rows[sessions_label] = time_command(
-            python + ["-m", "chatbot", *sessions_form, "--db", url], env, args.runs, args.timeout, check_sessions)
+            python + ["-m", "chatbot", *sessions_form, "--db", url], env, args.runs, args.timeout, check_sessions
+        )
         rows[f"chatbot replay {big}"] = time_command(
-            python + ["-m", "chatbot", "replay", str(big), "--db", url], env, args.runs, args.timeout, check_replay)
+            python + ["-m", "chatbot", "replay", str(big), "--db", url], env, args.runs, args.timeout, check_replay
+        )
 
     goals = {sessions_label: GOALS_MS["sessions list"], f"chatbot replay {big}": GOALS_MS["replay"]}
     machine = {
@@ -250,36 +274,50 @@ def main() -> int:
         "sqlite": __import__("sqlite3").sqlite_version,
     }
     summary = {
-        label: {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
-                "goal_ms": goals.get(label), "met": (statistics.median(times) < goals[label]) if label in goals else None}
+        label: {
+            "median_ms": statistics.median(times),
+            "min_ms": min(times),
+            "max_ms": max(times),
+            "goal_ms": goals.get(label),
+            "met": (statistics.median(times) < goals[label]) if label in goals else None,
+        }
         for label, times in rows.items()
     }
 
-    print(f"\n{layout['stored_turns']:,} turns stored, {layout['conversations']:,} conversations, {size_mb:.1f} MB "
-          f"(filled in {fill_s:.2f} s); {args.runs} runs each; machine: {machine['processor']}, {machine['cpus']} cpus, "
-          f"Python {machine['python']}, SQLite {machine['sqlite']}")
+    print(
+        f"\n{layout['stored_turns']:,} turns stored, {layout['conversations']:,} conversations, {size_mb:.1f} MB "
+        f"(filled in {fill_s:.2f} s); {args.runs} runs each; machine: {machine['processor']}, {machine['cpus']} cpus, "
+        f"Python {machine['python']}, SQLite {machine['sqlite']}"
+    )
     print(f"{'what':<40} {'median ms':>10} {'min ms':>8} {'goal ms':>8}  met?")
     for label, s in summary.items():
         goal = f"{s['goal_ms']:.0f}" if s["goal_ms"] is not None else "-"
         met = "-" if s["met"] is None else ("yes" if s["met"] else "NO")
         print(f"{label:<40} {s['median_ms']:>10.1f} {s['min_ms']:>8.1f} {goal:>8}  {met}")
-    print(f"replay printed {replay_lines[-1]:,} lines (header, {args.big_turns:,} turns, "
-          f"{layout['big_conversation_alternatives']} alternatives)")
+    print(
+        f"replay printed {replay_lines[-1]:,} lines (header, {args.big_turns:,} turns, "
+        f"{layout['big_conversation_alternatives']} alternatives)"
+    )
 
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w") as f:
-        json.dump({
-            "machine": machine,
-            "layout": {**layout, "turns_per_conversation": args.turns_per_conversation, "seed": args.seed},
-            "database_mb": round(size_mb, 2),
-            "fill_s": round(fill_s, 3),
-            "sessions_command": sessions_label,
-            "replay_lines": replay_lines[-1],
-            "runs": args.runs,
-            "timings_ms": {label: [round(t, 2) for t in times] for label, times in rows.items()},
-            "summary": summary,
-        }, f, indent=2, ensure_ascii=False)
+        json.dump(
+            {
+                "machine": machine,
+                "layout": {**layout, "turns_per_conversation": args.turns_per_conversation, "seed": args.seed},
+                "database_mb": round(size_mb, 2),
+                "fill_s": round(fill_s, 3),
+                "sessions_command": sessions_label,
+                "replay_lines": replay_lines[-1],
+                "runs": args.runs,
+                "timings_ms": {label: [round(t, 2) for t in times] for label, times in rows.items()},
+                "summary": summary,
+            },
+            f,
+            indent=2,
+            ensure_ascii=False,
+        )
         f.write("\n")
     print(f"wrote {output}")
     return 0
