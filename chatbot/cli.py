@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import typing
 
 from chatbot import commands
-from chatbot.config import LR_SCHEDULES, MODEL_TYPES, TrainConfig
+from chatbot.config import MODEL_TYPES, PRESETS, ModelConfig, TrainConfig, flag_fields
 from chatbot.corpus.registry import FORMATS
 from chatbot.errors import ChatbotError
 from chatbot.native_logs import native_logs_silenced
@@ -78,6 +79,30 @@ def _add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> a
     return group
 
 
+def _add_config_flags(parser, cls: type, preset: bool) -> None:
+    """One flag per `setting` field of a config dataclass: ``--name-with-dashes``, its type from the
+    annotation (a bool is ``--x/--no-x``), its help from the field. With `preset`, flags default to None
+    (the preset's value, else the field's, applies); otherwise to the field's default."""
+    hints = typing.get_type_hints(cls)
+    in_presets = {name for sizes in PRESETS.values() for name in sizes}
+    for field in flag_fields(cls):
+        kind = next((t for t in typing.get_args(hints[field.name]) if t is not type(None)), hints[field.name])
+        options = dict(field.metadata["options"])
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options["type"] = kind
+        value: object = field.default
+        shown = "on" if value is True else "off" if value is False else f"{value:g}" if isinstance(value, float) else value
+        default = "the preset's" if preset and field.name in in_presets else "none" if value is None else shown
+        options.setdefault("metavar", {int: "N", float: "X"}.get(kind, "TEXT") if kind is not bool and "choices" not in options else None)
+        if options["metavar"] is None:
+            del options["metavar"]
+        help_text = f"{field.metadata['help']} (default {default})".replace("%", "%%")
+        flag = "--" + field.name.replace("_", "-")
+        parser.add_argument(flag, default=None if preset else field.default, help=help_text, **options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatbot", description="Hierarchical recurrent dialogue models: train, chat, replay.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -113,40 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--model",
         choices=list(MODEL_TYPES),
-        help="architecture: lm (a plain RNN language model over the replies, no context: the baseline), seq2seq, hred, vhred (default hred, or that of --init-from)",
+        help="architecture: lm (a plain RNN language model over the replies, no context: the baseline), seq2seq, hred, hran, vhred (default hred, or that of --init-from)",
     )
     train.add_argument("--out", required=True, help="model directory to write")
     train.add_argument("--preset", default="small", help="sizes: tiny (tests), small (CPU), base (GPU); default small")
-    train.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
-    train.add_argument("--batch-size", type=int, default=64, help="dialogue windows per batch (default 64)")
-    train.add_argument(
-        "--learning-rate",
-        type=float,
-        default=TrainConfig.learning_rate,
-        help=f"Adam step size, the peak of the schedule (default {TrainConfig.learning_rate:g}, chosen by benchmarks/learning_curve.py)",
-    )
-    train.add_argument("--vocabulary-size", type=int, default=8000, help="SentencePiece vocabulary bound (default 8000)")
-    train.add_argument("--max-dialogues", type=int, help="use only the first N dialogues of each corpus (quick runs)")
-    train.add_argument("--max-minutes", type=float, help="stop after this many minutes; the last epoch is validated and saved")
-    train.add_argument("--patience", type=int, default=2, help="early stopping: epochs without improvement (default 2)")
-    train.add_argument(
-        "--lr-schedule",
-        choices=LR_SCHEDULES,
-        default=TrainConfig.lr_schedule,
-        help=f"constant, or cosine decay to 10%% over --epochs (default {TrainConfig.lr_schedule})",
-    )
-    train.add_argument(
-        "--precision",
-        choices=["float32", "mixed_bfloat16"],
-        default="float32",
-        help="training arithmetic: mixed_bfloat16 computes in bfloat16 with float32 weights, faster on CPUs with AMX/AVX512-BF16 and recent GPUs (default float32; replies always decode in float32)",
-    )
-    train.add_argument(
-        "--length-groups",
-        type=int,
-        default=4,
-        help="HRED/VHRED: run each RNN over this many length-sorted chunks of a batch, so short utterances are not padded to the longest (default 4; 1 turns it off; the loss is the same)",
-    )
+    _add_config_flags(train, TrainConfig, preset=False)
     train.add_argument(
         "--distribute",
         choices=["none", "mirrored", "multi-worker"],
@@ -160,53 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="--distribute mirrored with no GPU: split the CPU into this many devices (testing; default 1)",
     )
-    train.add_argument("--clipnorm", type=float, default=1.0, help="clip the gradient's global L2 norm to this (default 1.0; 0 = off)")
-    train.add_argument("--warmup-steps", type=int, default=0, help="updates over which the learning rate rises linearly from 0 (default 0)")
-    train.add_argument(
-        "--init-from",
-        metavar="DIR",
-        help="start from a trained model: the same architecture fine-tunes all its weights; another (e.g. VHRED from HRED) starts from its embedding and encoders. Its tokenizer is reused",
-    )
-    sizes = train.add_argument_group("model (default: the preset's)")
-    sizes.add_argument("--cell", choices=["gru", "lstm"], help="RNN cell (default gru)")
-    sizes.add_argument("--bidirectional", action="store_true", default=None, help="bidirectional utterance encoder")
-    for name, what in (
-        ("embedding", "token embedding"),
-        ("hidden", "utterance encoder RNN"),
-        ("context", "context RNN"),
-        ("decoder", "decoder RNN"),
-        ("latent", "VHRED latent variable"),
-    ):
-        sizes.add_argument(f"--{name}-dim", type=int, help=f"units of the {what}")
-    sizes.add_argument("--dropout", type=float, help="dropout on embeddings and decoder outputs (default 0.1)")
-    sizes.add_argument(
-        "--tie-embeddings", action=argparse.BooleanOptionalAction, help="score outputs against the input embedding table (default on)"
-    )
-    sizes.add_argument(
-        "--scale-embeddings",
-        action=argparse.BooleanOptionalAction,
-        help="embeddings start N(0, 1/dim) and enter the RNNs times sqrt(dim) (default on)",
-    )
-    sizes.add_argument(
-        "--center-context",
-        action=argparse.BooleanOptionalAction,
-        help="seq2seq/hred/vhred: the decoder sees the context vector minus its running mean (default on)",
-    )
-    sizes.add_argument("--attention", choices=["none", "additive", "dot"], help="seq2seq: attention over the source (default none)")
-    sizes.add_argument("--source-turns", type=int, help="seq2seq: turns flattened into the source (default 1, the previous utterance)")
-    sizes.add_argument("--max-source-tokens", type=int, help="seq2seq: longest flattened source in tokens (default 96)")
-    sizes.add_argument(
-        "--kl-anneal-fraction",
-        type=float,
-        default=0.5,
-        help="vhred: share of the run's planned updates over which the KL weight rises from 0 to 1 (default 0.5)",
-    )
-    sizes.add_argument(
-        "--kl-anneal-steps", type=int, help="vhred: optimizer steps for the KL weight to rise from 0 to 1 (instead of --kl-anneal-fraction)"
-    )
-    sizes.add_argument("--word-dropout", type=float, help="vhred: share of decoder inputs replaced by the unknown token (default 0.25)")
-    sizes.add_argument("--bow-weight", type=float, help="vhred: weight of the bag-of-words loss, 0 = off (default 1.0)")
-    train.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
+    _add_config_flags(train.add_argument_group("model (default: the preset's)"), ModelConfig, preset=True)
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (epoch and optimizer state)")
 
     evaluate = commands.add_parser("eval", help="perplexity and reply metrics of one or more models on a corpus split")

@@ -16,7 +16,7 @@ from chatbot.errors import CheckpointError, ConfigError
 
 def cmd_train(args) -> int:
     from chatbot.checkpoint import read_config
-    from chatbot.config import model_config
+    from chatbot.config import ModelConfig, flag_values, model_config
     from chatbot.training.trainer import train
 
     architecture = args.model or "hred"
@@ -25,27 +25,7 @@ def cmd_train(args) -> int:
             architecture = read_config(Path(args.init_from))[0].model
         except CheckpointError as exc:
             raise CheckpointError(f"--init-from: {exc}") from None
-    config = model_config(
-        args.preset,
-        model=architecture,
-        cell=args.cell,
-        bidirectional=args.bidirectional,
-        embedding_dim=args.embedding_dim,
-        hidden_dim=args.hidden_dim,
-        context_dim=args.context_dim,
-        decoder_dim=args.decoder_dim,
-        latent_dim=args.latent_dim,
-        dropout=args.dropout,
-        tie_embeddings=args.tie_embeddings,
-        scale_embeddings=args.scale_embeddings,
-        center_context=args.center_context,
-        attention=args.attention,
-        source_turns=args.source_turns,
-        max_source_tokens=args.max_source_tokens,
-        kl_anneal_steps=args.kl_anneal_steps,
-        word_dropout=args.word_dropout,
-        bow_weight=args.bow_weight,
-    )
+    config = model_config(args.preset, model=architecture, **flag_values(args, ModelConfig))
     train_config = TrainConfig(
         corpus=tuple(args.corpus or ["chitchat"]),
         corpus_weights=args.corpus_weights,
@@ -53,21 +33,7 @@ def cmd_train(args) -> int:
         encoding=args.encoding,
         convokit_paths=args.convokit_paths,
         skip_malformed=args.skip_malformed,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        lr_schedule=args.lr_schedule,
-        clipnorm=args.clipnorm,
-        warmup_steps=args.warmup_steps,
-        init_from=args.init_from,
-        patience=args.patience,
-        vocabulary_size=args.vocabulary_size,
-        max_dialogues=args.max_dialogues,
-        max_minutes=args.max_minutes,
-        seed=args.seed,
-        precision=args.precision,
-        length_groups=args.length_groups,
-        kl_anneal_fraction=None if args.kl_anneal_steps is not None else args.kl_anneal_fraction,
+        **{**flag_values(args, TrainConfig), "kl_anneal_fraction": None if args.kl_anneal_steps is not None else args.kl_anneal_fraction},
     )
     try:
         result = train(Path(args.out), config, train_config, resume=args.resume, distribute=args.distribute, replicas=args.replicas)

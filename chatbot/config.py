@@ -20,39 +20,67 @@ LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
+def setting(default: Any, help: str, *, flag: bool = True, **options: Any) -> Any:
+    """A config field with its meaning: the help text of its command-line flag.
+
+    Args:
+        default: the field's default (a preset may override a ModelConfig field's).
+        help: what it means, with its unit; `chatbot train --help` shows it.
+        flag: False for fields set another way (the tokenizer's size, corpus specs).
+        options: more `argparse.add_argument` options (choices, metavar).
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag, "options": options})
+
+
+def flag_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of a config dataclass that are command-line flags, in order."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("flag")]
+
+
+def flag_values(namespace: Any, cls: type) -> dict[str, Any]:
+    """The values an argparse namespace holds for `cls`'s flag fields (None: not given)."""
+    return {f.name: getattr(namespace, f.name) for f in flag_fields(cls)}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Architecture and sizes of a dialogue model. Dimensions are in units (vector entries).
 
     Fields after `max_turns` apply to the architectures named above them and are ignored by the others.
+    Each field's help is its `chatbot train` flag's help (`setting`); `build_model` passes every field a
+    model's constructor accepts, so a new knob is this line and the model's argument.
     """
 
-    model: str = "hred"  # architecture: "lm" (no context), "seq2seq", "hred" (Serban et al. 2016), "hran" (Xing et al. 2018) or "vhred" (Serban et al. 2017)
-    vocabulary_size: int = 8000  # SentencePiece pieces, reserved ids included; set from the tokenizer
-    embedding_dim: int = 128  # token embedding, shared by utterance encoder and decoder
-    hidden_dim: int = 256  # utterance encoder RNN units per direction
-    context_dim: int = 256  # context RNN units: the dialogue state after each turn
-    decoder_dim: int = 256  # decoder RNN units
-    cell: str = "gru"  # RNN cell of all three RNNs: "gru" or "lstm"
-    bidirectional: bool = False  # utterance encoder reads both directions (output 2 × hidden_dim)
-    dropout: float = 0.1  # dropout rate on embeddings and decoder outputs while training
-    tie_embeddings: bool = True  # output logits scored against the input embedding table (Press & Wolf 2017)
-    scale_embeddings: bool = True  # embeddings start N(0, 1/embedding_dim), enter the RNNs times sqrt(embedding_dim)
-    max_utterance_length: int = 48  # tokens per utterance, start and end markers included; longer ones are cut
-    max_turns: int = 8  # turns per training window; the context at inference is max_turns - 1 turns
-    # seq2seq, hred, hran, vhred
-    center_context: bool = True  # the decoder sees the context vector minus its batch (running) mean
-    # seq2seq
-    attention: str = "none"  # "none", "additive" (Bahdanau score) or "dot" (Luong score)
-    source_turns: int = 1  # turns flattened into the encoder's source (1: the previous utterance only)
-    max_source_tokens: int = 96  # longest flattened source in tokens; older tokens are dropped
-    # vhred
-    latent_dim: int = 64  # units of the latent variable z per reply
-    kl_anneal_steps: int = (
-        2000  # optimizer steps over which the KL weight rises linearly from 0 to 1 (set from TrainConfig.kl_anneal_fraction)
+    model: str = setting(
+        "hred", "architecture: lm, seq2seq, hred (Serban et al. 2016), hran (Xing et al. 2018) or vhred (Serban et al. 2017)", flag=False
     )
-    word_dropout: float = 0.25  # share of decoder input tokens replaced by the unknown token while training
-    bow_weight: float = 1.0  # weight of the bag-of-words loss (Zhao et al. 2017); 0 turns it off
+    vocabulary_size: int = setting(8000, "SentencePiece pieces, reserved ids included; set from the tokenizer", flag=False)
+    embedding_dim: int = setting(128, "units of the token embedding, shared by the utterance encoder and the decoder")
+    hidden_dim: int = setting(256, "units of the utterance encoder RNN, per direction")
+    context_dim: int = setting(256, "units of the context RNN: the dialogue state after each turn")
+    decoder_dim: int = setting(256, "units of the decoder RNN")
+    cell: str = setting("gru", "RNN cell of all three RNNs", choices=CELL_TYPES)
+    bidirectional: bool = setting(False, "the utterance encoder reads both directions (output 2 x hidden_dim)")
+    dropout: float = setting(0.1, "dropout rate on embeddings and decoder outputs while training")
+    tie_embeddings: bool = setting(True, "score outputs against the input embedding table (Press & Wolf 2017)")
+    scale_embeddings: bool = setting(True, "embeddings start N(0, 1/embedding_dim) and enter the RNNs times sqrt(embedding_dim)")
+    max_utterance_length: int = setting(48, "tokens per utterance, start and end markers included; longer ones are cut")
+    max_turns: int = setting(8, "turns per training window; the context at inference is max_turns - 1 turns")
+    # seq2seq, hred, hran, vhred
+    center_context: bool = setting(True, "seq2seq/hred/hran/vhred: the decoder sees the context vector minus its running mean")
+    # seq2seq
+    attention: str = setting(
+        "none", "seq2seq: attention over the source: additive (Bahdanau) or dot (Luong) score", choices=ATTENTION_TYPES
+    )
+    source_turns: int = setting(1, "seq2seq: turns flattened into the encoder's source (1: the previous utterance only)")
+    max_source_tokens: int = setting(96, "seq2seq: longest flattened source in tokens; older tokens are dropped")
+    # vhred
+    latent_dim: int = setting(64, "vhred: units of the latent variable z per reply")
+    kl_anneal_steps: int = setting(
+        2000, "vhred: optimizer steps over which the KL weight rises from 0 to 1; given, it replaces --kl-anneal-fraction"
+    )
+    word_dropout: float = setting(0.25, "vhred: share of decoder input tokens replaced by the unknown token while training")
+    bow_weight: float = setting(1.0, "vhred: weight of the bag-of-words loss (Zhao et al. 2017); 0 turns it off")
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_TYPES:
@@ -93,29 +121,46 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """How a model is trained. Budgets stop a run early; the best checkpoint is always kept."""
+    """How a model is trained. Budgets stop a run early; the best checkpoint is always kept.
 
-    corpus: tuple[str, ...] = ("chitchat",)  # corpus SPECs the model was trained on (several: a mixture)
-    corpus_weights: tuple[float, ...] | None = None  # per corpus, how often an epoch sees its windows (None: once each)
-    corpus_format: str | None = None  # format of bare paths whose extension does not say (see chatbot.corpus.registry)
-    encoding: str | None = None  # text encoding of the corpus files (None: byte-order mark, else the format's own)
-    convokit_paths: str = "longest"  # ConvoKit reply trees: "longest" path or "all" root-to-leaf paths
-    skip_malformed: bool = False  # skip malformed corpus records (counted in the log) instead of stopping
-    epochs: int = 10  # passes over the training split
-    batch_size: int = 64  # dialogue windows per batch (larger amortises the per-step RNN loop; see benchmarks/train_throughput.py)
-    learning_rate: float = 3e-3  # Adam step size (the peak, with a schedule)
-    lr_schedule: str = "cosine"  # "constant", or "cosine": decays to 10% of learning_rate over `epochs`
-    clipnorm: float = 1.0  # threshold of the gradient's global L2 norm (all variables together); 0 = no clipping
-    warmup_steps: int = 0  # updates over which the learning rate rises linearly from 0 to learning_rate
-    patience: int = 2  # epochs without a better validation perplexity before early stopping
-    vocabulary_size: int = 8000  # upper bound on SentencePiece pieces
-    max_dialogues: int | None = None  # use only the first N dialogues of each corpus (quick runs)
-    max_minutes: float | None = None  # stop training after this many minutes of wall time
-    seed: int = 1234  # seeds weight init, shuffling and dropout
-    init_from: str | None = None  # model directory whose embedding, utterance encoder and context RNN start this run
-    precision: str = "float32"  # Keras dtype policy while training: "float32" or "mixed_bfloat16"
-    length_groups: int = 4  # HRED/VHRED training runs each RNN over this many length-sorted chunks of a batch (1: off)
-    kl_anneal_fraction: float | None = 0.5  # vhred: the KL weight rises over this share of the planned updates (None: kl_anneal_steps)
+    Each field with a flag is a `chatbot train` option of the same name (`setting`).
+    """
+
+    corpus: tuple[str, ...] = setting(("chitchat",), "corpus SPECs the model was trained on (several: a mixture)", flag=False)
+    corpus_weights: tuple[float, ...] | None = setting(
+        None, "per corpus, how often an epoch sees its windows (None: once each)", flag=False
+    )
+    corpus_format: str | None = setting(None, "format of bare paths whose extension does not say (chatbot.corpus.registry)", flag=False)
+    encoding: str | None = setting(None, "text encoding of the corpus files (None: byte-order mark, else the format's own)", flag=False)
+    convokit_paths: str = setting("longest", "ConvoKit reply trees: the longest path or all root-to-leaf paths", flag=False)
+    skip_malformed: bool = setting(False, "skip malformed corpus records (counted in the log) instead of stopping", flag=False)
+    epochs: int = setting(10, "passes over the training split")
+    batch_size: int = setting(64, "dialogue windows per batch (larger amortises the per-step RNN loop; benchmarks/train_throughput.py)")
+    learning_rate: float = setting(3e-3, "Adam step size, the peak of the schedule (chosen by benchmarks/learning_curve.py)")
+    lr_schedule: str = setting("cosine", "constant, or cosine decay to 10% of the learning rate over --epochs", choices=LR_SCHEDULES)
+    clipnorm: float = setting(1.0, "clip the gradient's global L2 norm (all variables together) to this; 0 = off")
+    warmup_steps: int = setting(0, "updates over which the learning rate rises linearly from 0")
+    patience: int = setting(2, "early stopping: epochs without a better validation perplexity")
+    vocabulary_size: int = setting(8000, "upper bound on SentencePiece pieces")
+    max_dialogues: int | None = setting(None, "use only the first N dialogues of each corpus (quick runs)")
+    max_minutes: float | None = setting(None, "stop after this many minutes of wall time; the last epoch is validated and saved")
+    seed: int = setting(1234, "seeds weight init, shuffling and dropout")
+    init_from: str | None = setting(
+        None,
+        "start from a trained model: the same architecture fine-tunes all its weights; another (e.g. VHRED from HRED) "
+        "starts from its embedding and encoders. Its tokenizer is reused",
+        metavar="DIR",
+    )
+    precision: str = setting(
+        "float32",
+        "training arithmetic: mixed_bfloat16 computes in bfloat16 with float32 weights, faster on CPUs with AMX/AVX512-BF16 "
+        "and recent GPUs (replies always decode in float32)",
+        choices=PRECISIONS,
+    )
+    length_groups: int = setting(
+        4, "hred/hran/vhred: run each RNN over this many length-sorted chunks of a batch (1: off; the loss is the same)"
+    )
+    kl_anneal_fraction: float | None = setting(0.5, "vhred: share of the run's planned updates over which the KL weight rises from 0 to 1")
 
     def __post_init__(self) -> None:
         # config.json files before mixtures hold one SPEC string; JSON gives lists.

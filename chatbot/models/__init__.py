@@ -4,6 +4,8 @@ See docs/architecture.md, "The inference contract".
 """
 
 import contextlib
+import dataclasses
+import inspect
 
 import keras
 
@@ -34,45 +36,37 @@ __all__ = [
 ]
 
 
+MODEL_CLASSES = {"lm": LanguageModel, "seq2seq": Seq2Seq, "hred": HRED, "hran": HRAN, "vhred": VHRED}
+
+
+def constructor_arguments(cls: type) -> set[str]:
+    """The keyword arguments `cls(...)` names, its own and those its bases take through ``**kwargs``."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("chatbot."):
+            break  # Keras's own arguments (name, dtype, …) are passed explicitly
+        if "__init__" not in vars(klass):
+            continue  # inherits its base's constructor
+        parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        names.update(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self")
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return names
+
+
 def build_model(config, seed: int = 1234):
-    """A fresh, built model from a `ModelConfig` (`seed` seeds VHRED's noise)."""
-    shared = dict(
-        vocabulary_size=config.vocabulary_size,
-        embedding_dim=config.embedding_dim,
-        hidden_dim=config.hidden_dim,
-        decoder_dim=config.decoder_dim,
-        cell=config.cell,
-        bidirectional=config.bidirectional,
-        dropout=config.dropout,
-        tie_embeddings=config.tie_embeddings,
-        scale_embeddings=config.scale_embeddings,
-        center_context=config.center_context,
-        name=config.model,
-    )
-    if config.model == "lm":  # no encoders, no context
-        unused = ("hidden_dim", "bidirectional", "center_context")
-        model = LanguageModel(**{k: v for k, v in shared.items() if k not in unused})
-    elif config.model == "seq2seq":
-        model = Seq2Seq(
-            attention=config.attention,
-            source_turns=config.source_turns,
-            max_source_tokens=config.max_source_tokens,
-            **shared,
-        )
-    elif config.model == "vhred":
-        model = VHRED(
-            context_dim=config.context_dim,
-            latent_dim=config.latent_dim,
-            kl_anneal_steps=config.kl_anneal_steps,
-            word_dropout=config.word_dropout,
-            bow_weight=config.bow_weight,
-            seed=seed,
-            **shared,
-        )
-    elif config.model == "hran":
-        model = HRAN(context_dim=config.context_dim, **shared)
-    else:
-        model = HRED(context_dim=config.context_dim, **shared)
+    """A fresh, built model from a `ModelConfig`: its class gets every config field its constructor accepts
+    (so a new setting is a `ModelConfig` field and a constructor argument), and `seed` seeds VHRED's noise.
+
+    Raises:
+        ConfigError: the architecture is unknown (ModelConfig refuses it first).
+    """
+    cls = MODEL_CLASSES[config.model]
+    accepted = constructor_arguments(cls)
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name in accepted and f.name != "model"}
+    if "seed" in accepted:
+        values["seed"] = seed
+    model = cls(name=config.model, **values)
     model.build()
     return model
 

@@ -31,6 +31,7 @@ class LanguageModel(DialogueModel):
     """
 
     def __init__(self, vocabulary_size: int, embedding_dim: int = 128, decoder_dim: int = 256, cell: str = "gru", **kwargs):
+        kwargs["center_context"] = False  # there is no context to center (a config's setting is ignored)
         super().__init__(vocabulary_size, embedding_dim, **kwargs)
         self.decoder_dim = decoder_dim
         self.cell = cell
