@@ -6,15 +6,15 @@ Each ROW is MODEL[:VARIANT[+VARIANT...]], MODEL one of lm, seq2seq, hred, hran, 
 or hred@reference (the sizes of the public PyTorch HRED reference: vocabulary
 8,000, embedding 256, bidirectional encoder 256, context 512, decoder 512).
 Variants (the default is what `chatbot train` does: length buckets of 8 tokens,
-HRED/VHRED RNNs over 4 length-sorted chunks of each batch, float32, no XLA,
+HRED/HRAN/VHRED RNNs over 4 length-sorted chunks of each batch, float32, no XLA,
 full softmax, a prefetched tf.data pipeline):
 
     unbucketed  batches drawn at random, without length buckets
-    ungrouped   HRED/VHRED: each RNN over the whole padded batch (`--length-groups 1`),
+    ungrouped   HRED/HRAN/VHRED: each RNN over the whole padded batch (`--length-groups 1`),
                 instead of 4 length-sorted chunks
     bf16        Keras mixed_bfloat16 policy (`chatbot train --precision mixed_bfloat16`)
     xla         model.compile(jit_compile=True)
-    sampled     HRED/VHRED: training-time sampled softmax over 512 classes (not offered by
+    sampled     HRED/HRAN/VHRED: training-time sampled softmax over 512 classes (not offered by
                 `chatbot train`: its perplexity cost on Chit-Chat is large, see docs/benchmarks.md)
 
 Every row trains with `model.fit` on the same windows of the Chit-Chat train
@@ -48,11 +48,7 @@ import os
 import platform
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras  # noqa: E402  (after the log level is set)
-import tensorflow as tf  # noqa: E402
-from keras import ops  # noqa: E402
+import _common  # first: the checkout importable, native logs silenced by _common.run
 
 DEFAULT_ROWS = [
     "hred:unbucketed+ungrouped",
@@ -70,6 +66,9 @@ DEFAULT_ROWS = [
     "hred@reference:bf16",
     "hred:xla",
 ]
+MODELS = ("lm", "seq2seq", "hred", "hran", "vhred")
+CHUNKED = ("hred", "hran", "vhred")  # the models with length groups and a `target_nll` (HRED and its subclasses)
+VARIANTS = ("unbucketed", "ungrouped", "bf16", "xla", "sampled")
 REFERENCE_SIZES = dict(embedding_dim=256, hidden_dim=256, bidirectional=True, context_dim=512, decoder_dim=512)
 SAMPLED_CLASSES = 512
 
@@ -100,8 +99,25 @@ def window_counts(windows) -> dict:
     }
 
 
+def parse_row(row: str) -> tuple[str, str, set[str]]:
+    """MODEL[@reference][:VARIANT[+VARIANT...]] → (model, sizes, variants); ValueError says what is wrong."""
+    name, _, variant_text = row.partition(":")
+    architecture, _, sizes = name.partition("@")
+    variants = set(filter(None, variant_text.split("+")))
+    if architecture not in MODELS:
+        raise ValueError(f"row {row!r}: the model is one of {', '.join(MODELS)}")
+    if sizes not in ("", "reference"):
+        raise ValueError(f"row {row!r}: the only sizes are @reference")
+    if variants - set(VARIANTS):
+        raise ValueError(f"row {row!r}: unknown variant {', '.join(sorted(variants - set(VARIANTS)))}; variants: {', '.join(VARIANTS)}")
+    if variants & {"ungrouped", "sampled"} and architecture not in CHUNKED:
+        raise ValueError(f"row {row!r}: ungrouped and sampled apply to {', '.join(CHUNKED)} only")
+    return architecture, sizes, variants
+
+
 def flops_per_target_token(model, counts: dict) -> float:
     """Training FLOPs per target token (formula in the module docstring)."""
+    import keras
 
     def weights(name):
         layer = getattr(model, name, None)
@@ -115,6 +131,7 @@ def flops_per_target_token(model, counts: dict) -> float:
 
     def attention_weights(*names):
         return sum(getattr(attention, name).count_params() for name in names) if attention is not None else 0
+
     parts = {
         # Tied: the adapter and bias, plus the embedding table used as the output matrix.
         "P_out": weights("output_projection") + (weights("embedding") if getattr(model, "tie_embeddings", False) else 0),
@@ -138,21 +155,21 @@ def flops_per_target_token(model, counts: dict) -> float:
     return 6.0 * per_target
 
 
-class StopAfter(keras.callbacks.Callback):
-    """Stops `fit` after `seconds`; keeps the number of steps, the seconds and the last logs."""
+def stop_after(seconds: float):
+    """A Keras callback that stops `fit` after `seconds`; it keeps the number of steps, the seconds and the last logs."""
+    import keras
 
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.limit = seconds
+    class StopAfter(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started, self.steps, self.seconds, self.logs = time.perf_counter(), 0, 0.0, {}
 
-    def on_train_begin(self, logs=None):
-        self.started, self.steps, self.seconds, self.logs = time.perf_counter(), 0, 0.0, {}
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps, self.logs = batch + 1, logs or {}
+            self.seconds = time.perf_counter() - self.started
+            if self.seconds >= seconds:
+                self.model.stop_training = True
 
-    def on_train_batch_end(self, batch, logs=None):
-        self.steps, self.logs = batch + 1, logs or {}
-        self.seconds = time.perf_counter() - self.started
-        if self.seconds >= self.limit:
-            self.model.stop_training = True
+    return StopAfter()
 
 
 def sampled_token_nll(model, outputs, labels, num_sampled: int):
@@ -172,6 +189,9 @@ def sampled_token_nll(model, outputs, labels, num_sampled: int):
     Returns:
         (summed sampled loss in nats, M as float32).
     """
+    import tensorflow as tf
+    from keras import ops
+
     projection = model.output_projection
     if model.tie_embeddings:
         weights, inputs = model.embedding.embeddings, projection.adapter(outputs)  # (V, E), (M, E)
@@ -205,13 +225,13 @@ def use_sampled_softmax(model, num_sampled: int) -> None:
 
 
 def run_row(row: str, args, tokenizer, windows_for, counts_for) -> str:
+    import keras
+
     from chatbot.config import model_config
     from chatbot.models import build_model, dtype_policy
     from chatbot.training.data import WindowBatches
 
-    name, _, variant_text = row.partition(":")
-    variants = set(filter(None, variant_text.split("+")))
-    architecture, _, sizes = name.partition("@")
+    architecture, sizes, variants = parse_row(row)
     overrides = REFERENCE_SIZES if sizes == "reference" else {}
     config = model_config(args.preset, vocabulary_size=tokenizer.vocabulary_size, model=architecture, **overrides)
     windows = windows_for(config)
@@ -231,7 +251,7 @@ def run_row(row: str, args, tokenizer, windows_for, counts_for) -> str:
             # Trace the step. XLA compiles once per batch shape (minutes on this CPU), so it gets one warm-up step.
             warmup = 1 if "xla" in variants else args.warmup_steps
             model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0, shuffle=False)
-            stop = StopAfter(args.seconds)
+            stop = stop_after(args.seconds)
             model.fit(data, steps_per_epoch=10**6, epochs=1, verbose=0, shuffle=False, callbacks=[stop])
         except Exception as exc:  # noqa: BLE001  a variant that cannot run is a result too
             message = str(exc).strip().splitlines()[0][:90]
@@ -239,7 +259,7 @@ def run_row(row: str, args, tokenizer, windows_for, counts_for) -> str:
     after = matmul_gflops("float32"), matmul_gflops("bfloat16")
     fp32, bf16 = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
     tokens_per_second = float(stop.logs["tokens"]) / stop.seconds
-    padding = batches.padding_share(groups if architecture != "seq2seq" else 1)  # Seq2Seq runs unchunked
+    padding = batches.padding_share(groups if architecture in CHUNKED else 1)  # Seq2Seq and the LM run unchunked
     gflops = tokens_per_second * flops / 1e9
     return (
         f"{row:<24} {tokens_per_second:>9.0f} {padding:>8.1%} {flops / 1e6:>9.1f} {gflops:>8.1f} "
@@ -247,7 +267,7 @@ def run_row(row: str, args, tokenizer, windows_for, counts_for) -> str:
     )
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small")
     parser.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, help="MODEL[:VARIANT[+VARIANT]] (see above)")
@@ -256,11 +276,19 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=6)
     parser.add_argument("--max-dialogues", type=int, default=1500, help="first N Chit-Chat dialogues (their train split)")
     args = parser.parse_args()
+    for row in args.rows:
+        try:
+            parse_row(row)
+        except ValueError as exc:
+            parser.error(str(exc))
 
     import tensorflow as tf
 
+    # Each row builds and fits a new model, which TensorFlow's retracing counter mistakes for retracing.
+    tf.get_logger().setLevel("ERROR")
+
     from chatbot.corpus import load_corpus
-    from chatbot.tokenizer import Tokenizer
+    from chatbot.text.tokenizer import Tokenizer
     from chatbot.training.data import dialogue_windows
 
     train = load_corpus("chitchat", max_dialogues=args.max_dialogues).split("train")
@@ -287,7 +315,8 @@ def main() -> None:
     )
     for row in args.rows:
         print(run_row(row, args, tokenizer, windows_for, counts_for), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)
