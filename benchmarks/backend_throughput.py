@@ -39,7 +39,7 @@ def machine() -> str:
 STATIC_FEED = (
     "import sys; import chatbot.training.distribute as d; "
     "d.Placement.feed = lambda self, batches, num_turns: batches.py_dataset(num_turns); "
-    "from chatbot.cli import main; sys.exit(main(sys.argv[1:]))"
+    "from chatbot.cli.parser import main; sys.exit(main(sys.argv[1:]))"
 )
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from chatbot.checkpoint import find_default_model, load_checkpoint  # noqa: E402
-from chatbot.decoding import DecodingConfig  # noqa: E402
-from chatbot.manager import DialogueManager  # noqa: E402
+from chatbot.dialogue.manager import DialogueManager  # noqa: E402
+from chatbot.inference.checkpoint import find_default_model, load_checkpoint  # noqa: E402
+from chatbot.inference.decoding import DecodingConfig  # noqa: E402
 from chatbot.storage import ConversationStore  # noqa: E402
 
 SCRIPTS = [

@@ -176,8 +176,8 @@ def main() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     from chatbot.corpus import load_corpus
-    from chatbot.evaluation import count_baseline_perplexity
-    from chatbot.tokenizer import Tokenizer
+    from chatbot.evaluation.evaluate import count_baseline_perplexity
+    from chatbot.text.tokenizer import Tokenizer
     from chatbot.training.data import WindowBatches, dialogue_windows
 
     log = lambda line: print(line, flush=True)  # noqa: E731

@@ -5,7 +5,7 @@ does not depend on the weights) and a 10-turn history, it times one full reply o
 30 tokens (the end token is blocked until then: no early stop) for greedy, top-p
 and beam 5 decoding, all other settings at their defaults, and reports:
 
-- p50 / p95 wall time of the compiled path (`chatbot.generation.ReplyGenerator`,
+- p50 / p95 wall time of the compiled path (`chatbot.inference.generation.ReplyGenerator`,
   what `chatbot chat` uses: XLA-compiled encoder and in-graph token loop);
 - p50 of a naive eager loop measured in the same run: the model's
   `encode_context` / `decode_step` called eagerly from Python, one call per token,
@@ -28,16 +28,14 @@ import os
 import platform
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common  # first: the checkout importable, native logs silenced by _common.run
+import numpy as np
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from chatbot.config import model_config
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.text.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
-from chatbot.config import model_config  # noqa: E402
-from chatbot.decoding import DecodingConfig  # noqa: E402
-from chatbot.generation import ReplyGenerator  # noqa: E402
-from chatbot.models import build_model  # noqa: E402
-from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: E402
+# TensorFlow, and the modules that load it, are imported inside the functions: after _common.run silenced it.
 
 REPLY_TOKENS = 30
 HISTORY_TURNS = 10
@@ -63,6 +61,8 @@ def cell_kernels(rnn_layer) -> int:
 
 def output_kernels(model) -> list:
     """The matrices a decoder output goes through to become logits: `(D, V)`, or tied `(D, E)` then `(E, V)`."""
+    import tensorflow as tf
+
     if getattr(model, "tie_embeddings", False):
         return [model.output_projection.adapter.kernel, tf.transpose(model.embedding.embeddings)]
     return [model.output_projection.kernel]
@@ -79,6 +79,8 @@ def reply_flops(model, context: np.ndarray, sequences: int) -> float:
 
 
 def matmul_flops_per_second(seconds: float = 2.0) -> float:
+    import tensorflow as tf
+
     a = tf.random.normal([1024, 1024])
     matmul = tf.function(lambda x: tf.matmul(x, x))
     matmul(a).numpy()
@@ -93,6 +95,8 @@ def projection_ms(model, sequences: int) -> float:
     """Wall time of the reply's output projections alone: REPLY_TOKENS dependent `(sequences, D) x (D, V)`
     products in one XLA loop. They read the whole D x V kernel per token (8 MB for the small preset),
     so they are bound by memory bandwidth, not arithmetic: the floor this code can approach (tied models: the E x V table)."""
+    import tensorflow as tf
+
     kernel = output_kernels(model)[-1]  # the vocabulary-sized one
 
     @tf.function(jit_compile=True)
@@ -112,6 +116,8 @@ def projection_ms(model, sequences: int) -> float:
 
 def naive_reply(model, context: np.ndarray, config: DecodingConfig, rng: np.random.Generator) -> list[int]:
     """Eager model calls, one `decode_step` per token, the token picked in NumPy (end token blocked)."""
+    import tensorflow as tf
+
     latent = int(getattr(model, "latent_dim", 0))
     inputs = [tf.constant(context)] + ([tf.constant(rng.standard_normal((1, latent)), tf.float32)] if latent else [])
     if config.sampler == "beam":
@@ -136,6 +142,8 @@ def naive_reply(model, context: np.ndarray, config: DecodingConfig, rng: np.rand
 
 
 def naive_beam(model, state, beams: int) -> list[int]:
+    import tensorflow as tf
+
     state = tf.nest.map_structure(lambda s: tf.repeat(s, beams, axis=0), state)
     scores = np.array([0.0] + [-np.inf] * (beams - 1))
     replies = [[] for _ in range(beams)]
@@ -165,7 +173,7 @@ def timed(function, runs: int) -> list[float]:
     return times
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50, help="timed compiled replies per setting (default 50)")
     parser.add_argument("--eager-runs", type=int, default=5, help="timed naive eager replies per setting (default 5)")
@@ -175,8 +183,13 @@ def main() -> None:
     parser.add_argument("--output", help="write the results as JSON")
     args = parser.parse_args()
 
+    import tensorflow as tf
+
+    from chatbot.inference.generation import ReplyGenerator
+    from chatbot.models import build_model
+
     if args.model:
-        from chatbot.checkpoint import load_checkpoint
+        from chatbot.inference.checkpoint import load_checkpoint
 
         models = [(load_checkpoint(path).model_config.architecture, load_checkpoint(path).model) for path in args.model]
     else:
@@ -242,7 +255,8 @@ def main() -> None:
         with open(args.output, "w") as handle:
             json.dump({"machine": machine, "matmul_gflops": round(throughput / 1e9, 1), "rows": rows}, handle, indent=2)
             handle.write("\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)

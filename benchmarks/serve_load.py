@@ -226,14 +226,14 @@ def warm(url: str, model: str, clients: int, workers: int) -> None:
 
 def in_process(model: str, db: str, replies: int = 40) -> dict:
     """`DialogueManager.answer` in this process, one reply at a time: p50 and p99 in milliseconds."""
-    from chatbot.checkpoint import find_default_model, load_checkpoint
-    from chatbot.decoding import DecodingConfig
-    from chatbot.generation import ReplyGenerator
-    from chatbot.manager import DialogueManager
+    from chatbot.dialogue.manager import DialogueManager
+    from chatbot.inference.checkpoint import find_default_model, load_checkpoint
+    from chatbot.inference.decoding import DecodingConfig
+    from chatbot.inference.generation import ReplyGenerator
     from chatbot.storage import open_store
 
     if model == "scripted":
-        from chatbot.scripted import scripted_checkpoint
+        from chatbot.inference.scripted import scripted_checkpoint
 
         checkpoint = scripted_checkpoint(Path("scripted"))
     else:

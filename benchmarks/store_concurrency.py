@@ -1,7 +1,7 @@
 """Many chats writing to one conversation database at once: turns per second, commit latency, errors, what survives.
 
 N processes (for each N in --processes) run conversations for --seconds through the real
-`chatbot.manager.DialogueManager`, as N chat sessions would: each starts conversations and
+`chatbot.dialogue.manager.DialogueManager`, as N chat sessions would: each starts conversations and
 runs exchanges through `DialogueManager.answer`, the one reply path of every front end (wait
 for the conversation's turn, store the message, generate, store the reply); every fifth
 exchange it also has one in a conversation shared by all processes (N REPLs or requests on
@@ -53,7 +53,7 @@ SHARED_EVERY = 5  # exchanges between two messages to the shared conversation
 
 
 @dataclasses.dataclass(frozen=True)
-class ScriptedCandidate:  # the fields of chatbot.generation.Candidate that the manager reads
+class ScriptedCandidate:  # the fields of chatbot.inference.generation.Candidate that the manager reads
     token_ids: tuple[int, ...]
     log_probability: float = 0.0
     score: float = 0.0
@@ -68,14 +68,14 @@ class ScriptedGenerator:
         self.replies = [tuple(tokenizer.encode(text)) for text in REPLIES]
 
     def candidates(self, context_tokens, decoding, seed, eager=False):
-        from chatbot.tokenizer import EOS_ID
+        from chatbot.text.tokenizer import EOS_ID
 
         total = int(context_tokens[context_tokens > EOS_ID].sum())
         return [ScriptedCandidate(self.replies[total % len(self.replies)])] * decoding.num_return_sequences
 
 
 def scripted_tokenizer_proto() -> bytes:
-    from chatbot.tokenizer import Tokenizer
+    from chatbot.text.tokenizer import Tokenizer
 
     texts = list(REPLIES) + list(MESSAGES) + ["my favorite movie is a long story about a robot.", "first second third one two three"]
     return Tokenizer.train(texts * 20, vocabulary_size=320).model_proto
@@ -83,13 +83,13 @@ def scripted_tokenizer_proto() -> bytes:
 
 def session(url: str, proto: bytes, seconds: float, index: int, shared: int, ready, start, results) -> None:
     """One chat process: converse until `seconds` after `start`; put (index, {conversation: [turn ids]}, latencies, errors)."""
-    from chatbot.checkpoint import Checkpoint
     from chatbot.config import TrainConfig, model_config
-    from chatbot.decoding import DecodingConfig
+    from chatbot.dialogue.manager import DialogueManager
     from chatbot.errors import ChatbotError
-    from chatbot.manager import DialogueManager
+    from chatbot.inference.checkpoint import Checkpoint
+    from chatbot.inference.decoding import DecodingConfig
     from chatbot.storage import ConversationStore
-    from chatbot.tokenizer import Tokenizer
+    from chatbot.text.tokenizer import Tokenizer
 
     tokenizer = Tokenizer(proto)
     config = model_config("tiny", vocabulary_size=tokenizer.vocabulary_size, max_turns=6)

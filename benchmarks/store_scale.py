@@ -29,8 +29,8 @@ is included):
 and, to show where that time goes, in the same run:
 
   python -c pass                      bare interpreter start
-  python -c "import chatbot.cli"      what the parser needs
-  python -c "import chatbot.transcript"   what both commands import before touching the database
+  python -c "import chatbot.cli.parser"      what the parser needs
+  python -c "import chatbot.chat.views"   what both commands import before touching the database
   store.list_conversations(50)        in-process, store already open
   store.turns(1), store.alternatives_on_path(1)    in-process, each on its own
   store.tree(1)                       in-process, where the store has it (replay reads it too
@@ -232,8 +232,8 @@ def main() -> int:
         python = [sys.executable]
         rows: dict[str, list[float]] = {}
         rows["python -c pass"] = time_command(python + ["-c", "pass"], env, args.runs, args.timeout)
-        rows["import chatbot.cli"] = time_command(python + ["-c", "import chatbot.cli"], env, args.runs, args.timeout)
-        rows["import chatbot.transcript"] = time_command(python + ["-c", "import chatbot.transcript"], env, args.runs, args.timeout)
+        rows["import chatbot.cli.parser"] = time_command(python + ["-c", "import chatbot.cli.parser"], env, args.runs, args.timeout)
+        rows["import chatbot.chat.views"] = time_command(python + ["-c", "import chatbot.chat.views"], env, args.runs, args.timeout)
 
         store = ConversationStore(url)
         rows["store.list_conversations(50)"] = time_call(lambda: store.list_conversations(50), args.runs)

@@ -56,18 +56,24 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_the_repl_reaches_data_only_through_the_dialogue_manager():
-    imported = _imported_modules(REPO / "chatbot" / "repl.py")
+    imported = _imported_modules(REPO / "chatbot" / "chat" / "repl.py")
     assert not {name for name in imported if name.startswith("chatbot.storage")}, imported
-    assert "chatbot.manager" in imported
-    source = (REPO / "chatbot" / "repl.py").read_text(encoding="utf-8")
+    assert "chatbot.dialogue.manager" in imported
+    source = (REPO / "chatbot" / "chat" / "repl.py").read_text(encoding="utf-8")
     assert ".store" not in source and "sys.modules" not in source
 
 
 def test_inference_does_not_import_the_training_package():
-    for name in ("manager.py", "responder.py", "generation.py", "repl.py", "replay.py", "samplers.py"):
+    names = [
+        "dialogue/manager.py",
+        "chat/repl.py",
+        "evaluation/replay.py",
+        *(f"inference/{p.name}" for p in (REPO / "chatbot" / "inference").glob("*.py")),
+    ]
+    for name in names:
         imported = _imported_modules(REPO / "chatbot" / name)
         assert not {m for m in imported if m.startswith("chatbot.training")}, (name, imported)
-    assert "chatbot.framing" in _imported_modules(REPO / "chatbot" / "responder.py")
+    assert "chatbot.inference.framing" in _imported_modules(REPO / "chatbot" / "inference" / "responder.py")
 
 
 def test_front_end_modules_load_no_tensorflow():
@@ -75,7 +81,23 @@ def test_front_end_modules_load_no_tensorflow():
     import subprocess
     import sys
 
-    modules = ["cli", "commands", "chat", "terminal", "messages", "repl", "replay", "evaluation", "pack", "transcript", "training.trainer", "manager", "storage"]
+    modules = [
+        "cli",
+        "cli.commands",
+        "chat.run",
+        "chat.terminal",
+        "text.messages",
+        "chat.repl",
+        "chat.views",
+        "evaluation.replay",
+        "evaluation.evaluate",
+        "evaluation.reports",
+        "evaluation.pack",
+        "dialogue.export",
+        "training.trainer",
+        "dialogue.manager",
+        "storage",
+    ]
     code = "import sys\n" + "".join(f"import chatbot.{m}\n" for m in modules) + "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr

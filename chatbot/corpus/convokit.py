@@ -21,9 +21,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from chatbot.corpus.dialogue import Dialogue, Utterance, merge_runs, normalize_text, split_of
+from chatbot.corpus.dialogue import Dialogue, Utterance, merge_runs, split_of
 from chatbot.corpus.formats import Format, Problems, ReadOptions, head_json, is_text, json_lines, open_text
 from chatbot.errors import CorpusError
+from chatbot.text.normalize import normalize_text
 
 UTTERANCES = "utterances.jsonl"
 CONVERSATIONS = "conversations.json"

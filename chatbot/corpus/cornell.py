@@ -18,9 +18,10 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-from chatbot.corpus.dialogue import Dialogue, Utterance, merge_runs, normalize_text
+from chatbot.corpus.dialogue import Dialogue, Utterance, merge_runs
 from chatbot.corpus.formats import Format, Problems, ReadOptions, head_lines, is_text, text_lines
 from chatbot.errors import CorpusError
+from chatbot.text.normalize import normalize_text
 
 SEPARATOR = "+++$+++"
 ENCODING = "iso-8859-1"

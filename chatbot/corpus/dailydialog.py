@@ -15,10 +15,11 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
-from chatbot.corpus.dialogue import Dialogue, Utterance, normalize_text
+from chatbot.corpus.dialogue import Dialogue, Utterance
 from chatbot.corpus.formats import SPLIT_WORDS, Format, Problems, ReadOptions, head_lines, is_text, split_from_name, text_lines
 from chatbot.corpus.plain import alternating
 from chatbot.errors import CorpusError
+from chatbot.text.normalize import normalize_text
 
 EOU = "__eou__"
 ACTS = {1: "inform", 2: "question", 3: "directive", 4: "commissive"}

@@ -78,9 +78,3 @@ def merge_runs(turns: Iterable[Utterance]) -> tuple[Utterance, ...]:
 
 
 # Zero-width characters (space, joiners, BOM) carry no meaning for the model.
-_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
-
-
-def normalize_text(text: str) -> str:
-    """Drop zero-width characters; collapse runs of whitespace (newlines included) into single spaces."""
-    return " ".join(text.translate(_ZERO_WIDTH).split())

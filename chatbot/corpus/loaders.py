@@ -12,9 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from chatbot.corpus.dialogue import Dialogue, Utterance, content_id, merge_runs, normalize_text
+from chatbot.corpus.dialogue import Dialogue, Utterance, content_id, merge_runs
 from chatbot.corpus.plain import alternating
 from chatbot.errors import CorpusError
+from chatbot.text.normalize import normalize_text
 
 
 def chitchat_file() -> Path:

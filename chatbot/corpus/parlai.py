@@ -14,9 +14,10 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
-from chatbot.corpus.dialogue import Dialogue, Utterance, content_id, merge_runs, normalize_text
+from chatbot.corpus.dialogue import Dialogue, Utterance, content_id, merge_runs
 from chatbot.corpus.formats import Format, Problems, ReadOptions, head_lines, is_text, text_lines
 from chatbot.corpus.plain import ALTERNATING
+from chatbot.text.normalize import normalize_text
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "|": "|"}
 _REPLIES = ("labels", "eval_labels")

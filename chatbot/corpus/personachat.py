@@ -16,8 +16,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from chatbot.corpus.dialogue import Dialogue, Utterance, content_id, merge_runs, normalize_text
+from chatbot.corpus.dialogue import Dialogue, Utterance, content_id, merge_runs
 from chatbot.corpus.formats import Format, Problems, ReadOptions, head_lines, is_text, split_from_name, text_lines
+from chatbot.text.normalize import normalize_text
 
 SPEAKERS = ("partner", "self")
 SILENCE = "__SILENCE__"

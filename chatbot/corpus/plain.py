@@ -12,8 +12,9 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
-from chatbot.corpus.dialogue import SPLITS, Dialogue, Utterance, content_id, merge_runs, normalize_text
+from chatbot.corpus.dialogue import SPLITS, Dialogue, Utterance, content_id, merge_runs
 from chatbot.corpus.formats import Format, Problems, ReadOptions, head_json, is_text, json_lines, text_lines
+from chatbot.text.normalize import normalize_text
 
 # Speakers given to formats that carry none: turns alternate between them.
 ALTERNATING = ("speaker1", "speaker2")

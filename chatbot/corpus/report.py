@@ -1,6 +1,6 @@
 """`chatbot corpus`: statistics of a corpus or a mixture, validation, format detection and conversion.
 
-Each function returns the lines to print; `chatbot.commands` prints them. Statistics
+Each function returns the lines to print; `chatbot.cli.commands` prints them. Statistics
 count tokens with the tokenizer training would use, through the token cache
 (`chatbot.corpus.tokens`), so a ``corpus stats`` before ``chatbot train`` also
 prepares its data.

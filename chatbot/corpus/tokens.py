@@ -35,7 +35,7 @@ import numpy as np
 from chatbot.corpus.dialogue import SPLITS, Dialogue
 from chatbot.corpus.formats import Problems
 from chatbot.corpus.registry import Source
-from chatbot.tokenizer import Tokenizer
+from chatbot.text.tokenizer import Tokenizer
 
 FORMAT_VERSION = 1
 _ARRAYS = {"tokens": np.int32, "utterances": np.int64, "dialogues": np.int64, "splits": np.uint8}

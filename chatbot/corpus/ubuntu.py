@@ -16,10 +16,11 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from chatbot.corpus.dialogue import Dialogue, merge_runs, normalize_text
+from chatbot.corpus.dialogue import Dialogue, merge_runs
 from chatbot.corpus.formats import Format, Problems, ReadOptions, head_lines, is_text, split_from_name, text_lines
 from chatbot.corpus.plain import alternating
 from chatbot.errors import CorpusError
+from chatbot.text.normalize import normalize_text
 
 FILES = ("train.csv", "valid.csv", "test.csv")
 END_OF_UTTERANCE = "__eou__"

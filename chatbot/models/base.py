@@ -26,19 +26,17 @@ from chatbot.models.layers import (  # noqa: F401 (chunk_rows, length_sorted_chu
     TENSORFLOW,
     ContextCentering,
     chunk_rows,
-    global_result,
-    global_sum,
     length_sorted_chunks,
-    multi_worker,
     pad_steps,
 )
+from chatbot.models.replicas import global_result, global_sum, multi_worker
 
 # On TensorFlow, padding is skipped with dynamic shapes (boolean masks, length-sorted chunks);
 # JAX compiles one program per static shape, so there every padded position is computed and masked.
 if TENSORFLOW:
     import tensorflow as tf
 
-from chatbot.tokenizer import PAD_ID
+from chatbot.text.tokenizer import PAD_ID
 
 
 @keras.saving.register_keras_serializable(package="chatbot")
@@ -119,7 +117,7 @@ def probe_context(tensor, mode: str):
     no information about this dialogue (for a model with `center_context`, zero
     is the average context; without it, the state of an empty history). The
     perplexity gap between the modes measures how much the model uses the
-    dialogue (see `chatbot.evaluation.context_probe`).
+    dialogue (see `chatbot.evaluation.evaluate.context_probe`).
 
     Args:
         tensor: `(N, ...)`, one row per reply.

@@ -52,7 +52,7 @@ from chatbot.models.base import (
     token_nll,
 )
 from chatbot.models.hred import HRED, last_turn
-from chatbot.tokenizer import PAD_ID
+from chatbot.text.tokenizer import PAD_ID
 
 if TENSORFLOW:
     import tensorflow as tf

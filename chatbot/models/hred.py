@@ -24,7 +24,7 @@ from chatbot.models.base import (
     token_nll,
 )
 from chatbot.models.layers import ContextEncoder, UtteranceDecoder, UtteranceEncoder
-from chatbot.tokenizer import PAD_ID
+from chatbot.text.tokenizer import PAD_ID
 
 
 def last_turn(values, tokens):

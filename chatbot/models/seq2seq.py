@@ -25,7 +25,7 @@ from chatbot.config import ATTENTION_TYPES
 from chatbot.models.base import DialogueModel, existing_targets, masked_token_nll, probe_context, reply_weights
 from chatbot.models.hred import last_turn
 from chatbot.models.layers import UtteranceDecoder, UtteranceEncoder
-from chatbot.tokenizer import PAD_ID
+from chatbot.text.tokenizer import PAD_ID
 
 
 def flatten_history(tokens, source_turns: int, max_source_tokens: int):

@@ -28,7 +28,7 @@ from keras import ops
 
 from chatbot.models.base import existing_targets, probe_context, reply_weights
 from chatbot.models.hred import HRED, last_turn
-from chatbot.tokenizer import BOS_ID, PAD_ID, UNK_ID
+from chatbot.text.tokenizer import BOS_ID, PAD_ID, UNK_ID
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active when Var_x(E_q[z_u]) exceeds this
 

@@ -9,7 +9,7 @@ dialogue manager's one reply path runs unchanged: a request thread puts its
 job on a bounded queue and waits; the inference thread takes the first job,
 gathers whatever else arrives within `window_ms` (up to `max_batch`), and
 decodes the jobs that share a sampler graph and its knobs as one padded batch
-(`chatbot.batch_generation.BatchReplyGenerator.candidates_batch`), the rest one by one.
+(`chatbot.inference.batch_generation.BatchReplyGenerator.candidates_batch`), the rest one by one.
 
 A batch's replies are the ones each request gets alone, token for token (the
 same seeds drive the same draws; `tests/test_serve_batching.py` and
@@ -25,8 +25,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from chatbot.decoding import DecodingConfig
 from chatbot.errors import OverloadedError
+from chatbot.inference.decoding import DecodingConfig
 
 
 @dataclasses.dataclass

@@ -32,10 +32,9 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from chatbot.dialogue.manager import Exchange
 from chatbot.errors import ConfigError
-from chatbot.manager import Exchange
-from chatbot.messages import clean_message
-from chatbot.responder import new_seed
+from chatbot.inference.responder import new_seed
 from chatbot.serve.errors import APIError, stream_error
 from chatbot.serve.openai_protocol import (
     AssistantMessage,
@@ -52,6 +51,7 @@ from chatbot.serve.openai_protocol import (
 from chatbot.serve.views import SSE_EVENT, decoding_from, finish_reason, notes, owned, owner, until_stored, usage, word_deltas
 from chatbot.storage import Turn
 from chatbot.storage.schema import path_digest, utc_now
+from chatbot.text.messages import clean_message
 
 router = APIRouter(tags=["openai"])
 RETRY_WINDOW = dt.timedelta(minutes=10)  # a retried first message is matched to a conversation this recent

@@ -19,8 +19,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from chatbot.manager import Exchange
-from chatbot.responder import new_seed
+from chatbot.dialogue.manager import Exchange
+from chatbot.inference.responder import new_seed
 from chatbot.serve.conversation_protocol import (
     MAX_ID,
     BranchList,
@@ -151,7 +151,7 @@ async def delete_conversation(conversation_id: Id, request: Request) -> Conversa
     responses={200: {"content": {"application/x-ndjson": {}, "text/markdown": {}}}},
 )
 async def export_conversation(conversation_id: Id, request: Request, format: Literal["jsonl", "markdown"] = "jsonl") -> Response:
-    from chatbot.transcript import export_text
+    from chatbot.dialogue.export import export_text
 
     worker = _worker(request)
 
@@ -328,7 +328,7 @@ async def pick_candidate(conversation_id: Id, turn_id: Id, body: PickRequest, re
     "/{conversation_id}/replay", response_model=ReplayObject, summary="Regenerate every stored reply and say whether it came back identical"
 )
 async def replay_conversation(conversation_id: Id, body: ReplayRequest, request: Request) -> ReplayObject:
-    from chatbot.replay import ModelCache, regenerate
+    from chatbot.evaluation.replay import ModelCache, regenerate
 
     worker = _worker(request)
     worker.require_model()

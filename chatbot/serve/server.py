@@ -49,7 +49,7 @@ def check(config: ServeConfig) -> ServeConfig:
         CheckpointError: the model directory is missing or incomplete.
         StorageError: the database cannot be opened or written.
     """
-    from chatbot.checkpoint import check_model_dir, find_default_model
+    from chatbot.inference.checkpoint import check_model_dir, find_default_model
     from chatbot.paths import cache_dir
     from chatbot.serve.keys import read_key_file
     from chatbot.serve.worker import SCRIPTED
@@ -83,7 +83,7 @@ def run_server(args) -> int:
     """`chatbot serve`: check, then serve until SIGTERM or Ctrl-C. Returns 0 after a clean shutdown."""
     import uvicorn
 
-    from chatbot.compiler import persistent_cache
+    from chatbot.inference.compiler import persistent_cache
 
     config = check(config_from_args(args))
     os.environ[ENVIRONMENT_VARIABLE] = config.to_environment()

@@ -13,9 +13,9 @@ from typing import Literal, TypeVar
 
 from fastapi import Request
 
-from chatbot.decoding import DecodingConfig
+from chatbot.dialogue.manager import Exchange
 from chatbot.errors import ConfigError, ConversationNotFoundError
-from chatbot.manager import Exchange
+from chatbot.inference.decoding import DecodingConfig
 from chatbot.serve.conversation_protocol import CandidateObject, ConversationObject, ExchangeObject, TurnObject
 from chatbot.serve.openai_protocol import DecodingFields, Usage
 from chatbot.storage import Conversation, ModelRecord, Turn, decoding_of

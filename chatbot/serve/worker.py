@@ -20,16 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from chatbot.decoding import DecodingConfig
+from chatbot.dialogue.manager import DialogueManager
 from chatbot.errors import CheckpointError, OverloadedError
-from chatbot.manager import DialogueManager
+from chatbot.inference.decoding import DecodingConfig
 from chatbot.serve.batching import BatchingGenerator
 from chatbot.serve.keys import read_key_file
 from chatbot.serve.settings import ServeConfig
 from chatbot.storage import open_store
 
 T = TypeVar("T")
-SCRIPTED = "scripted"  # --model scripted: the null model of chatbot.scripted
+SCRIPTED = "scripted"  # --model scripted: the null model of chatbot.inference.scripted
 
 
 class Worker:
@@ -76,7 +76,7 @@ class Worker:
     def _load(self) -> None:
         """Load, compile and warm up the model, then attach it (in a background thread)."""
         try:
-            from chatbot.batch_generation import BatchReplyGenerator
+            from chatbot.inference.batch_generation import BatchReplyGenerator
 
             checkpoint = self._checkpoint()
             turns = self.config.context_turns or checkpoint.model_config.max_turns - 1
@@ -104,10 +104,10 @@ class Worker:
             self.problem = " ".join(str(exc).split()) or type(exc).__name__
 
     def _checkpoint(self):
-        from chatbot.checkpoint import find_default_model, load_checkpoint
+        from chatbot.inference.checkpoint import find_default_model, load_checkpoint
 
         if self.config.model == SCRIPTED:
-            from chatbot.scripted import scripted_checkpoint
+            from chatbot.inference.scripted import scripted_checkpoint
 
             return scripted_checkpoint(Path(SCRIPTED))
         return load_checkpoint(find_default_model() if self.config.model is None else self.config.model)

@@ -75,7 +75,7 @@ class CurvesPlot(keras.callbacks.Callback):
         self.write = write
 
     def on_epoch_end(self, epoch, logs=None):
-        from chatbot.plots import training_curves
+        from chatbot.training.plots import training_curves
 
         try:
             training_curves(self.metrics_log.payload, self.path, self.title)

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from chatbot.corpus import Dialogue
-from chatbot.framing import frame_utterance
-from chatbot.tokenizer import PAD_ID, Tokenizer
+from chatbot.inference.framing import frame_utterance
+from chatbot.text.tokenizer import PAD_ID, Tokenizer
 
 
 def dialogue_windows(

@@ -6,7 +6,7 @@ adds the hosts that `TF_CONFIG` names (TensorFlow's `MultiWorkerMirroredStrategy
 as its documentation describes). Every replica sees its share of each global
 batch (`WindowBatches` is the same on every worker: same corpus, same seed),
 and the models divide the summed loss by the global batch's token count
-(`chatbot.models.layers.global_sum`), so the update is one device's on the
+(`chatbot.models.replicas.global_sum`), so the update is one device's on the
 whole batch. On JAX, `mirrored` is `keras.distribution.DataParallel` over the
 local devices: one global array, sharded along the batch.
 
@@ -229,7 +229,7 @@ def replica_batches(batches, strategy, order):
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches.num_batches * local))
         return dataset.prefetch(tf.data.AUTOTUNE)
 
-    from chatbot.models.layers import multi_worker
+    from chatbot.models.replicas import multi_worker
 
     if not multi_worker(strategy):
         # One host: global batches (rows padded to a multiple of the replicas), which tf.distribute
@@ -257,7 +257,7 @@ def replica_adam(**kwargs):
     import keras
     import tensorflow as tf
 
-    from chatbot.models.layers import replica_context
+    from chatbot.models.replicas import replica_context
 
     class ReplicaAdam(keras.optimizers.Adam):
         def _clip_gradients(self, grads):

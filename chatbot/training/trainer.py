@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from chatbot.checkpoint import CURVES_FILENAME, METRICS_FILENAME, MODEL_FILENAME, load_checkpoint, read_config, write_config
 from chatbot.config import ModelConfig, TrainConfig, corpus_label
 from chatbot.corpus import Problems, ReadOptions, Source, resolve
 from chatbot.corpus.tokens import cached_tokenizer, tokenize_source, train_texts
 from chatbot.errors import CheckpointError, CorpusError
+from chatbot.inference.checkpoint import CURVES_FILENAME, METRICS_FILENAME, MODEL_FILENAME, load_checkpoint, read_config, write_config
 from chatbot.paths import cache_dir
-from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
-from chatbot.tokenizer import Tokenizer
+from chatbot.text.tokenizer import FILENAME as TOKENIZER_FILENAME
+from chatbot.text.tokenizer import Tokenizer
 
 # Layers `--init-from` copies: (layer in the new model, layer in the source model).
 INIT_FROM_LAYERS = (
@@ -189,7 +189,7 @@ def train(
     distribute: str = "none",
     replicas: int = 1,
 ) -> TrainResult:
-    """Train a model and write its directory (see `chatbot.checkpoint`).
+    """Train a model and write its directory (see `chatbot.inference.checkpoint`).
 
     With `resume`, the sizes, tokenizer and corpus come from `out_dir`, and
     training continues after the last finished epoch with the optimizer state.

@@ -1,6 +1,6 @@
 """Framing: how utterances become model inputs, the same for training and for inference.
 
-An utterance is ``[BOS] tokens [EOS]`` (ids from `chatbot.tokenizer`), cut to
+An utterance is ``[BOS] tokens [EOS]`` (ids from `chatbot.text.tokenizer`), cut to
 `max_utterance_length` tokens; a history is a `(1, num_turns, utterance_length)`
 int32 array of framed utterances, 0 = padding, as `encode_context` takes it.
 Training (`chatbot.training.data`) frames its dialogue windows with
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from chatbot.text.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 def frame_utterance(token_ids: Sequence[int], max_utterance_length: int) -> list[int]:

@@ -1,6 +1,6 @@
 """Conversations as a front end lists, reads, renames and switches them: the half of the dialogue manager that needs no model.
 
-`Conversations` is the base of `chatbot.manager.DialogueManager`: everything a
+`Conversations` is the base of `chatbot.dialogue.manager.DialogueManager`: everything a
 front end does with stored conversations besides answering (listing,
 searching, showing, switching branches, renaming, keeping a message for later),
 each one call to the store. It works before any model is loaded.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Self
 
 from chatbot.errors import ConfigError
-from chatbot.messages import CleanMessage, clean_message
 from chatbot.storage import Branch, Conversation, ConversationStore, ConversationSummary, Transcript, Turn, open_store
+from chatbot.text.messages import CleanMessage, clean_message
 
 
 class Conversations:
@@ -65,7 +65,7 @@ class Conversations:
         return self.store.turns(conversation_id)
 
     def transcript(self, conversation_id: int, all_branches: bool = False) -> Transcript:
-        """The active path with its alternatives and numbered branches (`chatbot.transcript.transcript_lines` prints it).
+        """The active path with its alternatives and numbered branches (`chatbot.chat.views.transcript_lines` prints it).
 
         Raises:
             ConversationNotFoundError: unknown conversation.

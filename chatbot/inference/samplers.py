@@ -29,8 +29,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from chatbot.decoding import DecodingConfig
-from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.text.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 NEG_INF = -1e9  # a blocked logit: finite, so arithmetic on scores never makes NaN
 INVALID = -1e8  # scores below this belong to blocked or never-started hypotheses

@@ -19,10 +19,10 @@ from collections import Counter
 import numpy as np
 import tensorflow as tf
 
-from chatbot.decoding import DecodingConfig
-from chatbot.generation import Candidate, ReplyGenerator
-from chatbot.samplers import Knobs, graph_key, make_sampler, sequences
-from chatbot.tokenizer import BOS_ID, EOS_ID
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.inference.generation import Candidate, ReplyGenerator
+from chatbot.inference.samplers import Knobs, graph_key, make_sampler, sequences
+from chatbot.text.tokenizer import BOS_ID, EOS_ID
 
 
 class BatchReplyGenerator(ReplyGenerator):

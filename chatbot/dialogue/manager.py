@@ -8,7 +8,7 @@ commits the user's message, generates from the stored context through a
 returns an `Exchange` with the turns and their notes. The REPL, the HTTP
 server, `replay`, `eval` and the benchmarks all reply through it or through
 the same `Responder`, so none of them can answer differently. Context framing
-comes from `chatbot.framing`, shared with training.
+comes from `chatbot.inference.framing`, shared with training.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import dataclasses
 from collections.abc import Callable
 from typing import cast
 
-from chatbot.checkpoint import Checkpoint
-from chatbot.conversations import Conversations, cleaned_message
-from chatbot.decoding import DecodingConfig
+from chatbot.dialogue.conversations import Conversations, cleaned_message
 from chatbot.errors import ConfigError
-from chatbot.responder import Candidates, Responder, new_seed
+from chatbot.inference.checkpoint import Checkpoint
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.inference.responder import Candidates, Responder, new_seed
 from chatbot.storage import ConversationStore, Turn, decoding_of
 from chatbot.storage.exchanges import Opened, opening, replying, retrying
 
@@ -40,7 +40,7 @@ class Exchange:
         candidates: every candidate made, best first (the reply is the chosen one).
         replaced: a retry's earlier reply, or an edit's earlier message: kept, as an alternative.
         removed: characters removed from the message (escape sequences, control characters).
-        cut: characters beyond `chatbot.messages.MAX_MESSAGE_CHARS` that were dropped.
+        cut: characters beyond `chatbot.text.messages.MAX_MESSAGE_CHARS` that were dropped.
         window: (tokens the model reads, tokens) of the message when it reads only its start; else None.
         unanswered: the user message before this one, when it had no reply (after a cancelled
             reply or a crash): it is in this reply's context.
@@ -148,7 +148,7 @@ class DialogueManager(Conversations):
 
         In order, holding the conversation's turn (`ReplyTickets.turn`: requests on one conversation
         are answered one at a time, in arrival order, on any number of processes): the message is
-        cleaned (`chatbot.messages.clean_message`) and committed; the last `context_turns` turns of its
+        cleaned (`chatbot.text.messages.clean_message`) and committed; the last `context_turns` turns of its
         path are the context; `decoding.num_return_sequences` candidates are generated with `seed`;
         `choose` picks one (None: nothing more is stored); the pick is committed as the reply, with
         what regenerates it (`Responder.settings`).

@@ -1,7 +1,7 @@
 """BackgroundCompiler: graph compilations in daemon threads, and a way to wait for them.
 
 A chat answers a setting it has not compiled yet on the eager path while XLA
-compiles in the background (`chatbot.generation.ReplyGenerator` with
+compiles in the background (`chatbot.inference.generation.ReplyGenerator` with
 `background_compile=True`); whoever must not leave while a compile runs waits here.
 `persistent_cache` keeps XLA's compiled programs on disk, so the next chat or
 server process loads them instead of compiling again.

@@ -5,7 +5,7 @@ of input, so `ChatREPL` reads them alike. On a terminal, input the line
 editor cannot parse is kept as text: an escape sequence copied from a
 coloured terminal (``ESC[31m``) looks to prompt-toolkit like a mouse report
 and used to crash its event loop; here it is inserted into the line, and
-`chatbot.messages.clean_message` removes it before anything is stored.
+`chatbot.text.messages.clean_message` removes it before anything is stored.
 """
 
 from __future__ import annotations

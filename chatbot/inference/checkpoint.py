@@ -23,8 +23,8 @@ from typing import Any
 from chatbot.config import ModelConfig, TrainConfig, from_dict
 from chatbot.errors import CheckpointError, ModelNotFoundError
 from chatbot.paths import models_dir
-from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
-from chatbot.tokenizer import Tokenizer
+from chatbot.text.tokenizer import FILENAME as TOKENIZER_FILENAME
+from chatbot.text.tokenizer import Tokenizer
 
 MODEL_FILENAME = "model.keras"
 CONFIG_FILENAME = "config.json"

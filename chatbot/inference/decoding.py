@@ -1,7 +1,7 @@
 """Decoding settings and their one-line description. No TensorFlow here (the REPL imports it at start-up).
 
-The samplers themselves live in `chatbot.samplers` (in-graph TensorFlow) and
-`chatbot.generation` (the model-facing generator, with MMI reranking).
+The samplers themselves live in `chatbot.inference.samplers` (in-graph TensorFlow) and
+`chatbot.inference.generation` (the model-facing generator, with MMI reranking).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import dataclasses
 from chatbot.errors import ConfigError
 
 # Bumped whenever the same settings, seed and model could give different tokens
-# (1: the NumPy sampler loop; 2: the in-graph samplers of chatbot.samplers).
+# (1: the NumPy sampler loop; 2: the in-graph samplers of chatbot.inference.samplers).
 # Stored with every bot turn so `chatbot replay --regenerate` can tell why a reply differs.
 DECODER_VERSION = 2
 # Turns of the history searched for the bot's earlier replies (`no_earlier_reply_ngram`): more than the

@@ -12,12 +12,12 @@ from collections.abc import Callable
 
 from prompt_toolkit import PromptSession
 
-from chatbot.decoding import DecodingConfig, describe
+from chatbot.chat.terminal import LineInput
+from chatbot.chat.views import branch_lines, session_lines, transcript_lines
+from chatbot.dialogue.manager import DialogueManager, Exchange
 from chatbot.errors import ChatbotError, CheckpointError, ConfigError
-from chatbot.manager import DialogueManager, Exchange
-from chatbot.messages import MAX_MESSAGE_CHARS, clean_message
-from chatbot.terminal import LineInput
-from chatbot.transcript import branch_lines, session_lines, transcript_lines
+from chatbot.inference.decoding import DecodingConfig, describe
+from chatbot.text.messages import MAX_MESSAGE_CHARS, clean_message
 
 RESUME_SHOWN_TURNS = 6  # turns printed when a conversation is resumed
 HINT = "type a message, /help for commands, Ctrl-D to leave"

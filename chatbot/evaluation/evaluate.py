@@ -19,12 +19,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from chatbot.checkpoint import METRICS_FILENAME, Checkpoint, load_checkpoint
 from chatbot.corpus import Dialogue, Problems, ReadOptions, load_corpus
-from chatbot.decoding import DecodingConfig
 from chatbot.errors import ConfigError, CorpusError
-from chatbot.metrics import reply_metrics, unigram_distribution, words
-from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from chatbot.evaluation.metrics import reply_metrics, unigram_distribution, words
+from chatbot.inference.checkpoint import METRICS_FILENAME, Checkpoint, load_checkpoint
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.text.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 NUM_SAMPLES = 3  # contexts whose replies are kept verbatim in the report
 
@@ -151,7 +151,7 @@ def generated_replies(
 ) -> tuple[list[str], list[int]]:
     """The reply text (the best candidate, as a chat would show it) and its length in tokens for each
     context; context i uses seed + i. Made by the `Responder` every front end replies through."""
-    from chatbot.responder import Responder
+    from chatbot.inference.responder import Responder
 
     responder = Responder(checkpoint, context_turns)
     texts, lengths = [], []
@@ -239,7 +239,7 @@ def count_baseline_perplexity(tokenizer, model_config, train: list[Dialogue], sp
     Returns:
         {"value", "kind", "nats_per_token", "target_tokens"}, as `perplexity`.
     """
-    from chatbot.ngram import AddOneUnigram, KneserNeyBaseline
+    from chatbot.evaluation.ngram import AddOneUnigram, KneserNeyBaseline
 
     model: AddOneUnigram | KneserNeyBaseline
     if order == 1:

@@ -2,12 +2,13 @@
 
 Each imports what it needs inside the function (TensorFlow only where a model is
 trained, evaluated or loaded), so `chatbot --help` and `chatbot sessions` start fast.
-They raise `ChatbotError`s; `chatbot.cli.main` prints them as one line.
+They raise `ChatbotError`s; `chatbot.cli.parser.main` prints them as one line.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from chatbot.config import TrainConfig
@@ -15,8 +16,8 @@ from chatbot.errors import CheckpointError, ConfigError
 
 
 def cmd_train(args) -> int:
-    from chatbot.checkpoint import read_config
     from chatbot.config import ModelConfig, flag_values, model_config
+    from chatbot.inference.checkpoint import read_config
     from chatbot.training.trainer import train
 
     architecture = args.model or "hred"
@@ -53,10 +54,10 @@ def cmd_eval(args) -> int:
     import json
     import time
 
-    from chatbot.decoding import decoding_from_args
-    from chatbot.evaluation import EvalConfig, EvalData, evaluate_model, ngram_row
+    from chatbot.evaluation.evaluate import EvalConfig, EvalData, evaluate_model, ngram_row
+    from chatbot.evaluation.reports import print_eval_table
+    from chatbot.inference.decoding import decoding_from_args
     from chatbot.paths import storage_dir
-    from chatbot.transcript import print_eval_table
 
     if args.contexts < 0:
         raise ConfigError(f"--contexts must be >= 0, got {args.contexts}")
@@ -76,7 +77,7 @@ def cmd_eval(args) -> int:
     data = EvalData.load(config)
     rows = [evaluate_model(path, config, decoding, data, log) for path in args.model]
     if args.ngram_baseline:
-        from chatbot.checkpoint import load_checkpoint
+        from chatbot.inference.checkpoint import load_checkpoint
 
         first = load_checkpoint(args.model[0])
         rows[:0] = [ngram_row(first, config, data, order=1, log=log), ngram_row(first, config, data, log=log)]
@@ -87,14 +88,14 @@ def cmd_eval(args) -> int:
     print_eval_table(rows)
     print(f"report: {output}")
     if args.plot:
-        from chatbot.plots import eval_comparison
+        from chatbot.training.plots import eval_comparison
 
         print(f"plot: {eval_comparison(rows, Path(args.plot))}")
     return 0
 
 
 def cmd_pack(args) -> int:
-    from chatbot.pack import PACK_FILENAME, pack_model
+    from chatbot.evaluation.pack import PACK_FILENAME, pack_model
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     report = pack_model(args.source, args.out, float16=not args.float32, max_dialogues=args.max_dialogues, log=log)
@@ -137,14 +138,15 @@ def cmd_corpus(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from chatbot.chat import run_chat
+    from chatbot.chat.run import run_chat
 
     return run_chat(args)
 
 
 def cmd_sessions(args) -> int:
+    from chatbot.chat.views import session_lines, transcript_lines
+    from chatbot.dialogue.export import write_export
     from chatbot.storage import open_store
-    from chatbot.transcript import session_lines, transcript_lines, write_export
 
     action = args.action or "list"
     store = open_store(args.db)
@@ -192,10 +194,97 @@ def _confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def cmd_replay(args) -> int:
-    from chatbot.replay import run_replay
+def cmd_replay(args, log: Callable[[str], None] | None = None) -> int:
+    """`chatbot replay`: print conversations, regenerate them (--regenerate), or compare them
+    against another model or settings (--model DIR, decoding flags, --format).
 
-    return run_replay(args)
+    Returns the exit status: with --regenerate, 1 unless every reply is identical.
+
+    Raises:
+        ConfigError: conflicting or missing options.
+        ConversationNotFoundError: an unknown id (before any model loads).
+        CheckpointError: --model cannot be loaded.
+    """
+    import sys
+    import time
+
+    from chatbot.chat.views import transcript_lines
+    from chatbot.evaluation.replay import (
+        ModelCache,
+        compare,
+        comparison_lines,
+        comparison_report,
+        comparison_summary,
+        regenerate,
+        regeneration_lines,
+        summary_lines,
+    )
+    from chatbot.evaluation.reports import write_report
+    from chatbot.inference.decoding import DecodingConfig, decoding_from_args, describe
+    from chatbot.storage import Conversation, open_store
+
+    log = log or (lambda line: print(line, file=sys.stderr))
+    if args.all == bool(args.ids):
+        raise ConfigError("replay: give conversation ids or --all (not both)")
+    decoding = decoding_from_args(args)
+    comparing = (
+        args.model is not None
+        or args.format is not None
+        or decoding != DecodingConfig()
+        or args.seed is not None
+        or args.context_turns is not None
+    )
+    if args.regenerate and comparing:
+        raise ConfigError("--regenerate uses the stored model and settings; leave out --model, --format and decoding flags")
+    store = open_store(args.db)
+    if store.upgrade_note:
+        print(store.upgrade_note, file=sys.stderr)
+    ids = None if args.all else args.ids
+    conversations = store.conversations(ids)  # unknown ids fail here, before any model loads
+    if args.regenerate:
+        models = ModelCache(log)
+        status = 0
+        for conversation in conversations:
+            results = regenerate(store, conversation.id, models, all_branches=args.all_branches)
+            print("\n".join(regeneration_lines(conversation, results)))
+            if not all(result.identical for result in results):
+                status = 1
+        return status
+    if not comparing:
+        blocks = ["\n".join(transcript_lines(store.transcript(c.id, args.all_branches))) for c in conversations]
+        sys.stdout.write("\n\n".join(blocks) + "\n")
+        return 0
+
+    records = store.models()
+    if args.model is not None:
+        from chatbot.inference.checkpoint import load_checkpoint
+        from chatbot.inference.responder import Responder
+
+        checkpoint = load_checkpoint(args.model)
+        responder = Responder(checkpoint, args.context_turns)
+        label = f"model {checkpoint.path.name} ({checkpoint.model_id[:8]}) · {describe(decoding)}"
+        responder_for = lambda conversation: responder  # noqa: E731
+    else:
+        models = ModelCache(log)
+        label = f"the stored model · {describe(decoding)}"
+
+        def responder_for(conversation: Conversation):
+            record = records.get(conversation.model_id) if conversation.model_id is not None else None
+            checkpoint = models.checkpoint(record) if record is not None else f"conversation {conversation.id} has no stored model"
+            if isinstance(checkpoint, str):
+                raise CheckpointError(f"{checkpoint}; or pass --model DIR")
+            return models.responder(checkpoint, args.context_turns or checkpoint.model_config.max_turns - 1)
+
+    compared = compare(store, ids, responder_for, decoding, args.seed, log)
+    print("\n".join(comparison_lines(compared, label) + [""] + summary_lines(comparison_summary(compared))))
+    if args.format:
+        from chatbot.paths import storage_dir
+
+        report = comparison_report(compared, label, decoding, records)
+        output = Path(args.output) if args.output else storage_dir() / "replays" / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.{args.format}"
+        write_report(report, args.format, output)
+        print(f"report: {output}")
+    return 0
 
 
 def cmd_serve(args) -> int:

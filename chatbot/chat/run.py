@@ -19,12 +19,12 @@ from collections.abc import Callable
 
 from prompt_toolkit import PromptSession
 
-from chatbot.checkpoint import check_model_dir
-from chatbot.decoding import decoding_from_args, describe
+from chatbot.chat.repl import HINT, ChatREPL, ModelLoader
+from chatbot.chat.terminal import LineInput, binary, private_history, terminal_session
+from chatbot.dialogue.manager import DialogueManager
 from chatbot.errors import ConfigError
-from chatbot.manager import DialogueManager
-from chatbot.repl import HINT, ChatREPL, ModelLoader
-from chatbot.terminal import LineInput, binary, private_history, terminal_session
+from chatbot.inference.checkpoint import check_model_dir
+from chatbot.inference.decoding import decoding_from_args, describe
 
 
 def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[[str], None] = print) -> int:
@@ -40,7 +40,7 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
         CheckpointError: the model directory is missing or incomplete.
         ConfigError: `--input` cannot be read.
     """
-    from chatbot.checkpoint import find_default_model
+    from chatbot.inference.checkpoint import find_default_model
     from chatbot.paths import storage_dir
 
     decoding = decoding_from_args(args)
@@ -57,15 +57,15 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
     jsonl = args.output == "jsonl"
 
     def load():
-        from chatbot.checkpoint import load_checkpoint
-        from chatbot.responder import default_context_turns, make_generator
+        from chatbot.inference.checkpoint import load_checkpoint
+        from chatbot.inference.responder import default_context_turns, make_generator
 
         checkpoint = load_checkpoint(model_dir)
         turns = default_context_turns(checkpoint) if args.context_turns is None else args.context_turns
         generator = make_generator(checkpoint, turns, background_compile=interactive) if turns >= 1 else None
         return checkpoint, generator
 
-    from chatbot.compiler import persistent_cache
+    from chatbot.inference.compiler import persistent_cache
     from chatbot.paths import cache_dir
 
     with contextlib.suppress(OSError):  # an unwritable home: compile as before

@@ -17,10 +17,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from chatbot.compiler import BackgroundCompiler
-from chatbot.decoding import EARLIER_REPLY_TURNS, DecodingConfig
-from chatbot.samplers import INVALID, Knobs, graph_key, make_sampler, sequences
-from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from chatbot.inference.compiler import BackgroundCompiler
+from chatbot.inference.decoding import EARLIER_REPLY_TURNS, DecodingConfig
+from chatbot.inference.samplers import INVALID, Knobs, graph_key, make_sampler, sequences
+from chatbot.text.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 class _NoRetracingWarning(logging.Filter):

@@ -15,7 +15,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from chatbot.checkpoint import (
+from chatbot.errors import CheckpointError
+from chatbot.inference.checkpoint import (
     CONFIG_FILENAME,
     CURVES_FILENAME,
     METRICS_FILENAME,
@@ -24,8 +25,7 @@ from chatbot.checkpoint import (
     model_checksum,
     sha256_of,
 )
-from chatbot.errors import CheckpointError
-from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
+from chatbot.text.tokenizer import FILENAME as TOKENIZER_FILENAME
 
 PACK_FILENAME = "pack.json"
 COPIED_FILES = (TOKENIZER_FILENAME, CONFIG_FILENAME, METRICS_FILENAME, CURVES_FILENAME)
@@ -59,7 +59,7 @@ def pack_model(
         CorpusError: the training corpus cannot be read to measure the perplexity.
     """
     from chatbot.corpus import ReadOptions, load_corpus
-    from chatbot.evaluation import perplexity
+    from chatbot.evaluation.evaluate import perplexity
     from chatbot.models import build_model, dtype_policy
     from chatbot.training.data import dialogue_windows
 

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatbot.decoding import DECODER_VERSION, DecodingConfig, describe
 from chatbot.errors import CheckpointError
+from chatbot.inference.decoding import DECODER_VERSION, DecodingConfig
 from chatbot.storage import Conversation, ConversationStore, ModelRecord, Turn, decoding_of
 
 if TYPE_CHECKING:
-    from chatbot.responder import Responder  # imported when used: it pulls in the model code
+    from chatbot.inference.responder import Responder  # imported when used: it pulls in the model code
 
 REPORT_FORMATS = ("md", "json")
 
@@ -60,7 +60,7 @@ class ModelCache:
         return self._checkpoints[record.id]
 
     def _load(self, record: ModelRecord):
-        from chatbot.checkpoint import load_checkpoint, model_checksum
+        from chatbot.inference.checkpoint import load_checkpoint, model_checksum
 
         where = f"model {record.name} ({record.checksum}) at {record.path}"
         try:
@@ -78,7 +78,7 @@ class ModelCache:
 
     def responder(self, checkpoint, context_turns: int):
         """A Responder for `checkpoint` with this context window (built once per pair)."""
-        from chatbot.responder import Responder
+        from chatbot.inference.responder import Responder
 
         key = (id(checkpoint), context_turns)
         if key not in self._responders:
@@ -246,7 +246,7 @@ def compare(
 
 def comparison_summary(results: list[tuple[Conversation, list[Compared]]]) -> dict:
     """Mean reply length (words), distinct-2 of the stored and the new replies, and the share identical."""
-    from chatbot.metrics import distinct_n, mean_length, words
+    from chatbot.evaluation.metrics import distinct_n, mean_length, words
 
     rows = [row for _, compared in results for row in compared]
     stored = [words(row.turn.text) for row in rows]
@@ -315,86 +315,3 @@ def comparison_report(results, label: str, decoding: DecodingConfig, models: dic
 
 
 # --- `chatbot replay` ------------------------------------------------------
-
-
-def run_replay(args, log: Callable[[str], None] | None = None) -> int:
-    """`chatbot replay`: print conversations, regenerate them (--regenerate), or compare them
-    against another model or settings (--model DIR, decoding flags, --format).
-
-    Returns the exit status: with --regenerate, 1 unless every reply is identical.
-
-    Raises:
-        ConfigError: conflicting or missing options.
-        ConversationNotFoundError: an unknown id (before any model loads).
-        CheckpointError: --model cannot be loaded.
-    """
-    import sys
-    import time
-
-    from chatbot.decoding import decoding_from_args
-    from chatbot.errors import ConfigError
-    from chatbot.storage import open_store
-    from chatbot.transcript import transcript_lines, write_report
-
-    log = log or (lambda line: print(line, file=sys.stderr))
-    if args.all == bool(args.ids):
-        raise ConfigError("replay: give conversation ids or --all (not both)")
-    decoding = decoding_from_args(args)
-    comparing = (
-        args.model is not None
-        or args.format is not None
-        or decoding != DecodingConfig()
-        or args.seed is not None
-        or args.context_turns is not None
-    )
-    if args.regenerate and comparing:
-        raise ConfigError("--regenerate uses the stored model and settings; leave out --model, --format and decoding flags")
-    store = open_store(args.db)
-    if store.upgrade_note:
-        print(store.upgrade_note, file=sys.stderr)
-    ids = None if args.all else args.ids
-    conversations = store.conversations(ids)  # unknown ids fail here, before any model loads
-    if args.regenerate:
-        models = ModelCache(log)
-        status = 0
-        for conversation in conversations:
-            results = regenerate(store, conversation.id, models, all_branches=args.all_branches)
-            print("\n".join(regeneration_lines(conversation, results)))
-            if not all(result.identical for result in results):
-                status = 1
-        return status
-    if not comparing:
-        blocks = ["\n".join(transcript_lines(store.transcript(c.id, args.all_branches))) for c in conversations]
-        sys.stdout.write("\n\n".join(blocks) + "\n")
-        return 0
-
-    records = store.models()
-    if args.model is not None:
-        from chatbot.checkpoint import load_checkpoint
-        from chatbot.responder import Responder
-
-        checkpoint = load_checkpoint(args.model)
-        responder = Responder(checkpoint, args.context_turns)
-        label = f"model {checkpoint.path.name} ({checkpoint.model_id[:8]}) · {describe(decoding)}"
-        responder_for = lambda conversation: responder  # noqa: E731
-    else:
-        models = ModelCache(log)
-        label = f"the stored model · {describe(decoding)}"
-
-        def responder_for(conversation: Conversation):
-            record = records.get(conversation.model_id) if conversation.model_id is not None else None
-            checkpoint = models.checkpoint(record) if record is not None else f"conversation {conversation.id} has no stored model"
-            if isinstance(checkpoint, str):
-                raise CheckpointError(f"{checkpoint}; or pass --model DIR")
-            return models.responder(checkpoint, args.context_turns or checkpoint.model_config.max_turns - 1)
-
-    compared = compare(store, ids, responder_for, decoding, args.seed, log)
-    print("\n".join(comparison_lines(compared, label) + [""] + summary_lines(comparison_summary(compared))))
-    if args.format:
-        from chatbot.paths import storage_dir
-
-        report = comparison_report(compared, label, decoding, records)
-        output = Path(args.output) if args.output else storage_dir() / "replays" / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.{args.format}"
-        write_report(report, args.format, output)
-        print(f"report: {output}")
-    return 0

@@ -1,7 +1,7 @@
 """The `chatbot` command line. User errors become one line on stderr and a nonzero exit.
 
 `build_parser` defines every command and flag; `main` parses, silences native logs and runs
-the command's handler from `chatbot.commands`, turning a `ChatbotError` into one line.
+the command's handler from `chatbot.cli.commands`, turning a `ChatbotError` into one line.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import os
 import sys
 import typing
 
-from chatbot import commands
+from chatbot.cli import commands
+from chatbot.cli.native_logs import native_logs_silenced
 from chatbot.config import MODEL_TYPES, PRESETS, ModelConfig, TrainConfig, flag_fields
 from chatbot.corpus.registry import FORMATS
 from chatbot.errors import ChatbotError
-from chatbot.native_logs import native_logs_silenced
 
 # Quiet TensorFlow's C++ logging after start-up (start-up lines ignore it: see native_logs).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -66,7 +66,7 @@ def _add_corpus_reading(parser: argparse.ArgumentParser, mixture: bool = True) -
 
 
 def _add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> argparse._ArgumentGroup:
-    from chatbot.decoding import add_decoding_arguments
+    from chatbot.inference.decoding import add_decoding_arguments
 
     group = add_decoding_arguments(parser)
     if seed is None:

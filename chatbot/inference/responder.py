@@ -12,11 +12,11 @@ import dataclasses
 import secrets
 import time
 
-from chatbot.checkpoint import Checkpoint
-from chatbot.corpus.dialogue import normalize_text
-from chatbot.decoding import DECODER_VERSION, EARLIER_REPLY_TURNS, DecodingConfig
 from chatbot.errors import ConfigError
-from chatbot.framing import context_array
+from chatbot.inference.checkpoint import Checkpoint
+from chatbot.inference.decoding import DECODER_VERSION, EARLIER_REPLY_TURNS, DecodingConfig
+from chatbot.inference.framing import context_array
+from chatbot.text.normalize import normalize_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +116,7 @@ def default_context_turns(checkpoint: Checkpoint) -> int:
 
 def make_generator(checkpoint: Checkpoint, context_turns: int | None = None, background_compile: bool = False):
     """A ReplyGenerator sized for this checkpoint's contexts (imports TensorFlow)."""
-    from chatbot.generation import ReplyGenerator
+    from chatbot.inference.generation import ReplyGenerator
 
     turns = default_context_turns(checkpoint) if context_turns is None else context_turns
     shape = (max(turns, 1), checkpoint.model_config.max_utterance_length)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from chatbot.checkpoint import Checkpoint
 from chatbot.config import TrainConfig, model_config
-from chatbot.framing import context_array
-from chatbot.tokenizer import EOS_ID, Tokenizer
+from chatbot.inference.checkpoint import Checkpoint
+from chatbot.inference.framing import context_array
+from chatbot.text.tokenizer import EOS_ID, Tokenizer
 
 REPLIES = (
     "hello there, how are you?",

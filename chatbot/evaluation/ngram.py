@@ -54,7 +54,7 @@ from nltk.lm import NgramCounter, Vocabulary
 from nltk.lm.models import InterpolatedLanguageModel
 from nltk.lm.smoothing import KneserNey
 
-from chatbot.tokenizer import BOS_ID, EOS_ID
+from chatbot.text.tokenizer import BOS_ID, EOS_ID
 
 _BOS, _EOS = str(BOS_ID), str(EOS_ID)
 

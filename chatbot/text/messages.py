@@ -15,7 +15,7 @@ import dataclasses
 import re
 import unicodedata
 
-from chatbot.corpus.dialogue import normalize_text
+from chatbot.text.normalize import normalize_text
 
 MAX_MESSAGE_CHARS = 65_536  # characters of a message that are stored (64 Ki); the rest is cut, with a notice
 

@@ -1,0 +1,1 @@
+"""Dialogue management: the DialogueManager that owns every exchange, and the conversation service under it."""

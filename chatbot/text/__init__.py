@@ -1,0 +1,1 @@
+"""Text shared by every wing: the SentencePiece tokenizer, normalisation, message cleaning."""
