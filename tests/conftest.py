@@ -73,7 +73,7 @@ def tiny_vhred_dir(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_model_dir):
-    from chatbot.checkpoint import load_checkpoint
+    from chatbot.inference.checkpoint import load_checkpoint
 
     return load_checkpoint(tiny_model_dir)
 

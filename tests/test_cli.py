@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from chatbot.checkpoint import SHIPPED_MODEL_DIR, find_default_model
-from chatbot.cli import main
+from chatbot.cli.parser import main
 from chatbot.corpus import SPLITS
 from chatbot.errors import ModelNotFoundError
+from chatbot.inference.checkpoint import SHIPPED_MODEL_DIR, find_default_model
 from chatbot.storage import ConversationStore
 from tests.conftest import CORPORA, REPO
 
@@ -24,8 +24,8 @@ def run(*args, env=None, input=None):
 
 
 def test_replay_prints_every_turn_with_its_settings(tiny_checkpoint, db_url, capsys):
-    from chatbot.decoding import DecodingConfig
-    from chatbot.manager import DialogueManager
+    from chatbot.dialogue.manager import DialogueManager
+    from chatbot.inference.decoding import DecodingConfig
 
     manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint)
     conversation = manager.start()

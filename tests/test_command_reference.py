@@ -10,9 +10,9 @@ import re
 import pytest
 from serving import REPO
 
-from chatbot.cli import build_parser
+from chatbot.cli.parser import build_parser
 from chatbot.config import ModelConfig, TrainConfig, flag_fields
-from chatbot.decoding import add_decoding_arguments
+from chatbot.inference.decoding import add_decoding_arguments
 
 SETTINGS = {prefix + f.name.replace("_", "-") for cls in (ModelConfig, TrainConfig) for f in flag_fields(cls) for prefix in ("--", "--no-")}
 

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from chatbot.checkpoint import load_checkpoint, read_config
-from chatbot.cli import main
+from chatbot.cli.parser import main
 from chatbot.corpus import SPLITS, load_corpus, resolve
 from chatbot.corpus.tokens import TokenizedCorpus, cached_tokenizer, tokenize_source
 from chatbot.errors import CorpusError
-from chatbot.tokenizer import Tokenizer
+from chatbot.inference.checkpoint import load_checkpoint, read_config
+from chatbot.text.tokenizer import Tokenizer
 from chatbot.training.data import TokenWindows, WindowBatches, dialogue_windows
 from tests.conftest import CORPORA
 

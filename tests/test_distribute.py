@@ -130,7 +130,7 @@ def test_two_workers_and_two_replicas_match_one_device_and_resume(tmp_path):
 
 
 def test_distribute_refusals_are_one_line(tmp_path, capsys, monkeypatch):
-    from chatbot.cli import main
+    from chatbot.cli.parser import main
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     base = ["train", "--corpus", "chatterbot:english", "--preset", "tiny", "--out", str(tmp_path / "m")]

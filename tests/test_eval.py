@@ -5,12 +5,12 @@ import json
 import keras
 import numpy as np
 
-from chatbot.checkpoint import load_checkpoint, read_config
-from chatbot.cli import main
+from chatbot.cli.parser import main
 from chatbot.config import model_config
-from chatbot.decoding import DecodingConfig
+from chatbot.inference.checkpoint import load_checkpoint, read_config
+from chatbot.inference.decoding import DecodingConfig
 from chatbot.models import build_model
-from chatbot.tokenizer import BOS_ID, EOS_ID
+from chatbot.text.tokenizer import BOS_ID, EOS_ID
 from chatbot.training.callbacks import PosteriorCollapseWarning
 from chatbot.training.trainer import copy_encoder_weights
 
@@ -126,8 +126,8 @@ def test_posterior_collapse_is_reported_only_after_annealing(tiny_vhred_dir):
 
 
 def test_the_dialogue_manager_answers_with_a_vhred_and_a_seed_repeats_the_reply(tiny_vhred_dir, db_url):
-    from chatbot.decoding import DecodingConfig
-    from chatbot.manager import DialogueManager
+    from chatbot.dialogue.manager import DialogueManager
+    from chatbot.inference.decoding import DecodingConfig
     from chatbot.storage import ConversationStore
 
     manager = DialogueManager(ConversationStore(db_url), load_checkpoint(tiny_vhred_dir))

@@ -25,17 +25,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scripted import REPLIES, expected_reply, scripted_checkpoint
 
-from chatbot.chat import run_chat
-from chatbot.cli import build_parser
+from chatbot.chat.repl import SETTINGS, ChatREPL, ModelLoader, changed_setting
+from chatbot.chat.run import run_chat
+from chatbot.chat.terminal import LineInput
+from chatbot.cli.parser import build_parser
 from chatbot.corpus import load_corpus
-from chatbot.decoding import DecodingConfig
+from chatbot.dialogue.manager import DialogueManager
 from chatbot.errors import ChatbotError, StorageError
-from chatbot.generation import ReplyGenerator
-from chatbot.manager import DialogueManager
-from chatbot.messages import MAX_MESSAGE_CHARS, clean_message
-from chatbot.repl import SETTINGS, ChatREPL, ModelLoader, changed_setting
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.inference.generation import ReplyGenerator
 from chatbot.storage import ConversationStore
-from chatbot.terminal import LineInput
+from chatbot.text.messages import MAX_MESSAGE_CHARS, clean_message
 
 REPO = Path(__file__).resolve().parent.parent
 # The scripted model's five-reply table repeats within a chat: exact replies are the script's own, so the
@@ -241,7 +241,7 @@ def test_a_database_locked_by_another_writer_is_refused_with_one_line(tmp_path):
 def test_messages_from_a_file_on_stdin_are_all_answered_and_stored(tmp_path, tiny_model_dir, db_url, monkeypatch, capsys):
     # In process: `main` reads the real sys.stdin, here a file (not a terminal), as the installed command does.
     # The real process on a pipe and on --input FILE: tests/test_cli.py and test_kill_9_of_a_chat_... below.
-    from chatbot.cli import main
+    from chatbot.cli.parser import main
 
     messages = tmp_path / "notes.txt"
     messages.write_text("hello there\ncolour \x1b[31mred\x1b[0m text\n/history\nbye\n")
@@ -600,7 +600,8 @@ texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_siz
 @settings(max_examples=40, deadline=None)
 @given(turns=st.lists(texts, min_size=1, max_size=6), title=texts)
 def test_transcripts_sessions_and_exports_render_any_stored_text(turns, title):
-    from chatbot.transcript import export_text, session_lines, transcript_lines
+    from chatbot.chat.views import session_lines, transcript_lines
+    from chatbot.dialogue.export import export_text
 
     store = ConversationStore("sqlite://")
     conversation = store.create_conversation().id
@@ -631,7 +632,7 @@ class SlowGenerator:
 
 def test_two_chats_on_one_conversation_are_answered_in_turn(db_url, checkpoint):
     """The second chat's message waits for the first chat's reply, then is answered with it in its context."""
-    from chatbot.responder import make_generator
+    from chatbot.inference.responder import make_generator
 
     slow = SlowGenerator(make_generator(checkpoint), 0.5)
     first = DialogueManager(DialogueManager.open(db_url).store, checkpoint, generator=slow)

@@ -8,7 +8,7 @@ from chatbot.config import model_config
 from chatbot.corpus import load_corpus
 from chatbot.models import HRED, build_model
 from chatbot.models.base import existing_targets
-from chatbot.tokenizer import Tokenizer
+from chatbot.text.tokenizer import Tokenizer
 from chatbot.training.data import WindowBatches, dialogue_windows
 
 

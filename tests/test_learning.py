@@ -17,7 +17,7 @@ import pytest
 from chatbot.config import model_config
 from chatbot.corpus import load_corpus
 from chatbot.models import HRED, build_model
-from chatbot.tokenizer import BOS_ID, EOS_ID, Tokenizer
+from chatbot.text.tokenizer import BOS_ID, EOS_ID, Tokenizer
 from chatbot.training.data import WindowBatches, dialogue_windows
 
 WORDS = 40

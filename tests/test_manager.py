@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from chatbot.decoding import DecodingConfig
+from chatbot.dialogue.manager import DialogueManager
 from chatbot.errors import ConfigError
-from chatbot.manager import DialogueManager
-from chatbot.messages import MAX_MESSAGE_CHARS
-from chatbot.replay import ModelCache, regenerate
+from chatbot.evaluation.replay import ModelCache, regenerate
+from chatbot.inference.decoding import DecodingConfig
 from chatbot.storage import ConversationStore
+from chatbot.text.messages import MAX_MESSAGE_CHARS
 
 
 def test_turns_persist_and_a_restart_rebuilds_the_same_context(tiny_checkpoint, store_url):
@@ -118,7 +118,7 @@ def test_concurrent_exchanges_on_one_conversation_queue_without_deadlock(store_u
 
     from scripted import scripted_checkpoint
 
-    from chatbot.responder import make_generator
+    from chatbot.inference.responder import make_generator
 
     checkpoint = scripted_checkpoint(tmp_path)
     generator = make_generator(checkpoint)

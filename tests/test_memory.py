@@ -22,10 +22,10 @@ import random
 import pytest
 from conftest import trained_once
 
-from chatbot.checkpoint import load_checkpoint
 from chatbot.config import TrainConfig, model_config
-from chatbot.decoding import DecodingConfig
-from chatbot.manager import DialogueManager
+from chatbot.dialogue.manager import DialogueManager
+from chatbot.inference.checkpoint import load_checkpoint
+from chatbot.inference.decoding import DecodingConfig
 from chatbot.storage import ConversationStore
 
 SLOTS = {

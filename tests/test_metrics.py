@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from chatbot.metrics import (
+from chatbot.evaluation.metrics import (
     bleu,
     distinct_n,
     generic_reply_rate,

@@ -9,12 +9,12 @@ import pytest
 
 from chatbot.config import model_config
 from chatbot.corpus import load_corpus
-from chatbot.decoding import DecodingConfig
-from chatbot.generation import ReplyGenerator
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.inference.generation import ReplyGenerator
 from chatbot.models import build_model
 from chatbot.models.seq2seq import flatten_history
 from chatbot.models.vhred import gaussian_kl, kl_weight, word_dropout
-from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from chatbot.text.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 from chatbot.training.data import WindowBatches, dialogue_windows
 
 ARCHITECTURES = {
@@ -230,7 +230,9 @@ def test_the_language_model_ignores_the_context(english):
     other = _probe(batches)[:1, :4].copy()
     other[0, 0, 1:3] = [5, 6]  # another history, the same reply prefix
     state_a, state_b = model.encode_context(_probe(batches)[:1, :4]), model.encode_context(other)
-    np.testing.assert_array_equal(model.decode_step(np.array([BOS_ID], "int32"), state_a)[0], model.decode_step(np.array([BOS_ID], "int32"), state_b)[0])
+    np.testing.assert_array_equal(
+        model.decode_step(np.array([BOS_ID], "int32"), state_a)[0], model.decode_step(np.array([BOS_ID], "int32"), state_b)[0]
+    )
 
 
 @pytest.mark.parametrize("name", ["seq2seq", "hred", "hran", "vhred"])

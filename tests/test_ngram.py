@@ -6,8 +6,8 @@ import math
 import pytest
 from nltk.lm import KneserNeyInterpolated
 
-from chatbot.ngram import KneserNeyBaseline, _InterpolatedKneserNey, _TabledKneserNey
-from chatbot.tokenizer import BOS_ID, EOS_ID
+from chatbot.evaluation.ngram import KneserNeyBaseline, _InterpolatedKneserNey, _TabledKneserNey
+from chatbot.text.tokenizer import BOS_ID, EOS_ID
 
 V = 12  # ids 0..11; 4..9 appear in training, 10 and 11 never do
 REPLIES = [[4, 5, 6], [4, 5, 7], [5, 6, 4, 5], [8], [9, 4, 5, 6, 6], [6, 4], [7, 7, 8, 5]]
@@ -55,8 +55,10 @@ def test_each_reply_predicts_its_pieces_and_eos():
     total, tokens = lm.nll([[4, 5, 6], [8]])
     assert tokens == 6
     assert lm.perplexity([[4, 5, 6], [8]]) == pytest.approx(math.exp(total / 6))
-    by_hand = -sum(math.log(lm._model.score(w, c)) for w, c in [
-        ("4", (B, B)), ("5", (B, "4")), ("6", ("4", "5")), (E, ("5", "6")), ("8", (B, B)), (E, (B, "8"))])
+    by_hand = -sum(
+        math.log(lm._model.score(w, c))
+        for w, c in [("4", (B, B)), ("5", (B, "4")), ("6", ("4", "5")), (E, ("5", "6")), ("8", (B, B)), (E, (B, "8"))]
+    )
     assert total == pytest.approx(by_hand)
 
 
@@ -80,7 +82,7 @@ def test_rejects_ids_outside_a_closed_vocabulary_and_bad_settings():
 
 
 def test_add_one_unigram_is_a_distribution_with_laplace_counts():
-    from chatbot.ngram import AddOneUnigram
+    from chatbot.evaluation.ngram import AddOneUnigram
 
     unigram = AddOneUnigram(vocabulary_size=10).fit([[4, 4, 5], [6]])  # targets: 4 4 5 EOS 6 EOS
     total, tokens = unigram.nll([[4]])  # predicts 4, then EOS

@@ -5,15 +5,15 @@ import zipfile
 
 import pytest
 
-from chatbot.checkpoint import MODEL_FILENAME, load_checkpoint, sha256_of
-from chatbot.cli import main
+from chatbot.cli.parser import main
 from chatbot.config import model_config
 from chatbot.corpus import load_corpus
-from chatbot.decoding import DecodingConfig
 from chatbot.errors import CheckpointError
-from chatbot.evaluation import perplexity
-from chatbot.pack import PACK_FILENAME, pack_model
-from chatbot.responder import Responder
+from chatbot.evaluation.evaluate import perplexity
+from chatbot.evaluation.pack import PACK_FILENAME, pack_model
+from chatbot.inference.checkpoint import MODEL_FILENAME, load_checkpoint, sha256_of
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.inference.responder import Responder
 from tests.conftest import tiny_train_config
 
 

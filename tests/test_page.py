@@ -107,7 +107,7 @@ def test_a_first_chat_enter_sends_shift_enter_breaks_the_line(server, page, chec
 
     conversation = open_id(page)
     assert shown(page) == stored(server, conversation)
-    # a message is stored on one line (chatbot.messages.clean_message), and answered as stored
+    # a message is stored on one line (chatbot.text.messages.clean_message), and answered as stored
     assert shown(page) == [("user", "line one line two"), ("assistant", expected_reply(checkpoint, ["line one line two"]))]
     assert page.input_value("#message") == "" and page.evaluate("document.activeElement.id") == "message"
     entry = page.locator(f'#conversations li[data-id="{conversation}"]')

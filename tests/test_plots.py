@@ -6,8 +6,8 @@ import struct
 import numpy as np
 import pytest
 
-from chatbot.checkpoint import CURVES_FILENAME
-from chatbot.plots import training_curves
+from chatbot.inference.checkpoint import CURVES_FILENAME
+from chatbot.training.plots import training_curves
 
 
 def png_size(path) -> tuple[int, int]:

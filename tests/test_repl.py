@@ -15,13 +15,13 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from scripted import expected_reply, scripted_checkpoint
 
-from chatbot.chat import run_chat
-from chatbot.cli import build_parser
-from chatbot.decoding import decoding_from_args
-from chatbot.generation import ReplyGenerator
-from chatbot.manager import DialogueManager
-from chatbot.repl import ChatREPL, ModelLoader
-from chatbot.responder import default_context_turns
+from chatbot.chat.repl import ChatREPL, ModelLoader
+from chatbot.chat.run import run_chat
+from chatbot.cli.parser import build_parser
+from chatbot.dialogue.manager import DialogueManager
+from chatbot.inference.decoding import decoding_from_args
+from chatbot.inference.generation import ReplyGenerator
+from chatbot.inference.responder import default_context_turns
 from chatbot.storage import ConversationStore
 
 CTRL_C, CTRL_D = "\x03", "\x04"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from chatbot.decoding import DecodingConfig
-from chatbot.samplers import Knobs, make_sampler, ngram_bans, sequences
-from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.inference.samplers import Knobs, make_sampler, ngram_bans, sequences
+from chatbot.text.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 VOCAB = 12
 SPECIALS = (PAD_ID, UNK_ID, BOS_ID)
@@ -152,8 +152,8 @@ def test_ngrams_of_the_bots_earlier_replies_are_blocked_and_the_users_are_not():
 def test_the_generator_gives_the_bots_turns_apart(tiny_checkpoint):
     """The bot's turns are those an odd number of turns before the message answered (the last), looked for
     further back than the model reads: a reply that left the window cannot come back."""
-    from chatbot.decoding import EARLIER_REPLY_TURNS
-    from chatbot.generation import ReplyGenerator
+    from chatbot.inference.decoding import EARLIER_REPLY_TURNS
+    from chatbot.inference.generation import ReplyGenerator
 
     generator = ReplyGenerator(tiny_checkpoint.model, (3, 4), compiled=False)
     context = np.zeros((1, 6, 3), np.int32)
@@ -184,8 +184,8 @@ def test_ngram_bans_direct():
 
 @pytest.mark.parametrize("settings", [dict(sampler="greedy"), dict(sampler="beam", num_beams=4, num_return_sequences=3)])
 def test_compiled_path_equals_eager_reference(tiny_checkpoint, settings):
-    from chatbot.framing import context_array
-    from chatbot.generation import ReplyGenerator
+    from chatbot.inference.framing import context_array
+    from chatbot.inference.generation import ReplyGenerator
 
     tokenizer = tiny_checkpoint.tokenizer
     context = context_array(tokenizer.encode_batch(["hello there", "hi! how are you?", "i am fine, thank you"]), 24)
@@ -201,8 +201,8 @@ def test_compiled_path_equals_eager_reference(tiny_checkpoint, settings):
 
 def test_mmi_rerank_rescores_the_same_candidates(tiny_checkpoint):
     """MMI-antiLM keeps the sampled candidates and adds -lambda * log U(T) >= 0 to each score."""
-    from chatbot.framing import context_array
-    from chatbot.generation import MMI_CANDIDATES, ReplyGenerator
+    from chatbot.inference.framing import context_array
+    from chatbot.inference.generation import MMI_CANDIDATES, ReplyGenerator
 
     context = context_array(tiny_checkpoint.tokenizer.encode_batch(["what is your favorite book?"]), 24)
     generator = ReplyGenerator(tiny_checkpoint.model, (5, 24))
@@ -219,14 +219,16 @@ def test_mmi_rerank_rescores_the_same_candidates(tiny_checkpoint):
 def test_decoding_flags():
     import argparse
 
-    from chatbot.decoding import add_decoding_arguments, decoding_from_args
     from chatbot.errors import ConfigError
+    from chatbot.inference.decoding import add_decoding_arguments, decoding_from_args
 
     parser = argparse.ArgumentParser()
     add_decoding_arguments(parser)
     parse = lambda *flags: decoding_from_args(parser.parse_args(list(flags)))  # noqa: E731
     assert parse() == DecodingConfig()
-    assert parse("--beam", "3", "--candidates", "2").to_dict() == DecodingConfig(sampler="beam", num_beams=3, num_return_sequences=2).to_dict()
+    assert (
+        parse("--beam", "3", "--candidates", "2").to_dict() == DecodingConfig(sampler="beam", num_beams=3, num_return_sequences=2).to_dict()
+    )
     assert parse("--top-k", "7").sampler == "top_k" and parse("--greedy").sampler == "greedy"
     assert parse("--sampler", "sample", "--no-context-ngram", "2", "--allow-unknown").no_context_ngram == 2
     with pytest.raises(ConfigError, match="conflicting decoding flags: greedy and beam"):

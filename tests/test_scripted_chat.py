@@ -11,13 +11,13 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from scripted import REPLIES, expected_reply, scripted_checkpoint, scripted_tokenizer
 
-from chatbot.decoding import DecodingConfig
+from chatbot.chat.repl import ChatREPL, ModelLoader
+from chatbot.dialogue.manager import DialogueManager
 from chatbot.errors import ConfigError, ConversationNotFoundError
-from chatbot.framing import context_array
-from chatbot.generation import ReplyGenerator
-from chatbot.manager import DialogueManager
-from chatbot.repl import ChatREPL, ModelLoader
-from chatbot.responder import make_generator
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.inference.framing import context_array
+from chatbot.inference.generation import ReplyGenerator
+from chatbot.inference.responder import make_generator
 
 CTRL_D = "\x04"
 GREEDY = DecodingConfig(sampler="greedy")

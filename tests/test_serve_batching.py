@@ -9,12 +9,12 @@ import threading
 import pytest
 from scripted import expected_reply, scripted_checkpoint
 
-from chatbot.batch_generation import BatchReplyGenerator
-from chatbot.checkpoint import load_checkpoint
-from chatbot.decoding import DecodingConfig
 from chatbot.errors import OverloadedError
-from chatbot.generation import ReplyGenerator
-from chatbot.responder import Responder
+from chatbot.inference.batch_generation import BatchReplyGenerator
+from chatbot.inference.checkpoint import load_checkpoint
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.inference.generation import ReplyGenerator
+from chatbot.inference.responder import Responder
 from chatbot.serve.batching import BatchingGenerator
 
 HISTORIES = [
@@ -32,7 +32,12 @@ def batch_generator(checkpoint) -> BatchReplyGenerator:
 
 @pytest.mark.parametrize(
     "config",
-    [DecodingConfig(), DecodingConfig(sampler="greedy"), DecodingConfig(sampler="top_k", temperature=1.3), DecodingConfig(num_return_sequences=3)],
+    [
+        DecodingConfig(),
+        DecodingConfig(sampler="greedy"),
+        DecodingConfig(sampler="top_k", temperature=1.3),
+        DecodingConfig(num_return_sequences=3),
+    ],
     ids=["top_p", "greedy", "top_k", "3 candidates"],
 )
 def test_a_batch_decodes_each_request_as_it_would_be_decoded_alone(tiny_checkpoint, config):

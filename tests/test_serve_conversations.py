@@ -15,12 +15,12 @@ from httpx_sse import connect_sse
 from scripted import expected_reply, scripted_checkpoint
 from serving import REPO, running
 
-from chatbot.decoding import DecodingConfig
-from chatbot.manager import DialogueManager
-from chatbot.repl import ChatREPL
-from chatbot.responder import make_generator
+from chatbot.chat.repl import ChatREPL
+from chatbot.chat.terminal import LineInput
+from chatbot.dialogue.manager import DialogueManager
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.inference.responder import make_generator
 from chatbot.storage import ConversationStore
-from chatbot.terminal import LineInput
 
 GREEDY = {"temperature": 0}
 KEYS = "alice:alice-secret-key-0001\nbob:bob-secret-key-000002\n"
@@ -163,7 +163,9 @@ def test_the_repl_and_the_api_give_the_same_results_on_one_database(server, chec
     assert len(store.branches(cid)) == len(store.branches(repl.conversation_id)) == 3
     # and the REPL continues a conversation the API made, reading the same context
     lines.clear()
-    ChatREPL(manager, DecodingConfig(sampler="greedy"), LineInput(_lines(["one more"])), write=lines.append, conversation_id=cid, hint=None).run()
+    ChatREPL(
+        manager, DecodingConfig(sampler="greedy"), LineInput(_lines(["one more"])), write=lines.append, conversation_id=cid, hint=None
+    ).run()
     said = [text for _, text in by_api] + ["one more"]
     assert f"bot> {expected_reply(checkpoint, said)}" in lines
     store.close()

@@ -44,7 +44,11 @@ def test_a_completion_is_answered_and_stored_and_the_next_request_continues_it(c
     assert first.object == "chat.completion" and first.id.startswith("chatcmpl-") and first.system_fingerprint
     assert first.usage.total_tokens == first.usage.prompt_tokens + first.usage.completion_tokens > 0
     conversation = first.model_extra["conversation_id"]
-    history = [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": reply}, {"role": "user", "content": "tell me more"}]
+    history = [
+        {"role": "user", "content": "hello there"},
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": "tell me more"},
+    ]
     second = client.chat.completions.create(model="scripted", messages=history, seed=4)
     assert second.model_extra["conversation_id"] == conversation  # continued, not a new conversation
     store = ConversationStore(server.db)
@@ -164,7 +168,9 @@ def test_unknown_model_and_conversation_are_404(client):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     assert error.value.body["code"] == "model_not_found" and error.value.body["param"] == "model"
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "hi"}], extra_body={"conversation_id": 999_999})
+        client.chat.completions.create(
+            model="scripted", messages=[{"role": "user", "content": "hi"}], extra_body={"conversation_id": 999_999}
+        )
 
 
 def test_a_body_over_the_limit_is_413(client):
@@ -212,7 +218,9 @@ def test_a_retry_of_the_openai_client_gets_the_stored_reply_back(client, server)
     resent = client.chat.completions.create(model="scripted", messages=history, seed=3)
     assert again.id == second.id and resent.id != second.id
     conversation = first.model_extra["conversation_id"]
-    assert {second.model_extra["conversation_id"], again.model_extra["conversation_id"], resent.model_extra["conversation_id"]} == {conversation}
+    assert {second.model_extra["conversation_id"], again.model_extra["conversation_id"], resent.model_extra["conversation_id"]} == {
+        conversation
+    }
     store = ConversationStore(server.db)
     assert len(store.turns(conversation)) == 4 and len(store.tree(conversation)) == 5  # the resend: an alternative reply
     store.close()

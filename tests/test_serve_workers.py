@@ -157,7 +157,9 @@ def test_sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_0(
         results: list[httpx.Response] = []
         with store.tickets.turn(conversation, wait=5):  # another process answers in this conversation: the request waits
             sender = threading.Thread(
-                target=lambda: results.append(httpx.post(f"{server.api}/conversations/{conversation}/messages", json={"content": "hi"}, timeout=60))
+                target=lambda: results.append(
+                    httpx.post(f"{server.api}/conversations/{conversation}/messages", json={"content": "hi"}, timeout=60)
+                )
             )
             sender.start()
             deadline = time.monotonic() + 30

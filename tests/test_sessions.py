@@ -3,7 +3,7 @@ training on stored conversations, on real SQLite files.
 
 Listing, search, rename, delete, export, branches and bad ids are storage and command logic: their
 conversations are chatted with the scripted model (tests/scripted.py: the real generator, samplers and
-manager over a fixed reply table) and the commands run in-process through `chatbot.cli.main`. Exact
+manager over a fixed reply table) and the commands run in-process through `chatbot.cli.parser.main`. Exact
 regeneration, comparison against another model, replay under other settings and fine-tuning use the
 real tiny models of tests/conftest.py. `bin/chatbot` itself runs where its exit codes are the point.
 Each module-scoped model keeps one compiled generator, so every decoding setting is compiled once here.
@@ -20,12 +20,12 @@ import stat
 import pytest
 from scripted import scripted_checkpoint
 
-from chatbot.checkpoint import Checkpoint, model_checksum
-from chatbot.cli import main
+from chatbot.cli.parser import main
 from chatbot.corpus import load_corpus
-from chatbot.decoding import DecodingConfig
-from chatbot.manager import DialogueManager
-from chatbot.responder import make_generator
+from chatbot.dialogue.manager import DialogueManager
+from chatbot.inference.checkpoint import Checkpoint, model_checksum
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.inference.responder import make_generator
 from chatbot.storage import ConversationStore
 from tests.test_cli import run
 from tests.test_store import snapshot, write_v1_database
@@ -175,7 +175,7 @@ def test_fine_tuning_on_stored_conversations(scripted, tiny_model_dir, tiny_chec
     smallest = ["--epochs", "1", "--batch-size", "4", "--length-groups", "1"]
     status = main(["train", "--corpus", f"db:{db_url}", "--init-from", str(tiny_model_dir), "--out", str(out), *smallest])
     assert status == 0, capsys.readouterr().err
-    from chatbot.checkpoint import load_checkpoint, read_config
+    from chatbot.inference.checkpoint import load_checkpoint, read_config
 
     tuned = load_checkpoint(out)
     assert read_config(out)[0] == tiny_checkpoint.model_config  # same architecture: every size kept
@@ -196,7 +196,7 @@ def test_a_chat_regenerates_exactly_including_replies_made_while_compiling(tiny_
     chat(tiny_model_dir, db_url, "hello there\nwhat is your name?\n/beam 2\nwhere do you live?\n/retry\n" + CTRL_D, "--seed", "5")
     settings = [json.loads(t.decoding) for t in ConversationStore(db_url).tree(1) if t.speaker == "bot"]
     assert settings[0]["compiled"] is False  # the first reply ran eagerly while its graphs compiled
-    from chatbot.checkpoint import read_config
+    from chatbot.inference.checkpoint import read_config
 
     window = read_config(tiny_model_dir)[0].max_turns - 1
     assert all(s["decoder_version"] == 2 and s["context_turns"] == window for s in settings), settings

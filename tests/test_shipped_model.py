@@ -12,11 +12,11 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 import chatbot.models  # noqa: F401  registers the custom layers for keras.models.load_model
-from chatbot.chat import run_chat
-from chatbot.checkpoint import MODEL_FILENAME, SHIPPED_MODEL_DIR, find_default_model, load_checkpoint, model_checksum, sha256_of
-from chatbot.cli import build_parser, main
+from chatbot.chat.run import run_chat
+from chatbot.cli.parser import build_parser, main
+from chatbot.inference.checkpoint import MODEL_FILENAME, SHIPPED_MODEL_DIR, find_default_model, load_checkpoint, model_checksum, sha256_of
 from chatbot.storage import ConversationStore
-from chatbot.tokenizer import FILENAME as TOKENIZER_FILENAME
+from chatbot.text.tokenizer import FILENAME as TOKENIZER_FILENAME
 
 CARD = SHIPPED_MODEL_DIR / "MODEL_CARD.md"
 

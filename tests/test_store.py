@@ -12,10 +12,10 @@ from sqlalchemy import event
 
 import chatbot.storage.database
 import chatbot.storage.postgres
+from chatbot.dialogue.export import write_export
 from chatbot.errors import ConversationNotFoundError, StorageError
 from chatbot.storage import SCHEMA_VERSION, ConversationStore
 from chatbot.storage.database import open_engine
-from chatbot.transcript import write_export
 
 # The schema that migration 1 ("initial") created, as SQLite stored it.
 V1_SCHEMA = [

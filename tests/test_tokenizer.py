@@ -1,7 +1,7 @@
 import unicodedata
 
 from chatbot.corpus import load_corpus
-from chatbot.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from chatbot.text.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 
 
 def _train(spec, size):

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from chatbot.checkpoint import load_checkpoint, read_config
-from chatbot.cli import main
+from chatbot.cli.parser import main
 from chatbot.errors import CheckpointError
+from chatbot.inference.checkpoint import load_checkpoint, read_config
 
 
 def test_training_writes_a_complete_model_directory(tiny_model_dir):
@@ -72,7 +72,13 @@ def test_time_budget_stops_training(tmp_path):
     from chatbot.training.trainer import train
     from tests.conftest import tiny_train_config
 
-    result = train(tmp_path / "budget", model_config("tiny"), tiny_train_config(epochs=50, max_minutes=0.02, max_dialogues=300), verbose=0, log=lambda _: None)
+    result = train(
+        tmp_path / "budget",
+        model_config("tiny"),
+        tiny_train_config(epochs=50, max_minutes=0.02, max_dialogues=300),
+        verbose=0,
+        log=lambda _: None,
+    )
     assert result.stopped_by_budget and result.epochs_run == 1
     assert (tmp_path / "budget" / "model.keras").exists()  # the cut epoch is validated and saved
 
