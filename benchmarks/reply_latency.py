@@ -14,8 +14,12 @@ and beam 5 decoding, all other settings at their defaults, and reports:
   is read once per token);
 - the arithmetic floor: the reply's matmul FLOPs (2 x multiply-adds of every
   kernel applied: utterance encoder over the history's tokens, context RNN per
-  turn, decoder and output projection per generated token and beam) divided by
-  the matmul throughput measured in the same run (1024 x 1024 float32).
+  turn, decoder and output projection per generated token and beam; Seq2Seq's
+  encoder over its source turns, none for the language model; attention's
+  weights are not counted) divided by the matmul throughput measured in the
+  same run (1024 x 1024 float32).
+
+--model DIR takes a trained model of any architecture (lm, seq2seq, hred, hran, vhred).
 
 Run:  .venv/bin/python benchmarks/reply_latency.py [--runs 50] [--output FILE.json]
 """
@@ -68,13 +72,25 @@ def output_kernels(model) -> list:
     return [model.output_projection.kernel]
 
 
+def encoded_tokens(model, context: np.ndarray) -> int:
+    """Real tokens the model's encoder reads: the whole history (HRED family), Seq2Seq's source (its last
+    `source_turns` turns, at most `max_source_tokens`), none for the language model."""
+    if hasattr(model, "utterance_encoder"):
+        return int((context != PAD_ID).sum())
+    if hasattr(model, "encoder"):
+        return min(int((context[:, -model.source_turns :] != PAD_ID).sum()), model.max_source_tokens)
+    return 0
+
+
 def reply_flops(model, context: np.ndarray, sequences: int) -> float:
     """Matmul FLOPs of one reply of REPLY_TOKENS tokens for `sequences` hypotheses (see the module docstring)."""
-    real_tokens = int((context != PAD_ID).sum())
-    turns = int((context != PAD_ID).any(-1).sum())
-    encoder = cell_kernels(model.utterance_encoder.rnn) * real_tokens + cell_kernels(model.context_encoder.rnn) * turns
+    encoder_layer = getattr(model, "utterance_encoder", None) or getattr(model, "encoder", None)  # Seq2Seq: `encoder`; LM: none
+    encoder = cell_kernels(encoder_layer.rnn) * encoded_tokens(model, context) if encoder_layer is not None else 0
+    if hasattr(model, "context_encoder"):
+        encoder += cell_kernels(model.context_encoder.rnn) * int((context != PAD_ID).any(-1).sum())
+    decoder_rnn = model.decoder.rnn if hasattr(model, "decoder") else model.rnn  # the LM's one RNN is its decoder
     projection = output_kernels(model)
-    per_token = cell_kernels(model.decoder.rnn) + sum(int(np.prod(k.shape)) for k in projection)
+    per_token = cell_kernels(decoder_rnn) + sum(int(np.prod(k.shape)) for k in projection)
     return 2.0 * (encoder + per_token * REPLY_TOKENS * sequences)
 
 
@@ -191,7 +207,8 @@ def main() -> int:
     if args.model:
         from chatbot.inference.checkpoint import load_checkpoint
 
-        models = [(load_checkpoint(path).model_config.architecture, load_checkpoint(path).model) for path in args.model]
+        checkpoints = [load_checkpoint(path) for path in args.model]
+        models = [(checkpoint.model_config.architecture, checkpoint.model) for checkpoint in checkpoints]
     else:
         models = [(name, build_model(model_config("small", model=name, vocabulary_size=8000), seed=1)) for name in ("hred", "vhred")]
     throughput = matmul_flops_per_second()
@@ -239,14 +256,14 @@ def main() -> int:
     print(f"\nreply latency: {REPLY_TOKENS} tokens, {HISTORY_TURNS}-turn history, small preset; {machine}")
     print(f"matmul throughput (1024x1024 float32, same run): {throughput / 1e9:.1f} GFLOP/s")
     header = (
-        f"{'model':<6} {'decoding':<8} {'p50 ms':>8} {'p95 ms':>8} {'eager p50':>10} {'speed-up':>9} "
+        f"{'model':<7} {'decoding':<8} {'p50 ms':>8} {'p95 ms':>8} {'eager p50':>10} {'speed-up':>9} "
         f"{'floor ms':>9} {'x floor':>8} {'proj. ms':>9} {'goal':>10}"
     )
     print(header)
     for r in rows:
         goal = f"<{r['goal_ms']:.0f} {'met' if r['goal_met'] else 'NOT met'}"
         print(
-            f"{r['model']:<6} {r['decoding']:<8} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['eager_p50_ms']:>10.1f} "
+            f"{r['model']:<7} {r['decoding']:<8} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['eager_p50_ms']:>10.1f} "
             f"{r['speedup_vs_eager']:>8.1f}x {r['floor_ms']:>9.2f} {r['times_floor']:>8.1f} {r['projection_ms']:>9.1f} {goal:>10}"
         )
     print("floor: matmul FLOPs / matmul throughput; proj. ms: the reply's output projections alone (memory-bound)")
