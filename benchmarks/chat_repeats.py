@@ -25,12 +25,12 @@ import platform
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common  # first: the checkout importable, native logs silenced by _common.run
 
-from chatbot.dialogue.manager import DialogueManager  # noqa: E402
-from chatbot.inference.checkpoint import find_default_model, load_checkpoint  # noqa: E402
-from chatbot.inference.decoding import DecodingConfig  # noqa: E402
-from chatbot.storage import ConversationStore  # noqa: E402
+from chatbot.dialogue.manager import DialogueManager
+from chatbot.inference.checkpoint import find_default_model, load_checkpoint
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.storage import ConversationStore
 
 SCRIPTS = [
     [
@@ -82,7 +82,7 @@ def repeats(replies: list[str]) -> tuple[int, int]:
     return same, opener
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     parser.add_argument("--seeds", type=int, default=5)
@@ -124,7 +124,8 @@ def main() -> None:
         print(" ".join(f"{v!s:>22}" for v in row.values()))
     if args.output:
         Path(args.output).write_text(json.dumps({"model": str(checkpoint.path), "sampler": args.sampler, "rows": rows}, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)
