@@ -113,7 +113,7 @@ def test_a_tiny_model_leaves_the_unigram_plateau(architecture):
     """On a real corpus the training loss falls below the entropy of the training tokens' unigram
     distribution: the model uses the previous tokens, not only their frequencies. (VHRED shares
     HRED's embeddings, context path and decoder; it is left out to keep the suite short, and its
-    full-corpus run is in the README's results.)"""
+    full-corpus run is in docs/training.md, Results.)"""
     corpus = load_corpus("chatterbot:english")
     train = corpus.split("train")
     tokenizer = Tokenizer.train([t.text for d in train for t in d.turns], 400)

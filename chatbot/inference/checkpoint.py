@@ -32,7 +32,7 @@ METRICS_FILENAME = "metrics.json"
 CURVES_FILENAME = "curves.png"
 # The pretrained model in the repository (a source checkout or editable install): `chatbot pack` output
 # of a full Chit-Chat run, float16 weights. Its MODEL_CARD.md says how it was made.
-SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "storage" / "models" / "default"
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[2] / "storage" / "models" / "default"
 QUICK_TRAIN_COMMAND = "chatbot train --corpus chitchat --model hred --preset small --max-minutes 5 --out storage/models/quick"
 
 

@@ -221,7 +221,7 @@ class DialogueModel(keras.Model):
             sqrt(embedding_dim) where it enters an RNN (Vaswani et al. 2017, sec. 3.4), so
             token inputs have unit scale from the first update. Off, Keras's default
             uniform ±0.05 table feeds the RNNs 35× weaker token signals than the context
-            they are concatenated with (README, "What was wrong").
+            they are concatenated with (docs/training.md, "What was wrong with the models").
         center_context: the decoder sees the context vector minus its running mean
             (`ContextCentering`), so the context cannot stand in for a bias.
         The defaults (False) are those of models saved before these options existed;
