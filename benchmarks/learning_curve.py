@@ -9,7 +9,7 @@ The add-one unigram and the interpolated Kneser-Ney 3-gram of the same
 SentencePiece pieces are drawn as horizontal lines. This is the figure that
 shows a model stuck at the unigram plateau, or a context that is not used.
 
-A row is MODEL[:FIELD=VALUE,...], MODEL one of lm, seq2seq, hred, vhred, and
+A row is MODEL[:FIELD=VALUE,...], MODEL one of lm, seq2seq, hred, hran, vhred, and
 FIELDs any `ModelConfig` fields, e.g. `hred:tie_embeddings=0,scale_embeddings=0,center_context=0`
 (HRED as it was before issue 13's fix) or `seq2seq:attention=additive`.
 
@@ -31,10 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common  # first: the checkout importable, native logs silenced by _common.run
 
-from chatbot.config import ModelConfig, TrainConfig, model_config  # noqa: E402
+from chatbot.config import ModelConfig, TrainConfig, model_config
 
 
 def parse_row(spec: str, preset: str, vocabulary_size: int) -> tuple[str, ModelConfig]:
@@ -87,7 +86,7 @@ def run_row(label, config, train_batches, valid_batches, args, log) -> dict:
     points, updates, seconds = [], 0, 0.0
     while updates < args.updates:
         started = time.monotonic()
-        model.fit(dataset, steps_per_epoch=args.every, epochs=1, verbose=0)
+        model.fit(dataset, steps_per_epoch=args.every, epochs=1, verbose=0, shuffle=False)  # WindowBatches shuffles
         seconds += time.monotonic() - started  # training only: validation is not counted
         updates += args.every
         point = {"updates": updates, "seconds": round(seconds, 1), **validation_perplexity(model, valid_batches)}
@@ -150,7 +149,7 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default="chitchat")
     parser.add_argument("--max-dialogues", type=int, default=2000, help="the first N dialogues of the corpus (default 2000)")
@@ -169,8 +168,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all cores)")
     parser.add_argument("--out", default="benchmarks/results/learning_curve", help="OUT.json, OUT.txt, OUT.png")
     args = parser.parse_args()
+    from chatbot.errors import ChatbotError
+
+    for spec in args.rows:  # a mistyped row stops the run now, not after the corpus and the rows before it
+        try:
+            parse_row(spec, args.preset, args.vocabulary_size)
+        except (ChatbotError, ValueError) as exc:
+            parser.error(f"row {spec!r}: {exc}")
 
     import tensorflow as tf
+
+    # Every row makes its own probe functions on purpose, which TensorFlow's retracing counter mistakes for retracing.
+    tf.get_logger().setLevel("ERROR")
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -219,7 +228,8 @@ def main() -> None:
         out.with_suffix(".txt").write_text(table(result) + "\n")
         plot(result, out.with_suffix(".png"))
     print(table(result))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)
