@@ -3,26 +3,32 @@
 A conversation is a tree of turns: each turn points to the previous one
 (``parent_id``), and one root-to-leaf path is active. Regenerating a reply
 (or editing a message) adds a sibling that takes over the active path; the
-turns it replaces stay stored as alternatives. `Branches` holds the store's
-operations on the tree (`ConversationStore` inherits them); their SQL is in
+turns it replaces stay stored as alternatives. `TurnTree` holds the operations
+on the tree, one transaction each; `ConversationStore` owns one (`turn_tree`)
+and offers its operations as its own methods (`on_tree`). Their SQL is in
 `chatbot.storage.turns`, run inside the caller's transaction.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import false, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import aliased
 
 from chatbot.errors import ConversationNotFoundError
 from chatbot.storage.schema import Branch, Conversation, ModelRecord, Transcript, Turn
-from chatbot.storage.turns import activate_path, add_alternative, add_child, locked_turn, path_to
+from chatbot.storage.tickets import Transaction
+from chatbot.storage.turns import activate_path, active_path, add_alternative, add_child, locked_turn, path_to
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def number_branches(tree: list[Turn]) -> list[Branch]:
-    """The branches of a conversation given all its turns (`ConversationStore.tree`), by number.
+    """The branches of a conversation given all its turns (`TurnTree.tree`), by number.
 
     A turn continues its parent's branch if it is the parent's first child, and starts a
     new branch if the parent already had one (a /retry or /edit), so numbers never change
@@ -50,23 +56,36 @@ def number_branches(tree: list[Turn]) -> list[Branch]:
     return found
 
 
-class Branches:
-    """Operations on the turn tree, mixed into `ConversationStore` (which provides `_transaction` and `turns`)."""
+class TurnTree:
+    """Reads and writes of the turn tree, one transaction each (a store's `turn_tree`).
 
-    def _transaction(self, write: bool = False, snapshot: bool = False) -> contextlib.AbstractContextManager[Session]:
-        raise NotImplementedError
+    Args:
+        transaction: the store's transaction factory (`ConversationStore._transaction`).
+        conversation: reads one conversation or raises ConversationNotFoundError (`ConversationStore.get_conversation`).
+        models: reads every registered model by id (`ConversationStore.models`).
+        not_found: builds the error for an unknown conversation id.
+    """
+
+    def __init__(
+        self,
+        transaction: Transaction,
+        conversation: Callable[[int], Conversation],
+        models: Callable[[], dict[int, ModelRecord]],
+        not_found: Callable[[int], ConversationNotFoundError],
+    ):
+        self._transaction = transaction
+        self._conversation = conversation
+        self._models = models
+        self._not_found = not_found
 
     def turns(self, conversation_id: int, last: int | None = None) -> list[Turn]:
-        raise NotImplementedError
-
-    def get_conversation(self, conversation_id: int) -> Conversation:
-        raise NotImplementedError
-
-    def models(self) -> dict[int, ModelRecord]:
-        raise NotImplementedError
-
-    def _not_found(self, conversation_id: int) -> ConversationNotFoundError:
-        raise NotImplementedError
+        """The active path of a conversation in order; with `last`, only its final `last` turns."""
+        query = active_path(conversation_id)
+        if last is not None:
+            query = query.limit(last)
+        with self._transaction() as session:
+            rows = list(session.scalars(query))
+        return rows[::-1]
 
     def branches(self, conversation_id: int) -> list[Branch]:
         """Every branch of a conversation, numbered as /switch and `replay --all-branches` show them (`number_branches`)."""
@@ -79,14 +98,14 @@ class Branches:
         Raises:
             ConversationNotFoundError: unknown conversation.
         """
-        conversation = self.get_conversation(conversation_id)
+        conversation = self._conversation(conversation_id)
         alternatives = self.alternatives_on_path(conversation_id)
         if alternatives or all_branches:
             tree = self.tree(conversation_id)  # ordered by position: its active turns are the active path
             turns, found = [turn for turn in tree if turn.active], number_branches(tree)
         else:
             turns, found = self.turns(conversation_id), []
-        return Transcript(conversation, turns, alternatives, found, self.models(), all_branches)
+        return Transcript(conversation, turns, alternatives, found, self._models(), all_branches)
 
     def add_alternative(
         self,
@@ -262,3 +281,20 @@ class Branches:
         for active_id, sibling in rows:
             siblings.setdefault(active_id, []).append(sibling)
         return siblings
+
+
+class HasTurnTree(Protocol):
+    """Whatever owns a turn tree and offers its operations (`ConversationStore`)."""
+
+    turn_tree: TurnTree
+
+
+def on_tree(operation: Callable[Concatenate[TurnTree, P], R]) -> Callable[Concatenate[HasTurnTree, P], R]:
+    """A method of the owner of a `turn_tree` that runs `operation` on it: ``branches = on_tree(TurnTree.branches)``
+    makes ``store.branches(id)`` mean ``store.turn_tree.branches(id)``, with the same signature (checked by mypy) and docstring."""
+
+    @functools.wraps(operation)
+    def forward(owner: HasTurnTree, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return operation(owner.turn_tree, *args, **kwargs)
+
+    return forward

@@ -33,7 +33,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.errors import ConversationNotFoundError, StorageError
-from chatbot.storage.branches import Branches
+from chatbot.storage.branches import TurnTree, on_tree
 from chatbot.storage.database import (
     begin_writing,
     check_writable,
@@ -54,7 +54,7 @@ from chatbot.storage.schema import (
     utc_now,
 )
 from chatbot.storage.tickets import ReplyTickets
-from chatbot.storage.turns import active_path, append_turn
+from chatbot.storage.turns import append_turn
 
 T = TypeVar("T")
 
@@ -116,7 +116,7 @@ def _retry_lost_race(operation: Callable[[], T]) -> T:
         return operation()
 
 
-class ConversationStore(Branches):
+class ConversationStore:
     """All reads and writes of conversations, turns and models.
 
     Every write commits before returning, in one transaction, so a crash
@@ -128,6 +128,7 @@ class ConversationStore(Branches):
     Attributes:
         where: how messages name the database (its file, or the URL without password).
         backup_path: where the database was copied before this store upgraded its schema; None if it was not.
+        turn_tree, tickets, idempotency: the turn tree (`TurnTree`, its operations also the store's), reply queue, idempotency keys.
 
     Raises:
         StorageError: the database cannot be opened, is locked, read-only or not a database, its
@@ -150,6 +151,7 @@ class ConversationStore(Branches):
         self._writers = _sqlite_writers(self._path) if self._path is not None else contextlib.nullcontext()
         self.tickets = ReplyTickets(self._transaction, self._not_found)
         self.idempotency = IdempotencyKeys(self._transaction)
+        self.turn_tree = TurnTree(self._transaction, self.get_conversation, self.models, self._not_found)
 
     @contextlib.contextmanager
     def _transaction(self, write: bool = False, snapshot: bool = False) -> Iterator[Session]:
@@ -274,6 +276,22 @@ class ConversationStore(Branches):
             session.delete(conversation)
         return deleted
 
+    # --- the turn tree: alternatives, the active path, branches (`TurnTree`, run on `self.turn_tree`) ---
+    add_alternative = on_tree(TurnTree.add_alternative)
+    add_child = on_tree(TurnTree.add_child)
+    activate = on_tree(TurnTree.activate)
+    turns = on_tree(TurnTree.turns)
+    branches = on_tree(TurnTree.branches)
+    transcript = on_tree(TurnTree.transcript)
+    path = on_tree(TurnTree.path)
+    get_turn = on_tree(TurnTree.get_turn)
+    active_paths = on_tree(TurnTree.active_paths)
+    find_path = on_tree(TurnTree.find_path)
+    children = on_tree(TurnTree.children)
+    tree = on_tree(TurnTree.tree)
+    alternatives = on_tree(TurnTree.alternatives)
+    alternatives_on_path = on_tree(TurnTree.alternatives_on_path)
+
     # --- reads ----------------------------------------------------------
 
     def get_conversation(self, conversation_id: int) -> Conversation:
@@ -310,15 +328,6 @@ class ConversationStore(Branches):
         """Every registered model by id."""
         with self._transaction() as session:
             return {m.id: m for m in session.scalars(select(ModelRecord))}
-
-    def turns(self, conversation_id: int, last: int | None = None) -> list[Turn]:
-        """The active path of a conversation in order; with `last`, only its final `last` turns."""
-        query = active_path(conversation_id)
-        if last is not None:
-            query = query.limit(last)
-        with self._transaction() as session:
-            rows = list(session.scalars(query))
-        return rows[::-1]
 
     def list_conversations(
         self, limit: int | None = 50, search: str | None = None, owner: str | None = None, before: int | None = None

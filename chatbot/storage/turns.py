@@ -1,6 +1,6 @@
 """The SQL of single turns, run inside the caller's transaction: append, branch, switch the active path, read a path.
 
-`ConversationStore`, the `Branches` operations and the exchange steps
+`ConversationStore`, the `TurnTree` operations and the exchange steps
 (`chatbot.storage.exchanges`) each open one transaction and call these, so
 several of them can share one transaction.
 """
@@ -131,7 +131,7 @@ def append_turn(
 def add_alternative(
     session: Session, turn_id: int, text: str, model_id=None, decoding: dict | None = None, seed=None, latency_ms=None
 ) -> Turn:
-    """`Branches.add_alternative` inside the caller's write transaction."""
+    """`TurnTree.add_alternative` inside the caller's write transaction."""
     original = locked_turn(session, turn_id)
     conversation = session.get_one(Conversation, original.conversation_id)
     if original.position == 0 and original.speaker == "user" and conversation.title == auto_title(original.text):
@@ -147,7 +147,7 @@ def add_alternative(
 def add_child(
     session: Session, parent_id: int, speaker: str, text: str, model_id=None, decoding: dict | None = None, seed=None, latency_ms=None
 ) -> Turn:
-    """`Branches.add_child` inside the caller's write transaction."""
+    """`TurnTree.add_child` inside the caller's write transaction."""
     parent = locked_turn(session, parent_id)
     turn = new_turn(parent, parent.conversation_id, speaker, text, model_id, decoding, seed, latency_ms)
     session.add(turn)
@@ -157,7 +157,7 @@ def add_child(
 
 
 def path_to(session: Session, turn_id: int, last: int | None = None) -> list[Turn]:
-    """`Branches.path` inside the caller's transaction. Raises ConversationNotFoundError for an unknown turn."""
+    """`TurnTree.path` inside the caller's transaction. Raises ConversationNotFoundError for an unknown turn."""
     found: list[Turn] = []
     turn = session.get(Turn, turn_id)
     if turn is None:
