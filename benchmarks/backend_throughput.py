@@ -29,6 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common  # first: the checkout importable, native logs silenced by _common.run
+
+from chatbot.config import MODEL_TYPES
+
+BACKENDS = ("tensorflow", "jax", "tensorflow-static")
+
 
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
@@ -36,9 +42,12 @@ def machine() -> str:
 
 # The probe row: TensorFlow fed the batches JAX gets (fixed shapes, every padded position computed,
 # one length group), so the gap splits into what the padding costs and what the backend costs.
+# It asks the placement for its data as if the backend were JAX (a `PyDataset` of fixed-shape batches,
+# served in fit's epoch order); the model and the training stay TensorFlow's.
 STATIC_FEED = (
-    "import sys; import chatbot.training.distribute as d; "
-    "d.Placement.feed = lambda self, batches, num_turns: batches.py_dataset(num_turns); "
+    "import dataclasses, sys; import chatbot.training.distribute as d; "
+    "feed = d.Placement.feed; "
+    "d.Placement.feed = lambda self, *data: feed(dataclasses.replace(self, backend='jax'), *data); "
     "from chatbot.cli.parser import main; sys.exit(main(sys.argv[1:]))"
 )
 
@@ -75,7 +84,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default="chatterbot:english")
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--model", default="hred")
+    parser.add_argument("--model", default="hred", choices=MODEL_TYPES)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
@@ -85,11 +94,14 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+    if not backends or set(backends) - set(BACKENDS):
+        parser.error(f"--backends: a comma-separated list of {', '.join(BACKENDS)}")
     print(f"machine: {machine()}")
     print(f"corpus {args.corpus}, preset {args.preset}, model {args.model}, batch {args.batch_size}, {args.epochs} epochs per backend")
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
-        for backend in args.backends.split(","):
+        for backend in backends:
             rows.append(run(backend, args, Path(workdir)))
             row = rows[-1]
             print(
@@ -106,4 +118,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)  # the children are `chatbot train`, which silences its own native logs (and is captured)
