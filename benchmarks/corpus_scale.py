@@ -28,9 +28,10 @@ import sys
 import time
 from pathlib import Path
 
+import _common  # first: the checkout importable, native logs silenced by _common.run
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = _common.REPO
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz"))
 
 
@@ -145,14 +146,15 @@ def main() -> int:
 def _isolated_run(directory: Path, home: Path, out: Path) -> dict:
     """One run in a child interpreter, so its RUSAGE_CHILDREN peak is that run's alone."""
     code = (
-        "import json, sys; sys.path.insert(0, sys.argv[4]); from benchmarks.corpus_scale import run_until_ready; "
+        "import json, sys; sys.path.insert(0, sys.argv[4]); from corpus_scale import run_until_ready; "
         "from pathlib import Path; print(json.dumps(run_until_ready(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))))"
     )
+    here = Path(__file__).resolve().parent  # benchmarks/, where this module and _common are
     done = subprocess.run(
-        [sys.executable, "-c", code, str(directory), str(home), str(out), str(REPO)], check=True, capture_output=True, text=True
+        [sys.executable, "-c", code, str(directory), str(home), str(out), str(here)], check=True, capture_output=True, text=True
     )
     return json.loads(done.stdout)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)  # the children run `chatbot train`, which silences its own native logs (and is read through a pipe)
