@@ -14,7 +14,8 @@ terminal output with ANSI escapes stripped:
 Then it sends Ctrl-D and waits for the exit. A phase that takes longer than --timeout is an
 error (exit status 1), never a hang. It prints p50/min/max over the runs, the machine, the
 goals (prompt < 1.5 s, first reply < 6 s) and, for reference, one timing of
-`python -c "import tensorflow"` (much of the start-up is that import). Stdlib only.
+`python -c "import tensorflow"` (much of the start-up is that import). Stdlib only (and
+`_common`); the children's output goes to the pseudo-terminal or is captured, never to this terminal.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import sys
 import tempfile
 import termios
 import time
+
+import _common  # first: the checkout importable, native logs silenced by _common.run
 
 GOALS = {"prompt_s": 1.5, "first_reply_s": 6.0}
 # prompt-toolkit draws "you> " as "you>" then cursor-forward (ESC [ n C): that becomes n spaces;
@@ -194,4 +197,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)
