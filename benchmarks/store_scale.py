@@ -56,10 +56,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _common  # first: the checkout importable, native logs silenced by _common.run
 
-from chatbot.storage import TITLE_LENGTH, Conversation, ConversationStore, ModelRecord, Turn  # noqa: E402
+from chatbot.storage import TITLE_LENGTH, Conversation, ConversationStore, ModelRecord, Turn
+
+ROOT = _common.REPO
 
 GOALS_MS = {"sessions list": 200.0, "replay": 1000.0}
 WORDS = (
@@ -324,4 +325,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)  # the timed commands' output is captured
