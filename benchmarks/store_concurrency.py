@@ -5,14 +5,16 @@ N processes (for each N in --processes) run conversations for --seconds through 
 runs exchanges through `DialogueManager.answer`, the one reply path of every front end (wait
 for the conversation's turn, store the message, generate, store the reply); every fifth
 exchange it also has one in a conversation shared by all processes (N REPLs or requests on
-one conversation, answered one at a time). The replies come from a scripted model in plain
-Python (the idea of tests/scripted.py: row `sum of the context's piece ids mod 5` of a fixed
-table), so the time is the manager's and the database's, not a model's. An exchange's
+one conversation, answered one at a time). The replies come from the scripted model of
+`chatbot.inference.scripted` (row `sum of the context's piece ids mod 5` of its fixed table),
+its rule applied in NumPy so that the chat processes load no TensorFlow: the time is the
+manager's and the database's, not a model's. An exchange's
 latency is the wall time of one `answer` call (a ticket, two commits, and the wait for a
 busy shared conversation). Every process records each turn it saw committed; afterwards
 every conversation must hold exactly those turns in that order (the shared one: all of
 them, each process's in its order, every reply right after its message), at positions
-0..n-1 with no gap or duplicate, and SQLite's `PRAGMA integrity_check` must say ok.
+0..n-1 with no gap or duplicate, every reply what the scripted model answers to the history
+before it (`expected_reply`), and SQLite's `PRAGMA integrity_check` must say ok.
 
     python benchmarks/store_concurrency.py [--db URL] [--processes 1,4,16] [--seconds 10] [--json PATH]
 
@@ -32,21 +34,13 @@ import os
 import platform
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _common  # first: the checkout importable, native logs silenced by _common.run
 
-REPLIES = (
-    "hello there, how are you?",
-    "i like talking about books.",
-    "that sounds interesting, tell me more.",
-    "i am fine, thank you.",
-    "what is your favorite movie?",
-)
 MESSAGES = ("hi, how are you doing today?", "do you like music or books?", "tell me something about yourself.", "i am doing well, and you?")
 EXCHANGES_PER_CONVERSATION = 5
 SHARED_EVERY = 5  # exchanges between two messages to the shared conversation
@@ -61,29 +55,49 @@ class ScriptedCandidate:  # the fields of chatbot.inference.generation.Candidate
     compiled: bool = False
 
 
-class ScriptedGenerator:
-    """A ReplyGenerator stand-in: the reply to a context is row `sum of its piece ids mod len(REPLIES)`."""
+@dataclasses.dataclass(frozen=True)
+class Scripted:
+    """What a chat process needs of `chatbot.inference.scripted.scripted_checkpoint`, without TensorFlow:
+    its tokenizer, model config and id, its ScriptedModel's reply table (token ids, no EOS), and the
+    turns a reply's generator reads (the responder hands it more: earlier replies for n-gram blocking)."""
 
-    def __init__(self, tokenizer):
-        self.replies = [tuple(tokenizer.encode(text)) for text in REPLIES]
+    tokenizer_proto: bytes
+    model_config: object
+    model_id: str
+    replies: tuple[tuple[int, ...], ...]
+    context_turns: int
+
+
+def scripted(checkpoint) -> Scripted:
+    """The Scripted of a `scripted_checkpoint`."""
+    from chatbot.inference.responder import default_context_turns
+    from chatbot.text.tokenizer import EOS_ID
+
+    table = checkpoint.model.table.numpy()  # (R, P): each reply, then EOS to the table's width
+    replies = tuple(tuple(int(t) for t in row[: list(row).index(EOS_ID)]) for row in table)
+    turns = default_context_turns(checkpoint)
+    return Scripted(checkpoint.tokenizer.model_proto, checkpoint.model_config, checkpoint.model_id, replies, turns)
+
+
+class ScriptedGenerator:
+    """A ReplyGenerator answering what ScriptedModel answers: row `sum of the piece ids of the context's
+    last `context_turns` turns (what the real generator's encoder reads) mod R`."""
+
+    def __init__(self, replies: tuple[tuple[int, ...], ...], context_turns: int):
+        self.replies = replies
+        self.context_turns = context_turns
 
     def candidates(self, context_tokens, decoding, seed, eager=False):
         from chatbot.text.tokenizer import EOS_ID
 
-        total = int(context_tokens[context_tokens > EOS_ID].sum())
+        read = context_tokens[:, -self.context_turns :]
+        total = int(read[read > EOS_ID].sum())
         return [ScriptedCandidate(self.replies[total % len(self.replies)])] * decoding.num_return_sequences
 
 
-def scripted_tokenizer_proto() -> bytes:
-    from chatbot.text.tokenizer import Tokenizer
-
-    texts = list(REPLIES) + list(MESSAGES) + ["my favorite movie is a long story about a robot.", "first second third one two three"]
-    return Tokenizer.train(texts * 20, vocabulary_size=320).model_proto
-
-
-def session(url: str, proto: bytes, seconds: float, index: int, shared: int, ready, start, results) -> None:
+def session(url: str, model: Scripted, seconds: float, index: int, shared: int, ready, start, results) -> None:
     """One chat process: converse until `seconds` after `start`; put (index, {conversation: [turn ids]}, latencies, errors)."""
-    from chatbot.config import TrainConfig, model_config
+    from chatbot.config import TrainConfig
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.errors import ChatbotError
     from chatbot.inference.checkpoint import Checkpoint
@@ -91,10 +105,8 @@ def session(url: str, proto: bytes, seconds: float, index: int, shared: int, rea
     from chatbot.storage import ConversationStore
     from chatbot.text.tokenizer import Tokenizer
 
-    tokenizer = Tokenizer(proto)
-    config = model_config("tiny", vocabulary_size=tokenizer.vocabulary_size, max_turns=6)
-    checkpoint = Checkpoint(Path("scripted"), None, tokenizer, config, TrainConfig(), "scripted-benchmark")
-    manager = DialogueManager(ConversationStore(url), checkpoint, generator=ScriptedGenerator(tokenizer))
+    checkpoint = Checkpoint(Path("scripted"), None, Tokenizer(model.tokenizer_proto), model.model_config, TrainConfig(), model.model_id)
+    manager = DialogueManager(ConversationStore(url), checkpoint, generator=ScriptedGenerator(model.replies, model.context_turns))
     decoding = DecodingConfig(sampler="greedy")
     committed: dict[int, list[int]] = {}
     latencies: list[float] = []
@@ -129,8 +141,10 @@ def session(url: str, proto: bytes, seconds: float, index: int, shared: int, rea
     results.put((index, committed, latencies, dict(errors)))
 
 
-def check(url: str, committed: dict[int, list[list[int]]], shared: int) -> list[str]:
-    """What is wrong with the stored turns of these conversations (each: one id list per process that wrote to it)."""
+def check(url: str, committed: dict[int, list[list[int]]], shared: int, checkpoint) -> list[str]:
+    """What is wrong with the stored turns of these conversations (each: one id list per process that wrote
+    to it); `checkpoint`: the `scripted_checkpoint` whose answers the replies must be."""
+    from chatbot.inference.scripted import expected_reply
     from chatbot.storage import ConversationStore
 
     store = ConversationStore(url)
@@ -138,6 +152,10 @@ def check(url: str, committed: dict[int, list[list[int]]], shared: int) -> list[
     for conversation, per_process in committed.items():
         turns = store.turns(conversation)
         ids = [t.id for t in turns]
+        texts = [t.text for t in turns]
+        wrong = [t.id for i, t in enumerate(turns) if t.speaker == "bot" and t.text != expected_reply(checkpoint, texts[:i])]
+        if wrong:
+            problems.append(f"conversation {conversation}: replies {wrong[:5]} are not what the scripted model answers")
         if [t.position for t in turns] != list(range(len(turns))):
             problems.append(f"conversation {conversation}: positions {[t.position for t in turns][:10]}… not 0..n-1")
         if conversation != shared and ids != per_process[0]:
@@ -162,7 +180,7 @@ def check(url: str, committed: dict[int, list[list[int]]], shared: int) -> list[
     return problems
 
 
-def run(url: str, proto: bytes, processes: int, seconds: float) -> dict:
+def run(url: str, checkpoint, processes: int, seconds: float) -> dict:
     from chatbot.storage import ConversationStore
 
     store = ConversationStore(url)
@@ -170,7 +188,8 @@ def run(url: str, proto: bytes, processes: int, seconds: float) -> dict:
     store.close()
     context = multiprocessing.get_context("spawn")
     ready, results, start = context.Queue(), context.Queue(), context.Event()
-    workers = [context.Process(target=session, args=(url, proto, seconds, i, shared, ready, start, results)) for i in range(processes)]
+    model = scripted(checkpoint)
+    workers = [context.Process(target=session, args=(url, model, seconds, i, shared, ready, start, results)) for i in range(processes)]
     for worker in workers:
         worker.start()
     for _ in workers:
@@ -189,7 +208,7 @@ def run(url: str, proto: bytes, processes: int, seconds: float) -> dict:
             committed.setdefault(conversation, []).append(ids)
         latencies.extend(latency)
         errors.update(failed)
-    problems = check(url, committed, shared)
+    problems = check(url, committed, shared, checkpoint)
     total = sum(len(ids) for lists in committed.values() for ids in lists)
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99 if latencies else [0.0] * 99
     return {
@@ -237,14 +256,16 @@ def main() -> int:
     counts = [int(part) for part in str(args.processes).split(",") if part.strip()]
     folder = None if args.db else tempfile.TemporaryDirectory(prefix="chatbot-concurrency-")
     url = args.db or f"sqlite:///{Path(folder.name) / 'chat.db'}"  # type: ignore[union-attr]
-    proto = scripted_tokenizer_proto()
+    from chatbot.inference.scripted import scripted_checkpoint  # TensorFlow: here only, not in the chat processes
+
+    checkpoint = scripted_checkpoint(Path("scripted"))
     about = describe(url)
     print(f"store concurrency: {about['database']}; {about['machine']}")
     print(f"  each process: chats through DialogueManager (scripted model), {args.seconds:g} s per run")
     print(f"  {'processes':>9} {'turns':>7} {'turns/s':>8} {'exchange p50 ms':>16} {'exchange p99 ms':>16} {'errors':>7}  check")
     runs = []
     for count in counts:
-        result = run(url, proto, count, args.seconds)
+        result = run(url, checkpoint, count, args.seconds)
         runs.append(result)
         verdict = "ok" if not result["problems"] else "; ".join(result["problems"][:3])
         print(
@@ -257,7 +278,8 @@ def main() -> int:
     problems = [p for r in runs for p in r["problems"]]
     integrity = ", integrity ok" if url.startswith("sqlite") else ""
     print(f"total: {sum(r['turns'] for r in runs)} turns; failures: {failures}")
-    print("checks: " + (f"every committed turn stored, positions gap-free{integrity}" if not problems else "; ".join(problems[:5])))
+    passed = f"every committed turn stored, positions gap-free{integrity}; every reply the scripted model's"
+    print("checks: " + (passed if not problems else "; ".join(problems[:5])))
     if args.json:
         Path(args.json).write_text(json.dumps({**about, "seconds_per_run": args.seconds, "runs": runs}, indent=2) + "\n")
     if folder is not None:
@@ -266,4 +288,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)
