@@ -91,7 +91,7 @@ def perplexity(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: in
 
         terms_of, feed = tf.function(terms_of, reduce_retracing=True), batches.dataset()
     else:  # JAX (`chatbot pack` after a JAX-only training): eager steps over NumPy batches
-        feed = batches._batches()
+        feed = batches.batches(0)  # (unshuffled: every epoch is the same)
     totals: dict[str, float] = {}
     for batch in feed:
         for name, value in terms_of(batch).items():

@@ -145,7 +145,7 @@ class WindowBatches:
         self.shuffle = shuffle
         self.seed = seed
         self.bucket_width = bucket_width
-        self._epoch = 0
+        self._epoch = 0  # the epoch the next `dataset()` pass without `epoch_of` serves (only such a pass advances it)
         if isinstance(windows, TokenWindows):
             longest, self.num_target_tokens = windows.longest, int(windows.targets.sum())
         else:
@@ -159,12 +159,8 @@ class WindowBatches:
         else:
             self.num_batches = sum(math.ceil(len(b) / batch_size) for b in self.buckets.values())
 
-    def epoch_batches(self, epoch: int | None = None) -> list[np.ndarray]:
-        """Window indices of every batch of epoch `epoch` (0-based), in training order; None: the
-        next epoch, which advances the count."""
-        if epoch is None:
-            epoch = self._epoch
-            self._epoch += 1
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """Window indices of every batch of epoch `epoch` (0-based), in training order."""
         rng = np.random.default_rng([self.seed, epoch])
         batches: list[np.ndarray] = []
         if self.weighted:
@@ -185,8 +181,9 @@ class WindowBatches:
             rng.shuffle(batches)
         return batches
 
-    def _batches(self, epoch: int | None = None):
-        """The padded batches of epoch `epoch` (None: the next one, see `epoch_batches`)."""
+    def batches(self, epoch: int):
+        """The padded batches of epoch `epoch` (0-based), in training order: a generator of
+        `(batch_size, num_turns, utterance_length)` int32 arrays. Reading them changes nothing."""
         for indices in self.epoch_batches(epoch):
             yield self.batch(indices)
 
@@ -251,15 +248,20 @@ class WindowBatches:
         continues the shuffle where it stopped); None: each pass the next epoch."""
         import tensorflow as tf  # here, so chat start-up (which frames contexts) does not import it
 
-        def batches():
-            yield from self._batches(epoch_of() if epoch_of else None)
+        def one_pass():
+            if epoch_of is not None:
+                epoch = epoch_of()
+            else:
+                epoch, self._epoch = self._epoch, self._epoch + 1
+            yield from self.batches(epoch)
 
         spec = tf.TensorSpec(shape=(None, None, None), dtype=tf.int32)
-        dataset = tf.data.Dataset.from_generator(batches, output_signature=spec)
+        dataset = tf.data.Dataset.from_generator(one_pass, output_signature=spec)
         return dataset.apply(tf.data.experimental.assert_cardinality(self.num_batches)).prefetch(tf.data.AUTOTUNE)
 
     def padding_share(self, length_groups: int = 1) -> float:
-        """Share of the token slots an RNN computes over one epoch that are padding (0-1).
+        """Share of the token slots an RNN computes over one epoch that are padding (0-1): the
+        epoch the next `dataset()` pass serves, which measuring does not advance.
 
         Slots are every `(turn, position)` of the padded batches, as the utterance
         encoder sees them; with `length_groups` > 1, the utterances of a batch are
@@ -268,10 +270,9 @@ class WindowBatches:
         chunks over the replies are not counted separately).
         """
         slots = real = 0
-        for batch in self._batches():
+        for batch in self.batches(self._epoch):
             lengths = np.sort(np.count_nonzero(batch, axis=-1).ravel())  # (B*T,)
             real += int(lengths.sum())
             for chunk in np.array_split(lengths, max(length_groups, 1)):
                 slots += len(chunk) * (int(chunk.max(initial=0)) if length_groups > 1 else batch.shape[-1])
-        self._epoch -= 1  # measuring must not shift the training order
         return 1.0 - real / max(slots, 1)

@@ -219,7 +219,7 @@ def replica_batches(batches, strategy, order):
         first = context.input_pipeline_id * local
 
         def shares():
-            for batch in batches._batches(order.epoch):
+            for batch in batches.batches(order.epoch):
                 rows = -(-len(batch) // total)  # every share padded to one row count: collectives need equal shapes
                 for replica in range(first, first + local):
                     share = batch[replica::total]
@@ -235,7 +235,7 @@ def replica_batches(batches, strategy, order):
         # One host: global batches (rows padded to a multiple of the replicas), which tf.distribute
         # splits into equal consecutive shares, one per local device.
         def global_batches():
-            for batch in batches._batches(order.epoch):
+            for batch in batches.batches(order.epoch):
                 rows = -(-len(batch) // total) * total
                 yield np.concatenate([batch, np.zeros((rows - len(batch), *batch.shape[1:]), batch.dtype)])
 
