@@ -54,9 +54,10 @@ def constructor_arguments(cls: type) -> set[str]:
     return names
 
 
-def build_model(config, seed: int = 1234):
+def build_model(config, seed: int = 1234, length_groups: int = 1):
     """A fresh, built model from a `ModelConfig`: its class gets every config field its constructor accepts
-    (so a new setting is a `ModelConfig` field and a constructor argument), and `seed` seeds VHRED's noise.
+    (so a new setting is a `ModelConfig` field and a constructor argument), `seed` seeds VHRED's noise, and
+    `length_groups` (a training setting, `TrainConfig.length_groups`) goes to the hierarchical models.
 
     Raises:
         ConfigError: the architecture is unknown (ModelConfig refuses it first).
@@ -66,6 +67,8 @@ def build_model(config, seed: int = 1234):
     values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name in accepted and f.name != "model"}
     if "seed" in accepted:
         values["seed"] = seed
+    if "length_groups" in accepted:
+        values["length_groups"] = length_groups
     model = cls(name=config.model, **values)
     model.build()
     return model

@@ -52,11 +52,10 @@ class HRED(DialogueModel):
         cell: "gru" or "lstm", for all three RNNs.
         bidirectional: the utterance encoder reads both directions.
         dropout: rate on embeddings and decoder outputs while training.
+        length_groups: while training, each RNN runs over this many length-sorted chunks of its rows
+            (1: one padded batch; the loss and gradients are the same). Inference and evaluation always
+            run one chunk. Saved with the model; a model saved before it was gets 1.
     """
-
-    # Training runs each RNN over this many length-sorted chunks of its rows (set by the trainer;
-    # 1 = one padded batch). Inference and evaluation always run one chunk. Not saved with the model.
-    length_groups = 1
 
     def __init__(
         self,
@@ -68,9 +67,11 @@ class HRED(DialogueModel):
         cell: str = "gru",
         bidirectional: bool = False,
         dropout: float = 0.1,
+        length_groups: int = 1,
         **kwargs,
     ):
         super().__init__(vocabulary_size, embedding_dim, dropout, **kwargs)
+        self.length_groups = length_groups
         self.hidden_dim = hidden_dim
         self.context_dim = context_dim
         self.decoder_dim = decoder_dim
@@ -201,4 +202,5 @@ class HRED(DialogueModel):
             "decoder_dim": self.decoder_dim,
             "cell": self.cell,
             "bidirectional": self.bidirectional,
+            "length_groups": self.length_groups,
         }

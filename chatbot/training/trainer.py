@@ -304,8 +304,7 @@ def _fit(out_dir, model_config, train_config, batches, source, summary, verbose,
     from chatbot.training.callbacks import MetricsLog, PosteriorCollapseWarning, ProgressLog, TimeBudget
 
     with where.scope():
-        model = build_model(model_config, seed=train_config.seed)
-        model.length_groups = train_config.length_groups  # HRED and VHRED read it while training
+        model = build_model(model_config, seed=train_config.seed, length_groups=train_config.length_groups)
         if source is not None and source.model_config == model_config:
             model.set_weights(source.model.get_weights())
         elif source is not None:
