@@ -32,15 +32,28 @@ from chatbot.errors import ConfigError
 DISTRIBUTE_CHOICES = ("none", "mirrored", "multi-worker")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class Feed:
+    """What `fit` reads, made by `Placement.feed`: the training and validation data, and the
+    callbacks `fit` must also be given for that data to be served in the right order."""
+
+    train: Any
+    valid: Any
+    callbacks: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class Placement:
-    """Where training runs: the backend, the strategy (TensorFlow) and this process's role."""
+    """Where training runs: the backend, the strategy (TensorFlow) and this process's role.
+
+    Immutable: a changed placement is a new one (`dataclasses.replace`)."""
 
     name: str  # one of DISTRIBUTE_CHOICES
     backend: str  # "tensorflow" or "jax"
     strategy: object | None = None  # a tf.distribute.Strategy, or None
     replicas: int = 1  # replicas in sync, all workers together
     is_chief: bool = True
+    resuming: bool = False  # this run continues one (--resume): other workers restore from the chief's backup
 
     def scope(self):
         """The context in which the model and its optimizer must be built."""
@@ -57,16 +70,15 @@ class Placement:
         role = "chief" if self.is_chief else "worker"
         return f"training on {self.replicas} replicas ({self.name}, {self.backend}); this process is the {role}"
 
-    callbacks: list = dataclasses.field(default_factory=list)  # what `fit` must also be given
-    resuming: bool = False  # this run continues one (--resume): other workers restore from the chief's backup
+    def feed(self, train, valid, num_turns: int) -> Feed:
+        """What `fit` reads for the `WindowBatches` `train` and `valid`: a `tf.data` pipeline each on
+        one TensorFlow device, each replica's rows of every global batch under `tf.distribute`, and
+        a `keras.utils.PyDataset` of fixed-shape batches on JAX. Both serve the order of `fit`'s
+        epoch (`epoch_order`, one callback for both, in the `Feed`), so a resumed run continues the shuffle."""
+        order = epoch_order()
+        return Feed(self._data(train, num_turns, order), self._data(valid, num_turns, order), (order,))
 
-    def feed(self, batches, num_turns: int):
-        """What `fit` reads for `batches` (a `WindowBatches`): a `tf.data` pipeline on one TensorFlow
-        device, each replica's rows of every global batch under `tf.distribute`, and a
-        `keras.utils.PyDataset` of fixed-shape batches on JAX."""
-        if not self.callbacks:  # one epoch counter for every feed: fit's, so a resumed run continues the shuffle
-            self.callbacks.append(epoch_order())
-        order = self.callbacks[0]
+    def _data(self, batches, num_turns: int, order):
         if self.backend != "tensorflow":
             return batches.py_dataset(num_turns, lambda: order.epoch)
         if self.strategy is None:

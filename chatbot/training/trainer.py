@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,11 @@ from chatbot.inference.checkpoint import CURVES_FILENAME, METRICS_FILENAME, MODE
 from chatbot.paths import cache_dir
 from chatbot.text.tokenizer import FILENAME as TOKENIZER_FILENAME
 from chatbot.text.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from chatbot.inference.checkpoint import Checkpoint
+    from chatbot.training.data import WindowBatches
+    from chatbot.training.distribute import Placement
 
 # Layers `--init-from` copies: (layer in the new model, layer in the source model).
 INIT_FROM_LAYERS = (
@@ -207,8 +213,7 @@ def train(
     from chatbot.training.data import WindowBatches
     from chatbot.training.distribute import placement
 
-    where = placement(distribute, replicas)  # before TensorFlow starts its devices
-    where.resuming = resume
+    where = dataclasses.replace(placement(distribute, replicas), resuming=resume)  # before TensorFlow starts its devices
     where.check_batch_size(train_config.batch_size)
 
     out_dir = Path(out_dir)
@@ -293,16 +298,33 @@ def train(
     from chatbot.models import dtype_policy
 
     with dtype_policy(train_config.precision):
-        return _fit(out_dir, model_config, train_config, batches, source, summary, verbose, log, where)
+        run = FitRun(out_dir, model_config, train_config, batches["train"], batches["valid"], where, summary, source)
+        return _fit(run, verbose=verbose, log=log)
 
 
-def _fit(out_dir, model_config, train_config, batches, source, summary, verbose, log, where) -> TrainResult:
+@dataclasses.dataclass(frozen=True)
+class FitRun:
+    """What `train` prepared for `_fit`: the run's directory, configs, batches and placement."""
+
+    out_dir: Path
+    model_config: ModelConfig
+    train_config: TrainConfig
+    train_batches: WindowBatches
+    valid_batches: WindowBatches
+    where: Placement
+    summary: dict  # the data of metrics.json
+    source: Checkpoint | None = None  # the --init-from model
+
+
+def _fit(run: FitRun, *, verbose: int | None, log: Callable[[str], None]) -> TrainResult:
     """Build, compile and fit the model on prepared batches (under the run's dtype policy and placement)."""
     import keras
 
     from chatbot.models import build_model
     from chatbot.training.callbacks import MetricsLog, PosteriorCollapseWarning, ProgressLog, TimeBudget
 
+    out_dir, model_config, train_config, where, source = run.out_dir, run.model_config, run.train_config, run.where, run.source
+    num_batches = run.train_batches.num_batches
     with where.scope():
         model = build_model(model_config, seed=train_config.seed, length_groups=train_config.length_groups)
         if source is not None and source.model_config == model_config:
@@ -310,7 +332,7 @@ def _fit(out_dir, model_config, train_config, batches, source, summary, verbose,
         elif source is not None:
             copied = copy_encoder_weights(model, source.model)
             log(f"initialised {', '.join(copied)} from {train_config.init_from}")
-        total_steps = train_config.epochs * batches["train"].num_batches
+        total_steps = train_config.epochs * num_batches
         model.compile(optimizer=make_optimizer(train_config, total_steps, replicated=where.strategy is not None))
     budget = TimeBudget(train_config.max_minutes, agree=where.any_worker) if train_config.max_minutes else None
     # Restores weights, optimizer state and epoch counter on --resume; kept after training.
@@ -319,21 +341,21 @@ def _fit(out_dir, model_config, train_config, batches, source, summary, verbose,
     callbacks += [budget] if budget else []
     metrics_log = None
     if where.is_chief:  # only the chief writes the model directory
-        metrics_log = MetricsLog(out_dir / METRICS_FILENAME, summary)
+        metrics_log = MetricsLog(out_dir / METRICS_FILENAME, run.summary)
         callbacks += _chief_callbacks(out_dir, model_config, train_config, metrics_log, where, log)
     if getattr(model, "latent_dim", 0):
         callbacks.append(PosteriorCollapseWarning(model_config.kl_anneal_steps, write=log))
     verbose = verbose if verbose is not None else (1 if sys.stderr.isatty() else 2)
     if verbose == 2:
-        callbacks.append(ProgressLog(batches["train"].num_batches, write=log))
+        callbacks.append(ProgressLog(num_batches, write=log))
 
     started = time.monotonic()
-    train_feed, valid_feed = (where.feed(batches[name], model_config.max_turns) for name in ("train", "valid"))
+    feed = where.feed(run.train_batches, run.valid_batches, model_config.max_turns)
     history = model.fit(
-        train_feed,
-        validation_data=valid_feed,
+        feed.train,
+        validation_data=feed.valid,
         epochs=train_config.epochs,
-        callbacks=where.callbacks + callbacks,
+        callbacks=[*feed.callbacks, *callbacks],
         shuffle=False,  # WindowBatches reshuffles every epoch itself
         verbose=verbose if where.is_chief else 0,
     )
