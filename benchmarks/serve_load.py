@@ -38,10 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common  # first: the checkout importable, native logs silenced by _common.run
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+REPO = _common.REPO
 MESSAGES = (
     "hi, how are you doing today?",
     "do you like music or books?",
@@ -165,12 +165,15 @@ def start_server(model: str, db: str, home: Path, *args: str, workers: int = 1) 
     chosen = [] if model == "default" else ["--model", model]  # default: the model `chatbot serve` finds by itself
     command = [sys.executable, "-m", "chatbot", "serve", *chosen, "--db", db, "--port", str(port), *args]
     started = time.monotonic()
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # The server's own lines go to a file (a pipe nobody reads while the load runs could fill and stall it).
+    log = home / f"serve-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=output, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     ready: set[int] = set()
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"chatbot serve exited: {process.stderr.read().decode(errors='replace') if process.stderr else ''}")
+            raise RuntimeError(f"chatbot serve exited {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
         try:
             response = httpx.get(f"{url}/health", timeout=5)
             if response.status_code == 200:
@@ -369,4 +372,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)  # the servers are `chatbot serve`, which silences its own native logs (and writes to a file here)
