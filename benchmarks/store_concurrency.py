@@ -36,6 +36,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
+import traceback
 from collections import Counter
 from pathlib import Path
 
@@ -141,6 +142,26 @@ def session(url: str, model: Scripted, seconds: float, index: int, shared: int, 
     results.put((index, committed, latencies, dict(errors)))
 
 
+def reporting_session(*args) -> None:
+    """`session`, with a failure sent to the parent (this process's stderr is the parent's silenced fd 2)."""
+    ready, results = args[5], args[7]
+    try:
+        session(*args)
+    except BaseException:
+        failure = f"chat process {args[3]} failed:\n{traceback.format_exc()}"
+        ready.put(failure)
+        results.put(failure)
+        raise
+
+
+def received(queue, timeout: float):
+    """The next item from a chat process; a failure it reported ends the run with its traceback."""
+    item = queue.get(timeout=timeout)
+    if isinstance(item, str):
+        raise SystemExit(item)
+    return item
+
+
 def check(url: str, committed: dict[int, list[list[int]]], shared: int, checkpoint) -> list[str]:
     """What is wrong with the stored turns of these conversations (each: one id list per process that wrote
     to it); `checkpoint`: the `scripted_checkpoint` whose answers the replies must be."""
@@ -189,14 +210,17 @@ def run(url: str, checkpoint, processes: int, seconds: float) -> dict:
     context = multiprocessing.get_context("spawn")
     ready, results, start = context.Queue(), context.Queue(), context.Event()
     model = scripted(checkpoint)
-    workers = [context.Process(target=session, args=(url, model, seconds, i, shared, ready, start, results)) for i in range(processes)]
+    workers = [  # daemons: a run that stops on one process's failure does not wait for the others
+        context.Process(target=reporting_session, args=(url, model, seconds, i, shared, ready, start, results), daemon=True)
+        for i in range(processes)
+    ]
     for worker in workers:
         worker.start()
     for _ in workers:
-        ready.get(timeout=300)
+        received(ready, 300)
     started = time.monotonic()
     start.set()
-    outcomes = [results.get(timeout=seconds + 300) for _ in workers]
+    outcomes = [received(results, seconds + 300) for _ in workers]
     wall = time.monotonic() - started
     for worker in workers:
         worker.join()
