@@ -150,9 +150,9 @@ def _isolated_run(directory: Path, home: Path, out: Path) -> dict:
         "from pathlib import Path; print(json.dumps(run_until_ready(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))))"
     )
     here = Path(__file__).resolve().parent  # benchmarks/, where this module and _common are
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(directory), str(home), str(out), str(here)], check=True, capture_output=True, text=True
-    )
+    done = subprocess.run([sys.executable, "-c", code, str(directory), str(home), str(out), str(here)], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the measuring child exited {done.returncode}:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)
 
 

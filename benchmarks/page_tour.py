@@ -30,10 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common  # first: the checkout importable, native logs silenced by _common.run
 import httpx
 from playwright.sync_api import expect, sync_playwright
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = _common.REPO
 MESSAGES = ["hi! how are you today?", "what do you do for fun?", "i love hiking. do you like being outside?"]
 SEED = 11
 
@@ -148,4 +149,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)  # the server (`chatbot serve`, quiet by itself) writes to a log file; Chromium's lines go to Playwright
