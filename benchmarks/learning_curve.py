@@ -72,8 +72,7 @@ def run_row(label, config, train_batches, valid_batches, args, log) -> dict:
     from chatbot.training.trainer import make_optimizer
 
     keras.utils.set_random_seed(args.seed)
-    model = build_model(config, seed=args.seed)
-    model.length_groups = args.length_groups
+    model = build_model(config, seed=args.seed, length_groups=args.length_groups)
     train_config = TrainConfig(
         learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule, clipnorm=args.clipnorm
     )

@@ -239,9 +239,8 @@ def run_row(row: str, args, tokenizer, windows_for, counts_for) -> str:
     before = matmul_gflops("float32"), matmul_gflops("bfloat16")
     keras.utils.set_random_seed(0)
     with dtype_policy("mixed_bfloat16" if "bf16" in variants else "float32"):
-        model = build_model(config)
         groups = 1 if "ungrouped" in variants else 4
-        model.length_groups = groups
+        model = build_model(config, length_groups=groups)  # the models without length groups ignore it
         if "sampled" in variants:
             use_sampled_softmax(model, SAMPLED_CLASSES)
         model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=1.0), jit_compile="xla" in variants)
