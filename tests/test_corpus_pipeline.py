@@ -83,7 +83,7 @@ def test_token_windows_equal_the_list_windows_and_their_batches(tmp_path):
         if expected:
             a, b = WindowBatches(expected, 2, seed=3), WindowBatches(windows, 2, seed=3)
             assert (a.num_batches, a.num_target_tokens) == (b.num_batches, b.num_target_tokens)
-            assert all(np.array_equal(x, y) for x, y in zip(a._batches(), b._batches(), strict=True))
+            assert all(np.array_equal(x, y) for x, y in zip(a.batches(0), b.batches(0), strict=True))
 
 
 def test_the_token_cache_is_reused_and_rebuilt_when_the_corpus_changes(tmp_path):
@@ -136,7 +136,7 @@ def test_mixture_weights_set_how_often_an_epoch_sees_each_corpus(tmp_path):
     weighted = TokenWindows([a, b], None, 3, 12, weights=[2, 0.5])
     assert weighted.epoch_size == 2 * sizes[0] + round(0.5 * sizes[1])
     batches = WindowBatches(weighted, 2, seed=0)
-    epochs = [list(batches._batches()) for _ in range(3)]
+    epochs = [list(batches.batches(epoch)) for epoch in range(3)]
     assert all(len(epoch) == batches.num_batches for epoch in epochs)
     assert sum(len(batch) for batch in epochs[0]) == weighted.epoch_size
     # A fractional weight draws a fresh share every epoch.

@@ -201,7 +201,7 @@ def test_length_groups_give_the_same_loss_and_gradients_with_less_padding(englis
     vocabulary_size, batches = english
     model = build_model(model_config("tiny", vocabulary_size=vocabulary_size, dropout=0.0, word_dropout=0.0, **ARCHITECTURES[name]))
     # Real batches, plus one window alone: fewer utterances than groups leaves some chunks empty.
-    probes = list(itertools.islice(batches._batches(), 3)) + [WindowBatches.pad(batches.windows[:1])]
+    probes = list(itertools.islice(batches.batches(0), 3)) + [WindowBatches.pad(batches.windows[:1])]
     for probe in probes:
         results = []
         for groups in (1, 4):
