@@ -20,14 +20,14 @@ import platform
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import _common  # first: the checkout importable, native logs silenced by _common.run
 import pexpect
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = _common.REPO
 ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\r")
 
 
@@ -97,4 +97,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)  # the clone's `bin/chat` runs on a pseudo-terminal: what it prints is read, never shown
