@@ -1,10 +1,11 @@
 """The map stays true to the code: docs/architecture.md describes every module as its
-docstring does, modules and classes stay small, and the REPL reaches data only
+docstring does, the largest modules and classes are reported, and the REPL reaches data only
 through the dialogue manager (issue 14)."""
 
 from __future__ import annotations
 
 import ast
+import warnings
 from pathlib import Path
 
 import pytest
@@ -35,14 +36,27 @@ def test_the_architecture_names_no_module_that_does_not_exist():
     assert named == {_relative(path) for path in MODULES}
 
 
-@pytest.mark.parametrize("path", MODULES, ids=_relative)
-def test_modules_and_classes_stay_small(path):
-    source = path.read_text(encoding="utf-8")
-    assert len(source.splitlines()) <= MAX_MODULE_LINES, f"{_relative(path)} is over {MAX_MODULE_LINES} lines: split it"
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ClassDef):
-            size = node.end_lineno - node.lineno + 1
-            assert size <= MAX_CLASS_LINES, f"{_relative(path)}: class {node.name} is {size} lines (limit {MAX_CLASS_LINES})"
+def sizes() -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(lines, module) of every module and (lines, module:class) of every class, largest first."""
+    modules, classes = [], []
+    for path in MODULES:
+        source = path.read_text(encoding="utf-8")
+        modules.append((len(source.splitlines()), _relative(path)))
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef):
+                classes.append((node.end_lineno - node.lineno + 1, f"{_relative(path)}:{node.name}"))
+    return sorted(modules, reverse=True), sorted(classes, reverse=True)
+
+
+def test_size_is_reported_not_enforced():
+    """Code is split by meaning, not to fit a cap (issue 25): the largest modules and classes are printed as a
+    warning, with those over the old caps (400 and 250 lines) marked, so a growing one is seen, never forced apart."""
+    modules, classes = sizes()
+    assert modules and classes  # the walk found the package
+    over = [f"{name} {lines} lines" for lines, name in modules if lines > MAX_MODULE_LINES]
+    over += [f"{name} {lines} lines" for lines, name in classes if lines > MAX_CLASS_LINES]
+    largest = ", ".join(f"{name} ({lines})" for lines, name in classes[:5])
+    warnings.warn(f"the five largest classes: {largest}" + (f"; over the old caps: {', '.join(over)}" if over else ""), stacklevel=1)
 
 
 def _imported_modules(path: Path) -> set[str]:
