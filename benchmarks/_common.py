@@ -6,8 +6,9 @@ A script imports this first (`import _common`: the script's folder is on `sys.pa
 `TF_CPP_MIN_LOG_LEVEL` applies; `chatbot.cli.native_logs.native_logs_silenced`, which the `chatbot`
 CLI uses too, points that descriptor at /dev/null while Python's `sys.stderr` keeps the real
 stderr, so the script's own messages and tracebacks still show. Set CHATBOT_DEBUG=1 to see the
-native lines. A child process a script starts must be quiet by itself: the `chatbot` CLI silences
-its own; any other child's stderr is captured.
+native lines. A child process inherits the silenced descriptor, so a child whose errors matter
+has its stderr captured (or sends them back, as store_concurrency's chat processes do); a child
+that is the `chatbot` CLI silences its own native lines.
 """
 
 from __future__ import annotations
