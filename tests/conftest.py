@@ -4,6 +4,11 @@
 The trained models are built once per test run, not once per pytest-xdist worker: each is
 kept in a directory named by the hash of its configs, under the folder all workers share,
 and the first worker to need it trains it while the others wait on a file lock.
+
+XLA's compiled programs are likewise kept once per test run: every process of the run (the pytest-xdist
+workers and the `chatbot serve` and `chatbot chat` processes the tests start) shares one persistent
+compilation cache (`pytest_configure` below), as a user's second chat or server start does; without it
+each of the run's dozen servers compiled the scripted model's batch graphs again.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -25,6 +31,28 @@ from chatbot.config import TrainConfig, model_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPORA = os.path.join(REPO, "corpora")
+
+XLA_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
+_xla_cache_made_here: str | None = None
+
+
+def pytest_configure(config):
+    """Point TensorFlow's XLA persistent compilation cache at one folder for the whole run, before any
+    TensorFlow starts. `chatbot chat` and `chatbot serve` keep a cache flag already in TF_XLA_FLAGS
+    (chatbot/compiler.py), so the processes the tests start share it too. The pytest-xdist controller
+    sets it before it starts the workers, which inherit it; the process that made the folder removes it
+    at the end. A cache folder already named in TF_XLA_FLAGS is left as it is."""
+    global _xla_cache_made_here
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if XLA_CACHE_FLAG in flags:
+        return
+    _xla_cache_made_here = tempfile.mkdtemp(prefix="chatbot-test-xla-")
+    os.environ["TF_XLA_FLAGS"] = f"{flags} {XLA_CACHE_FLAG}={_xla_cache_made_here}".strip()
+
+
+def pytest_unconfigure(config):
+    if _xla_cache_made_here is not None:
+        shutil.rmtree(_xla_cache_made_here, ignore_errors=True)
 
 
 def tiny_train_config(**overrides) -> TrainConfig:
