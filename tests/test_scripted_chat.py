@@ -3,13 +3,15 @@ the real code paths, with replies known in advance, so every assertion can be ex
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import unicodedata
 
 import pytest
 from prompt_toolkit import PromptSession
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
-from scripted import REPLIES, expected_reply, scripted_checkpoint, scripted_tokenizer
+from scripted import REPLIES, ScriptedModel, expected_reply, scripted_checkpoint, scripted_tokenizer
 
 from chatbot.chat.repl import ChatREPL, ModelLoader
 from chatbot.dialogue.manager import DialogueManager
@@ -18,6 +20,7 @@ from chatbot.inference.decoding import DecodingConfig
 from chatbot.inference.framing import context_array
 from chatbot.inference.generation import ReplyGenerator
 from chatbot.inference.responder import make_generator
+from chatbot.text.tokenizer import EOS_ID
 
 CTRL_D = "\x04"
 GREEDY = DecodingConfig(sampler="greedy")
@@ -175,3 +178,23 @@ def test_background_compilation_is_one_object_the_chat_can_wait_on(checkpoint):
 def test_replies_table_round_trips_through_the_tokenizer(tokenizer):
     for text in REPLIES:
         assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_a_reply_that_decodes_to_escape_codes_is_stored_and_printed_clean(db_url, checkpoint, tokenizer):
+    """SentencePiece's byte-fallback pieces decode to any byte: a model can emit ESC and other control
+    characters. The reply is cleaned as a typed message is, so no terminal sees an escape sequence and an
+    HTTP client that sends the history back matches the stored turn."""
+    pieces = tokenizer._processor  # the SentencePiece processor: byte pieces have ids of their own
+    escape, control = pieces.piece_to_id("<0x1B>"), pieces.piece_to_id("<0x02>")
+    assert escape != pieces.unk_id() and tokenizer.decode([escape, control]) == "\x1b\x02"
+    row = [escape] + tokenizer.encode("[31m i am fine") + [control, escape] + tokenizer.encode("]0;owned") + [EOS_ID]
+    scripted = dataclasses.replace(checkpoint, model=ScriptedModel([row], tokenizer.vocabulary_size))
+    manager = DialogueManager.open(db_url)
+    manager.attach(scripted)
+    conversation = manager.start()
+    reply = manager.answer(conversation.id, "how are you?", GREEDY, seed=1).reply
+    assert not any(unicodedata.category(c) == "Cc" for c in reply.text), repr(reply.text)
+    assert "i am fine" in reply.text
+    lines = type_into(manager, "again\n" + CTRL_D, conversation_id=conversation.id)
+    assert any(line.startswith("bot> ") and "i am fine" in line for line in lines), lines
+    assert not any("\x1b" in line or "\x02" in line for line in lines)

@@ -16,6 +16,7 @@ from chatbot.errors import ConfigError
 from chatbot.inference.checkpoint import Checkpoint
 from chatbot.inference.decoding import DECODER_VERSION, EARLIER_REPLY_TURNS, DecodingConfig
 from chatbot.inference.framing import context_array
+from chatbot.text.messages import clean_message
 from chatbot.text.normalize import normalize_text
 
 
@@ -24,7 +25,7 @@ class Candidates:
     """Candidate replies, best first, with how they were made (enough to regenerate them).
 
     Attributes:
-        texts: the replies as stored and shown (`normalize_text` of the decoded tokens).
+        texts: the replies as stored and shown (`reply_text` of the decoded tokens).
         found: `generation.Candidate` per text: token ids, log-probability (nats), score, ended, compiled.
         decoding, seed: what made them.
         latency_ms: wall time to generate them all, milliseconds.
@@ -80,7 +81,7 @@ class Responder:
         started = time.perf_counter()
         context = self.context_tokens(history)
         found = self.generator.candidates(context, decoding, seed, eager=eager)
-        cut = [cut_at_stop(normalize_text(self.checkpoint.tokenizer.decode(list(c.token_ids))), decoding.stop) for c in found]
+        cut = [cut_at_stop(reply_text(self.checkpoint.tokenizer, c.token_ids), decoding.stop) for c in found]
         latency_ms = (time.perf_counter() - started) * 1000.0
         texts = [text or "…" for text, _ in cut]
         read = int((context[:, -self.context_turns :] > 0).sum())
@@ -98,6 +99,14 @@ class Responder:
         decoding["decoder_version"] = DECODER_VERSION
         decoding["compiled"] = all(c.compiled for c in candidates.found)
         return decoding
+
+
+def reply_text(tokenizer, token_ids) -> str:
+    """A reply's text as it is stored, shown and sent: the decoded pieces cleaned as a typed message is
+    (`clean_message`: escape sequences and control characters removed, whitespace collapsed). SentencePiece's
+    byte-fallback pieces can decode to any byte, ESC included, and a reply is printed to terminals and
+    matched against the history an HTTP client sends back, which is cleaned the same way."""
+    return clean_message(tokenizer.decode(list(token_ids))).text
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
