@@ -103,8 +103,12 @@ def test_a_full_queue_refuses_at_once(tmp_path):
     generator = ReplyGenerator(checkpoint.model, (5, checkpoint.model_config.max_utterance_length), compiled=False)
     release = threading.Event()
     batching = BatchingGenerator(generator, window_ms=0, max_batch=1, max_queue=1)
-    blocker = threading.Thread(target=batching.run, args=(release.wait,))  # the inference thread is busy
+    busy = threading.Event()
+    # the inference thread is busy: wait until it runs the blocker, so its job no longer sits in the queue
+    # (on a loaded machine the waiting request could otherwise find the blocker queued and be refused)
+    blocker = threading.Thread(target=batching.run, args=(lambda: (busy.set(), release.wait()),))
     blocker.start()
+    assert busy.wait(60)
     responder = Responder(checkpoint, generator=batching)
     answered = []
     waiting = threading.Thread(target=lambda: answered.append(responder.candidates(["hello"], DecodingConfig(sampler="greedy"), 1)))
