@@ -118,7 +118,9 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.delenv("CHATBOT_MODEL", raising=False)
 
 
-POSTGRES_SERVER = "CHATBOT_TEST_POSTGRES"  # a PostgreSQL URL whose server the tests may create databases on (bin/postgres-test)
+POSTGRES_SERVER = (
+    "CHATBOT_TEST_POSTGRES"  # a PostgreSQL URL whose server the tests may create databases on (bin/postgres-test or bin/postgres-server)
+)
 
 
 @contextlib.contextmanager
@@ -144,7 +146,7 @@ def postgres_database(server_url: str):
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request, tmp_path):
     """A database URL, once per backend: a SQLite file in tmp_path, and a fresh database on the PostgreSQL
     server named by $CHATBOT_TEST_POSTGRES (skipped when it is unset: bin/postgres-test sets it)."""

@@ -23,6 +23,7 @@ def run(*args, env=None, input=None):
     )
 
 
+@pytest.mark.slow
 def test_replay_prints_every_turn_with_its_settings(tiny_checkpoint, db_url, capsys):
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.inference.decoding import DecodingConfig
@@ -56,6 +57,7 @@ def test_unknown_id_is_one_line_and_nonzero(db_url):
     ]
 
 
+@pytest.mark.slow
 def test_malformed_corpus_exits_nonzero_naming_file_and_line(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text('["a", "b"]\n["c", "d"]\n{not json}\n')
@@ -108,6 +110,7 @@ def test_module_entry_point_shows_help():
         assert command in result.stdout
 
 
+@pytest.mark.slow
 def test_leaving_the_chat_while_the_model_still_loads_exits_cleanly(tiny_model_dir, tmp_path):
     # End of input at once: the REPL ends while TensorFlow is still being imported in the loader
     # thread; the interpreter used to abort ("terminate called without an active exception", 134).

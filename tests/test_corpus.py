@@ -1,3 +1,6 @@
+"""Corpus loading (`chatbot.corpus`): plain text and JSONL files, the bundled corpora, splits fixed by dialogue id,
+merged speaker runs, and malformed files named by file and line."""
+
 import json
 from itertools import pairwise
 

@@ -32,10 +32,9 @@ def test_every_format_trains_a_tiny_model_from_its_sample(name, tmp_path, capsys
     # The language model: the cheapest of the four to trace (each format's HRED trains in the mixture test below).
     args = ["train", "--corpus", spec, "--model", "lm", "--preset", "tiny", "--epochs", "1", "--vocabulary-size", "400", "--out", str(out)]
     assert main(args) == 0, capsys.readouterr().err
-    err = capsys.readouterr().err
-    # The log counts the sample's dialogues: reading went through the format's reader.
-    train, valid = (int(err.split(" train / ")[0].split()[-1]), int(err.split(" train / ")[1].split()[0]))
-    assert train + valid <= dialogues and train > 0
+    # The run's record counts the sample's dialogues: reading went through the format's reader.
+    data = json.loads((out / "metrics.json").read_text())["data"]
+    assert 0 < data["train_dialogues"] and data["train_dialogues"] + data["valid_dialogues"] <= dialogues
     checkpoint = load_checkpoint(out)
     assert read_config(out)[1].corpus == (spec,)
     assert checkpoint.tokenizer.vocabulary_size > 4
@@ -145,6 +144,7 @@ def test_mixture_weights_set_how_often_an_epoch_sees_each_corpus(tmp_path):
     assert len(draws[0]) == round(0.5 * sizes[1])
 
 
+@pytest.mark.slow
 def test_a_mixture_of_every_format_trains_an_hred_and_stats_show_each_part(tmp_path, capsys):
     specs = [spec for spec, _, _ in SAMPLES.values()]
     weights = "1,2,1,1,0.5,1"

@@ -92,6 +92,8 @@ def _same_run(out, weights, reference_out, reference_weights, exact_weights=None
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)  # the same steps; only the summation order differs
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_two_workers_and_two_replicas_match_one_device_and_resume(tmp_path):
     """Two epochs on one device are the reference. Two TensorFlow workers on 127.0.0.1 (each with one
     CPU replica) and one process with two CPU replicas, stopped after epoch 1 and resumed, must end
@@ -158,6 +160,8 @@ def test_distribute_refusals_are_one_line(tmp_path, capsys, monkeypatch):
 BLOCK_TENSORFLOW = "sys.modules['tensorflow'] = None  # the JAX training path must not need TensorFlow"
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 @pytest.mark.parametrize("model", ["vhred"])
 def test_jax_trains_on_two_host_devices_without_tensorflow_and_the_model_chats_under_tensorflow(tmp_path, model):
     script = TRAIN.replace('model="hred"', f'model="{model}"')

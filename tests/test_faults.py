@@ -222,6 +222,7 @@ def test_a_corrupt_database_is_refused_with_one_line(tmp_path):
     assert "\n" not in str(raised.value) and str(path) in str(raised.value)
 
 
+@pytest.mark.slow
 def test_a_database_locked_by_another_writer_is_refused_with_one_line(tmp_path):
     path = tmp_path / "chat.db"
     ConversationStore(f"sqlite:///{path}").close()
@@ -313,6 +314,7 @@ def test_over_a_terminal_an_unwritable_database_stops_the_chat_before_the_prompt
     assert child.before.strip() == f"chatbot: error: {path}: the database is read-only; check the file's permissions or pass another --db"
 
 
+@pytest.mark.slow
 def test_over_a_terminal_escape_codes_and_ctrl_c_at_the_pick(tmp_path, tiny_model_dir, db_url):
     # Ctrl-C while the model loads is test_a_real_ctrl_c_during_the_model_load_...: over a terminal it races
     # the load (the loader's TensorFlow import holds the GIL, so the signal is handled late), and a busy
@@ -418,6 +420,7 @@ def test_replies_table_is_what_the_scripted_model_answers(checkpoint):
 # --- many writers, and kill -9 ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_four_writers_for_three_seconds_lose_and_reorder_nothing():
     result = subprocess.run(
         [sys.executable, "benchmarks/store_concurrency.py", "--processes", "4", "--seconds", "3"],
@@ -441,6 +444,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_loses_no_committed_turn(tmp_path):
     import random
     import signal
@@ -463,6 +467,7 @@ def test_kill_9_at_random_moments_loses_no_committed_turn(tmp_path):
     assert seen and seen <= stored
 
 
+@pytest.mark.slow
 def test_kill_9_of_a_chat_mid_conversation_keeps_every_committed_turn(tmp_path, tiny_model_dir, db_url):
     import signal
     import time
@@ -502,6 +507,7 @@ def test_kill_9_of_a_chat_mid_conversation_keeps_every_committed_turn(tmp_path, 
 # --- storage faults during a chat -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_full_disk_a_lock_and_a_deleted_file_during_a_chat_each_get_one_line(tmp_path, checkpoint):
     from sqlalchemy import event
 

@@ -20,6 +20,8 @@ from chatbot.models import HRED, build_model
 from chatbot.text.tokenizer import BOS_ID, EOS_ID, Tokenizer
 from chatbot.training.data import WindowBatches, dialogue_windows
 
+pytestmark = pytest.mark.slow  # trains models until they learn
+
 WORDS = 40
 VOCABULARY_SIZE = 4 + WORDS  # the reserved ids, then the words
 CHANCE = math.log(WORDS) / 2  # nats per target token without the context: the echoed word is a guess, EOS is certain

@@ -1,9 +1,13 @@
+"""The dialogue manager (`chatbot.dialogue.manager`) with really trained tiny models: stored turns, seeds,
+message cleaning, decoding settings, replay and concurrent exchanges."""
+
 import numpy as np
 import pytest
 
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.errors import ConfigError
 from chatbot.evaluation.replay import ModelCache, regenerate
+from chatbot.inference.checkpoint import load_checkpoint
 from chatbot.inference.decoding import DecodingConfig
 from chatbot.storage import ConversationStore
 from chatbot.text.messages import MAX_MESSAGE_CHARS
@@ -95,6 +99,7 @@ def test_context_of_no_turns_is_refused(tiny_checkpoint, db_url, turns):
         DialogueManager(ConversationStore(db_url), tiny_checkpoint, context_turns=turns)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)  # SQLite: tests/test_cli.py replays through the command
 def test_replay_regenerates_every_stored_reply_exactly(tiny_checkpoint, store_url):
     """What `chatbot replay --regenerate` runs: each stored reply again from its stored model, settings and seed."""
@@ -144,3 +149,12 @@ def test_concurrent_exchanges_on_one_conversation_queue_without_deadlock(store_u
     assert all(bot.parent_id == user.id for user, bot in zip(turns[::2], turns[1::2], strict=True))
     for manager in managers:
         manager.close()
+
+
+def test_the_dialogue_manager_answers_with_a_vhred_and_a_seed_repeats_the_reply(tiny_vhred_dir, db_url):
+    manager = DialogueManager(ConversationStore(db_url), load_checkpoint(tiny_vhred_dir))
+    replies = [manager.answer(None, "what is your favorite book?", DecodingConfig(), seed=11).reply for _ in range(2)]
+    assert replies[0].text and replies[0].seed == 11
+    assert replies[0].text == replies[1].text  # same history, settings and seed
+    stored = manager.history(replies[0].conversation_id)
+    assert [t.speaker for t in stored] == ["user", "bot"]

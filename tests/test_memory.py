@@ -28,6 +28,8 @@ from chatbot.inference.checkpoint import load_checkpoint
 from chatbot.inference.decoding import DecodingConfig
 from chatbot.storage import ConversationStore
 
+pytestmark = pytest.mark.slow  # trains an HRAN and an HRED until they learn
+
 SLOTS = {
     "city": "oslo paris lima cairo tokyo delhi rome quito dublin hanoi seoul nairobi".split(),
     "pet": "pony cat dog frog owl goat parrot rabbit turtle hamster lizard snake".split(),

@@ -1,4 +1,4 @@
-"""`chatbot pack` (float16 copies for shipping) and `--precision mixed_bfloat16` training, on tiny real models."""
+"""`chatbot pack` (float16 copies for shipping) on tiny real models."""
 
 import json
 import zipfile
@@ -6,17 +6,14 @@ import zipfile
 import pytest
 
 from chatbot.cli.parser import main
-from chatbot.config import model_config
 from chatbot.corpus import load_corpus
 from chatbot.errors import CheckpointError
 from chatbot.evaluation.evaluate import perplexity
 from chatbot.evaluation.pack import PACK_FILENAME, pack_model
 from chatbot.inference.checkpoint import MODEL_FILENAME, load_checkpoint, sha256_of
-from chatbot.inference.decoding import DecodingConfig
-from chatbot.inference.responder import Responder
-from tests.conftest import tiny_train_config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["tiny_model_dir", "tiny_vhred_dir"])
 def test_float16_copy_keeps_the_perplexity_within_one_percent(fixture, request, tmp_path):
     source = request.getfixturevalue(fixture)
@@ -50,21 +47,3 @@ def test_packing_over_a_model_or_from_nothing_is_one_line_and_leaves_nothing(tin
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
         assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
-
-
-def test_mixed_bfloat16_training_decodes_in_float32(tmp_path):
-    import keras
-
-    from chatbot.training.trainer import train
-
-    out = tmp_path / "bf16"
-    train(out, model_config("tiny"), tiny_train_config(epochs=1, precision="mixed_bfloat16"), verbose=0, log=lambda line: None)
-    assert keras.mixed_precision.global_policy().name == "float32"  # the run's policy does not leak
-    checkpoint = load_checkpoint(out)
-    assert checkpoint.train_config.precision == "mixed_bfloat16"
-    assert checkpoint.model.dtype_policy.name == "float32" and {w.dtype for w in checkpoint.model.weights} == {"float32"}
-    metrics = json.loads((out / "metrics.json").read_text())["epochs"]
-    assert metrics[-1]["val_perplexity"] < 400  # learnt something: the vocabulary is 400
-    history = ["hello", "hi, how are you?"]
-    first = Responder(checkpoint).candidates(history, DecodingConfig(), seed=5).texts
-    assert first == Responder(load_checkpoint(out)).candidates(history, DecodingConfig(), seed=5).texts

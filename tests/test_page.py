@@ -16,6 +16,8 @@ from serving import running, stop
 
 from chatbot.storage import ConversationStore
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser]  # a real Chromium against real servers
+
 KEYS = "alice:alice-secret-key-0001\nbob:bob-secret-key-000002\n"
 WAIT = 30_000  # ms: the longest a step may take (a busy 2-core machine; a replay may compile a new graph)
 expect.set_options(timeout=WAIT)

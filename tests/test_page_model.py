@@ -13,6 +13,8 @@ import pytest
 from browser import chromium_path
 from serving import REPO
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser]  # the shipped model's server and a real Chromium
+
 SHIPPED = REPO / "storage" / "models" / "default"
 
 

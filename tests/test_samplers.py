@@ -199,6 +199,7 @@ def test_compiled_path_equals_eager_reference(tiny_checkpoint, settings):
     assert all(a.score >= b.score for a, b in pairwise(compiled))
 
 
+@pytest.mark.slow
 def test_mmi_rerank_rescores_the_same_candidates(tiny_checkpoint):
     """MMI-antiLM keeps the sampled candidates and adds -lambda * log U(T) >= 0 to each score."""
     from chatbot.inference.framing import context_array

@@ -30,6 +30,7 @@ def batch_generator(checkpoint) -> BatchReplyGenerator:
     return BatchReplyGenerator(checkpoint.model, (checkpoint.model_config.max_turns - 1, checkpoint.model_config.max_utterance_length))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "config",
     [
@@ -51,6 +52,7 @@ def test_a_batch_decodes_each_request_as_it_would_be_decoded_alone(tiny_checkpoi
     assert len({found[0].token_ids for found in batched}) > 1  # the requests did get different replies
 
 
+@pytest.mark.slow
 def test_a_vhred_batch_draws_each_request_s_latent_from_its_own_seed(tiny_vhred_dir):
     checkpoint = load_checkpoint(tiny_vhred_dir)
     generator = batch_generator(checkpoint)

@@ -43,6 +43,7 @@ def client(server, key: str = "alice-secret-key-0001") -> httpx.Client:
     return httpx.Client(base_url=server.api, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
 
+@pytest.mark.slow
 def test_every_feature_of_the_repl_as_a_resource(server, checkpoint):
     api = client(server)
     conversation = api.post("/conversations", json={"title": "a test", "system": "be brief"}).json()

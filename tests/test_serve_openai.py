@@ -108,6 +108,7 @@ def test_the_async_client_streamed_and_not(server, checkpoint):
     assert (plain, streamed) == (expected_reply(checkpoint, ["async one"]), expected_reply(checkpoint, ["async two"]))
 
 
+@pytest.mark.slow
 def test_max_tokens_cuts_with_finish_reason_length_and_stop_cuts_the_text(client):
     cut = client.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "hello"}], max_tokens=2)
     assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 2
@@ -118,6 +119,7 @@ def test_max_tokens_cuts_with_finish_reason_length_and_stop_cuts_the_text(client
     assert stopped.choices[0].finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_a_system_message_is_stored_but_does_not_condition_the_reply(client, server, checkpoint):
     answer = client.chat.completions.create(
         model="scripted", messages=[{"role": "system", "content": "you are a pirate"}, {"role": "user", "content": "ahoy"}]
@@ -226,6 +228,7 @@ def test_a_retry_of_the_openai_client_gets_the_stored_reply_back(client, server)
     store.close()
 
 
+@pytest.mark.slow
 def test_a_client_that_disconnects_mid_stream_leaves_the_reply_stored_whole(server, checkpoint):
     body = {"model": "scripted", "messages": [{"role": "user", "content": "i will hang up"}], "stream": True}
     with httpx.stream("POST", f"{server.api}/chat/completions", json=body, timeout=30) as response:

@@ -16,6 +16,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 from serving import running
 
+pytestmark = pytest.mark.slow  # hundreds of generated requests
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = 12  # per operation, mode and kind of ids
 

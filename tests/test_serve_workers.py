@@ -20,6 +20,8 @@ from serving import REPO, running, start_server, stop
 
 from chatbot.storage import ConversationStore
 
+pytestmark = pytest.mark.slow  # several server processes with a really trained model
+
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir, tmp_path_factory):
@@ -201,6 +203,7 @@ def test_a_database_that_goes_away_is_503_with_one_line_and_nothing_half_written
     store.close()
 
 
+@pytest.mark.postgres
 def test_two_workers_on_postgresql_answer_clients_of_one_conversation_in_order(tmp_path):
     """The same as on SQLite, with the scripted model, on a fresh PostgreSQL database (skipped without
     $CHATBOT_TEST_POSTGRES): the tickets and row locks order the exchanges across the two processes."""

@@ -101,6 +101,7 @@ def read_only(db_url: str) -> tuple[str, str]:
 # --- with real models: exact regeneration, comparison, other settings, fine-tuning ---
 
 
+@pytest.mark.slow
 def test_regenerate_reproduces_every_reply_and_names_a_changed_model(tiny, tiny_model_dir, tiny_vhred_dir, tmp_path, db_url, capsys):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
@@ -129,6 +130,7 @@ def test_regenerate_reproduces_every_reply_and_names_a_changed_model(tiny, tiny_
     assert status == 1 and "is missing; restore it there" in lines[1]
 
 
+@pytest.mark.slow
 def test_replay_against_another_model_side_by_side_in_md_and_json(scripted, tiny_vhred_dir, tmp_path, db_url, capsys):
     scripted.chat(db_url, MESSAGES[:2])
     stored = {c.id: [t for t in path if t.speaker == "bot"] for c, path in ConversationStore(db_url).active_paths()}
@@ -161,6 +163,7 @@ def test_replay_against_another_model_side_by_side_in_md_and_json(scripted, tiny
     assert stored[2][0].text.replace("|", "\\|") in text
 
 
+@pytest.mark.slow
 def test_the_stored_model_under_other_settings_is_deterministic(tiny, db_url, capsys):
     tiny.chat(db_url, MESSAGES[1:2])
     first = output_of(capsys, "replay", "1", "--beam", "2", "--db", db_url)
@@ -169,6 +172,7 @@ def test_the_stored_model_under_other_settings_is_deterministic(tiny, db_url, ca
     assert first[1][0].startswith("comparing stored replies with the stored model · beam 2")
 
 
+@pytest.mark.slow
 def test_fine_tuning_on_stored_conversations(scripted, tiny_model_dir, tiny_checkpoint, tmp_path, db_url, capsys):
     scripted.chat(db_url, MESSAGES[:2])  # the corpus is the stored texts: any model may have chatted them
     out = tmp_path / "tuned"
@@ -190,6 +194,7 @@ def test_fine_tuning_on_stored_conversations(scripted, tiny_model_dir, tiny_chec
     assert metrics["data"]["corpus"] == f"db:{db_url}" and metrics["data"]["train_dialogues"] >= 1
 
 
+@pytest.mark.slow
 def test_a_chat_regenerates_exactly_including_replies_made_while_compiling(tiny_model_dir, db_url, capsys):
     from tests.test_repl import CTRL_D, chat
 

@@ -7,6 +7,7 @@ import zipfile
 import h5py
 import keras
 import numpy as np
+import pytest
 from prompt_toolkit import PromptSession
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
@@ -51,6 +52,7 @@ def test_it_loads_in_safe_mode_with_float16_weights_decoded_in_float32():
         np.testing.assert_array_equal(raw_weight.astype(np.float32), weight)
 
 
+@pytest.mark.slow
 def test_chat_without_model_answers_a_three_turn_conversation(db_url):
     assert find_default_model() == SHIPPED_MODEL_DIR
     args: argparse.Namespace = build_parser().parse_args(["chat", "--db", db_url])

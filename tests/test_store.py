@@ -1,3 +1,6 @@
+"""The conversation store (`chatbot.storage`) on SQLite and, with $CHATBOT_TEST_POSTGRES, PostgreSQL: the file's
+mode, schema upgrades, branches, export, concurrent writers and read-only or foreign files."""
+
 import contextlib
 import json
 import multiprocessing
@@ -386,6 +389,7 @@ def test_a_missing_postgresql_driver_is_one_line(monkeypatch):
         ConversationStore("postgresql+psycopg://me:s3cret@db.example/chat")
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_postgresql_v1_database_is_dumped_then_upgraded(store_url, tmp_path, monkeypatch):
     engine = open_engine(store_url)

@@ -1,3 +1,5 @@
+"""The SentencePiece tokenizer (`chatbot.text.tokenizer`): reserved ids, unseen characters, vocabulary size."""
+
 import unicodedata
 
 from chatbot.corpus import load_corpus

@@ -1,10 +1,23 @@
+"""`chatbot train` on tiny real models: the model directory, --resume, the time budget, damaged checkpoints,
+--init-from (a VHRED started from an HRED), the posterior-collapse warning and mixed-bfloat16 training."""
+
 import json
 
+import keras
+import numpy as np
 import pytest
 
 from chatbot.cli.parser import main
+from chatbot.config import model_config
 from chatbot.errors import CheckpointError
 from chatbot.inference.checkpoint import load_checkpoint, read_config
+from chatbot.inference.decoding import DecodingConfig
+from chatbot.inference.responder import Responder
+from chatbot.models import build_model
+from chatbot.text.tokenizer import BOS_ID, EOS_ID
+from chatbot.training.callbacks import PosteriorCollapseWarning
+from chatbot.training.trainer import copy_encoder_weights
+from tests.conftest import tiny_train_config
 
 
 def test_training_writes_a_complete_model_directory(tiny_model_dir):
@@ -22,6 +35,7 @@ def test_training_writes_a_complete_model_directory(tiny_model_dir):
     assert any((tiny_model_dir / "logs").rglob("*tfevents*"))
 
 
+@pytest.mark.slow
 def test_resume_continues_after_the_last_epoch_with_optimizer_state(tmp_path, capsys):
     out = tmp_path / "run"
     common = ["train", "--corpus", "chatterbot:english", "--preset", "tiny", "--vocabulary-size", "400", "--length-groups", "1"]
@@ -67,6 +81,7 @@ def test_resume_without_a_run_says_so(tmp_path, capsys):
     assert "config.json: missing" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_time_budget_stops_training(tmp_path):
     from chatbot.config import model_config
     from chatbot.training.trainer import train
@@ -97,3 +112,71 @@ def test_missing_or_corrupt_checkpoint(tmp_path, tiny_model_dir, damage):
         match = "cannot load the model"
     with pytest.raises(CheckpointError, match=match):
         load_checkpoint(broken)
+
+
+@pytest.mark.slow
+def test_init_from_reuses_the_tokenizer_and_sizes_and_logs_every_vhred_term(tiny_model_dir, tiny_vhred_dir):
+    assert (tiny_vhred_dir / "tokenizer.model").read_bytes() == (tiny_model_dir / "tokenizer.model").read_bytes()
+    vhred_config, train_config = read_config(tiny_vhred_dir)
+    assert vhred_config.model == "vhred" and train_config.init_from == str(tiny_model_dir)
+    assert vhred_config.hidden_dim == read_config(tiny_model_dir)[0].hidden_dim
+    epoch = json.loads((tiny_vhred_dir / "metrics.json").read_text())["epochs"][0]
+    for name in ("reconstruction", "kl", "bow", "kl_weight", "active_units", "val_kl", "val_perplexity"):
+        assert name in epoch, name
+    batches = json.loads((tiny_vhred_dir / "metrics.json").read_text())["data"]["train_batches"]
+    assert vhred_config.kl_anneal_steps == round(0.5 * batches)  # half of the one epoch planned
+    assert epoch["kl_weight"] > 0
+
+
+def test_init_from_copies_hreds_layers_and_the_vhred_starts_as_that_hred(tiny_checkpoint):
+    """Serban et al. (2017) start VHRED from a trained HRED: every HRED layer is copied, and the decoder's
+    weights for z start at zero, so whatever z the prior draws, the first replies are the HRED's."""
+    source = tiny_checkpoint.model
+    model = build_model(model_config("tiny", model="vhred", vocabulary_size=source.vocabulary_size))
+    copied = copy_encoder_weights(model, source)
+    assert copied == ["embedding", "utterance_encoder", "context_encoder", "decoder", "output_projection", "context_centering"]
+    for name in copied:
+        for a, b in zip(getattr(model, name).get_weights(), getattr(source, name).get_weights(), strict=True):
+            np.testing.assert_array_equal(a[: b.shape[0]], b)
+            assert not a[b.shape[0] :].any()  # the rows that read z
+    context = np.zeros((2, 3, 8), np.int32)
+    context[:, :, :4] = [BOS_ID, 5, 6, EOS_ID]
+    context[1, 2] = 0
+    noise = np.random.default_rng(0).standard_normal((2, model.latent_dim)).astype("float32") * 3
+    tokens = np.array([BOS_ID, BOS_ID], np.int32)
+    theirs, _ = source.decode_step(tokens, source.encode_context(context))
+    mine, _ = model.decode_step(tokens, model.encode_context(context, noise))
+    np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_posterior_collapse_is_reported_only_after_annealing(tiny_vhred_dir):
+    lines = []
+    model = load_checkpoint(tiny_vhred_dir).model
+    model.compile(optimizer=keras.optimizers.Adam())
+    warning = PosteriorCollapseWarning(anneal_steps=10, write=lines.append)
+    warning.set_model(model)
+    model.optimizer.iterations.assign(5)
+    warning.on_epoch_end(0, {"val_kl": 0.001})
+    assert lines == []  # still annealing
+    model.optimizer.iterations.assign(10)
+    warning.on_epoch_end(1, {"val_kl": 2.5})
+    assert lines == []  # healthy KL
+    warning.on_epoch_end(2, {"val_kl": 0.001})
+    assert len(lines) == 1 and "posterior collapse" in lines[0] and "epoch 3" in lines[0]
+
+
+@pytest.mark.slow
+def test_mixed_bfloat16_training_decodes_in_float32(tmp_path):
+    from chatbot.training.trainer import train
+
+    out = tmp_path / "bf16"
+    train(out, model_config("tiny"), tiny_train_config(epochs=1, precision="mixed_bfloat16"), verbose=0, log=lambda line: None)
+    assert keras.mixed_precision.global_policy().name == "float32"  # the run's policy does not leak
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.train_config.precision == "mixed_bfloat16"
+    assert checkpoint.model.dtype_policy.name == "float32" and {w.dtype for w in checkpoint.model.weights} == {"float32"}
+    metrics = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert metrics[-1]["val_perplexity"] < 400  # learnt something: the vocabulary is 400
+    history = ["hello", "hi, how are you?"]
+    first = Responder(checkpoint).candidates(history, DecodingConfig(), seed=5).texts
+    assert first == Responder(load_checkpoint(out)).candidates(history, DecodingConfig(), seed=5).texts
