@@ -96,6 +96,7 @@ def test_front_end_modules_load_no_tensorflow():
     import sys
 
     modules = [
+        "api",
         "cli",
         "cli.commands",
         "chat.run",

@@ -461,3 +461,9 @@ def test_every_conversation_with_its_path_reads_consistently_while_a_chat_writes
     assert all(paths[c] == ["hello", "hi"] for c in written)
     store.close()
     writer.close()
+
+
+@pytest.mark.parametrize("url", ["foo", "storage/chatbot.db", ""])
+def test_a_database_argument_that_is_not_a_url_is_one_line(url):
+    with pytest.raises(StorageError, match=r"is not a database URL; give sqlite:///PATH"):
+        ConversationStore(url)

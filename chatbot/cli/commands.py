@@ -16,28 +16,32 @@ from chatbot.errors import CheckpointError, ConfigError
 
 
 def cmd_train(args) -> int:
-    from chatbot.config import ModelConfig, flag_values, model_config
-    from chatbot.inference.checkpoint import read_config
-    from chatbot.training.trainer import train
+    from chatbot.api import train
+    from chatbot.config import ModelConfig, flag_values
 
-    architecture = args.model or "hred"
-    if args.model is None and args.init_from and not args.resume:
-        try:
-            architecture = read_config(Path(args.init_from))[0].model
-        except CheckpointError as exc:
-            raise CheckpointError(f"--init-from: {exc}") from None
-    config = model_config(args.preset, model=architecture, **flag_values(args, ModelConfig))
-    train_config = TrainConfig(
-        corpus=tuple(args.corpus or ["chitchat"]),
-        corpus_weights=args.corpus_weights,
-        corpus_format=args.format,
-        encoding=args.encoding,
-        convokit_paths=args.convokit_paths,
-        skip_malformed=args.skip_malformed,
-        **{**flag_values(args, TrainConfig), "kl_anneal_fraction": None if args.kl_anneal_steps is not None else args.kl_anneal_fraction},
-    )
+    sizes = {name: value for name, value in flag_values(args, ModelConfig).items() if value is not None}  # None: the preset's
+    settings = {
+        **sizes,
+        **flag_values(args, TrainConfig),
+        "corpus_weights": args.corpus_weights,
+        "corpus_format": args.format,
+        "encoding": args.encoding,
+        "convokit_paths": args.convokit_paths,
+        "skip_malformed": args.skip_malformed,
+        "kl_anneal_fraction": None if args.kl_anneal_steps is not None else args.kl_anneal_fraction,
+    }
+    corpus = tuple(args.corpus or ["chitchat"])
     try:
-        result = train(Path(args.out), config, train_config, resume=args.resume, distribute=args.distribute, replicas=args.replicas)
+        result = train(
+            corpus,
+            out=args.out,
+            model=args.model,
+            preset=args.preset,
+            resume=args.resume,
+            distribute=args.distribute,
+            replicas=args.replicas,
+            **settings,
+        )
     except KeyboardInterrupt:
         print(f"chatbot: training interrupted; continue with: chatbot train --out {args.out} --resume", file=sys.stderr)
         return 130
@@ -54,43 +58,35 @@ def cmd_eval(args) -> int:
     import json
     import time
 
-    from chatbot.evaluation.evaluate import EvalConfig, EvalData, evaluate_model, ngram_row
+    from chatbot.api import evaluate
     from chatbot.evaluation.reports import print_eval_table
     from chatbot.inference.decoding import decoding_from_args
     from chatbot.paths import storage_dir
 
-    if args.contexts < 0:
-        raise ConfigError(f"--contexts must be >= 0, got {args.contexts}")
-    config = EvalConfig(
-        corpus=args.corpus,
+    report = evaluate(
+        args.model,
+        args.corpus,
         split=args.split,
+        contexts=args.contexts,
+        context_turns=args.context_turns,
+        ngram_baseline=args.ngram_baseline,
+        decoding=decoding_from_args(args),
+        seed=args.seed,
+        log=lambda line: print(line, file=sys.stderr),
         corpus_format=args.format,
         encoding=args.encoding,
         convokit_paths=args.convokit_paths,
         skip_malformed=args.skip_malformed,
-        num_contexts=args.contexts,
-        context_turns=args.context_turns,
-        seed=args.seed,
     )
-    decoding = decoding_from_args(args)
-    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    data = EvalData.load(config)
-    rows = [evaluate_model(path, config, decoding, data, log) for path in args.model]
-    if args.ngram_baseline:
-        from chatbot.inference.checkpoint import load_checkpoint
-
-        first = load_checkpoint(args.model[0])
-        rows[:0] = [ngram_row(first, config, data, order=1, log=log), ngram_row(first, config, data, log=log)]
     output = Path(args.output) if args.output else storage_dir() / "eval" / f"eval-{args.split}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    report = {"corpus": args.corpus, "split": args.split, "seed": args.seed, "decoding": decoding.to_dict(), "rows": rows}
-    output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print_eval_table(rows)
+    output.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    print_eval_table(report.rows)
     print(f"report: {output}")
     if args.plot:
         from chatbot.training.plots import eval_comparison
 
-        print(f"plot: {eval_comparison(rows, Path(args.plot))}")
+        print(f"plot: {eval_comparison(report.rows, Path(args.plot))}")
     return 0
 
 
@@ -215,7 +211,6 @@ def cmd_replay(args, log: Callable[[str], None] | None = None) -> int:
         comparison_lines,
         comparison_report,
         comparison_summary,
-        regenerate,
         regeneration_lines,
         summary_lines,
     )
@@ -236,20 +231,18 @@ def cmd_replay(args, log: Callable[[str], None] | None = None) -> int:
     )
     if args.regenerate and comparing:
         raise ConfigError("--regenerate uses the stored model and settings; leave out --model, --format and decoding flags")
+    ids = None if args.all else args.ids
+    if args.regenerate:
+        from chatbot.api import replay
+
+        replayed = replay(ids, args.db, all_branches=args.all_branches, log=log)
+        for conversation in replayed.conversations:
+            print("\n".join(regeneration_lines(conversation, replayed.results[conversation.id])))
+        return 0 if replayed.identical else 1
     store = open_store(args.db)
     if store.upgrade_note:
         print(store.upgrade_note, file=sys.stderr)
-    ids = None if args.all else args.ids
     conversations = store.conversations(ids)  # unknown ids fail here, before any model loads
-    if args.regenerate:
-        models = ModelCache(log)
-        status = 0
-        for conversation in conversations:
-            results = regenerate(store, conversation.id, models, all_branches=args.all_branches)
-            print("\n".join(regeneration_lines(conversation, results)))
-            if not all(result.identical for result in results):
-                status = 1
-        return status
     if not comparing:
         blocks = ["\n".join(transcript_lines(store.transcript(c.id, args.all_branches))) for c in conversations]
         sys.stdout.write("\n\n".join(blocks) + "\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from chatbot.corpus.dialogue import SPLITS, Dialogue, Utterance, split_of
 from chatbot.corpus.formats import Problems, ReadOptions
@@ -50,6 +50,40 @@ def load_corpus(
     return Corpus(" + ".join(specs), dialogues, "+".join(source.format for source in sources))
 
 
+def load(
+    spec: str | Sequence[str],
+    *,
+    format: str | None = None,
+    split: str | None = None,
+    encoding: str | None = None,
+    convokit_paths: str = "longest",
+    skip_malformed: bool = False,
+) -> Iterator[Dialogue]:
+    """The dialogues of corpus SPEC(s) (see `chatbot.corpus.registry`: chitchat, chatterbot:LANG, a file or folder
+    in any of the eight formats, db: for stored conversations), streamed one at a time in corpus order, each
+    with the split `chatbot train` gives it.
+
+    Args:
+        format: the reader (default: detected, as `chatbot corpus detect` says).
+        split: "train", "valid" or "test" to keep only that split.
+        encoding, convokit_paths: as the `--encoding` and `--convokit-paths` flags.
+        skip_malformed: skip malformed records (counted) instead of stopping at the first.
+    Raises:
+        CorpusError: a spec cannot be read, or a malformed record (the message names file and line).
+        ConfigError: an unknown split.
+    """
+    from chatbot.errors import ConfigError
+
+    if split is not None and split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    options = ReadOptions(encoding, convokit_paths)
+    problems = Problems(strict=not skip_malformed)
+    for one in [spec] if isinstance(spec, str) else spec:
+        for dialogue in resolve(one, format, options).dialogues(problems):
+            if split is None or dialogue.split == split:
+                yield dialogue
+
+
 __all__ = [
     "Corpus",
     "Dialogue",
@@ -61,6 +95,7 @@ __all__ = [
     "Utterance",
     "chatterbot_languages",
     "detect",
+    "load",
     "load_corpus",
     "resolve",
     "split_of",

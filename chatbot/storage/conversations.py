@@ -137,7 +137,12 @@ class ConversationStore:
 
     def __init__(self, url: str):
         self.url = url
-        self.where = display_name(url)
+        try:
+            self.where = display_name(url)
+        except sa_exc.ArgumentError:
+            raise StorageError(
+                f"{url!r} is not a database URL; give sqlite:///PATH for a file (sqlite:////abs/path) or postgresql://USER@HOST/NAME"
+            ) from None
         self._path = sqlite_path(url)
         self.engine = open_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -276,3 +276,33 @@ class WindowBatches:
             for chunk in np.array_split(lengths, max(length_groups, 1)):
                 slots += len(chunk) * (int(chunk.max(initial=0)) if length_groups > 1 else batch.shape[-1])
         return 1.0 - real / max(slots, 1)
+
+
+def dialogue_batches(
+    dialogues: Sequence[Dialogue],
+    tokenizer: Tokenizer,
+    *,
+    batch_size: int = 32,
+    max_turns: int = 8,
+    max_utterance_length: int = 48,
+    shuffle: bool = True,
+    seed: int = 0,
+):
+    """Batches for `model.fit` (TensorFlow backend): the dialogues cut into windows of up to `max_turns` framed
+    utterances, bucketed by length and padded per batch, as `chatbot train` feeds its models (teacher forcing:
+    the model's `compute_loss` scores every turn after a window's first).
+
+    Args:
+        dialogues: `chatbot.corpus.Dialogue`s, e.g. from `chatbot.corpus.load(spec, split="train")`.
+        tokenizer: the model's tokenizer (`chatbot.load().tokenizer`).
+        max_turns, max_utterance_length: the model's window (its `ModelConfig` fields of these names).
+        shuffle, seed: batch order, fixed by the seed; each pass over the dataset is the next epoch's order.
+    Returns:
+        A `tf.data.Dataset` of `(batch_size, num_turns, utterance_length)` int32 batches.
+    Raises:
+        ValueError: no dialogue has two turns (nothing to learn from).
+    """
+    windows = dialogue_windows(list(dialogues), tokenizer, max_turns, max_utterance_length)
+    if not windows:
+        raise ValueError("no dialogue with two or more turns: nothing to train on")
+    return WindowBatches(windows, batch_size, shuffle=shuffle, seed=seed).dataset()
