@@ -307,6 +307,7 @@ def train(
     distribute: str = "none",
     replicas: int = 1,
     log: Callable[[str], None] | None = None,
+    verbose: int | None = None,
     **settings: Any,
 ):
     """Train a dialogue model into `out`, as `chatbot train` does (it calls this function).
@@ -320,6 +321,7 @@ def train(
         resume: continue the run in `out` from its last backup.
         distribute, replicas: the placement (`--distribute`, `--replicas`; docs/training.md "More than one device").
         log: called with each progress line (default: printed to stderr; `lambda line: None` for silence).
+        verbose: Keras's progress output: 0 none, 1 a bar, 2 a line per epoch (default: a bar on a terminal, else lines).
     Returns:
         `chatbot.training.trainer.TrainResult`: out_dir, epochs_run, best_val_perplexity, seconds, model.
     Raises:
@@ -346,8 +348,8 @@ def train(
     corpus = (corpus,) if isinstance(corpus, str) else tuple(corpus)
     train_config = TrainConfig(corpus=corpus, **{k: v for k, v in settings.items() if k in train_fields})
     if log is None:
-        return train_model(Path(out), config, train_config, resume=resume, distribute=distribute, replicas=replicas)
-    return train_model(Path(out), config, train_config, resume=resume, distribute=distribute, replicas=replicas, log=log)
+        return train_model(Path(out), config, train_config, resume=resume, verbose=verbose, distribute=distribute, replicas=replicas)
+    return train_model(Path(out), config, train_config, resume=resume, verbose=verbose, log=log, distribute=distribute, replicas=replicas)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -101,7 +101,7 @@ def test_bad_input_is_the_projects_own_error(bot, tmp_path):
 
 def test_train_is_what_the_command_line_runs_and_evaluate_scores_it(tmp_path, capsys):
     settings = dict(preset="tiny", epochs=1, vocabulary_size=400, length_groups=1, max_dialogues=120)
-    result = chatbot.train("chatterbot:english", out=tmp_path / "api", model="lm", log=lambda line: None, **settings)
+    result = chatbot.train("chatterbot:english", out=tmp_path / "api", model="lm", log=lambda line: None, verbose=0, **settings)
     flags = ["--preset", "tiny", "--epochs", "1", "--vocabulary-size", "400", "--length-groups", "1", "--max-dialogues", "120"]
     assert main(["train", "--corpus", "chatterbot:english", "--model", "lm", "--out", str(tmp_path / "cli"), *flags]) == 0
     capsys.readouterr()
@@ -134,7 +134,7 @@ def test_a_loaded_model_fine_tunes_with_keras_fit_and_saves_in_the_native_format
     )
     before = [w.copy() for w in bot.model.get_weights()]
     bot.model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    history = bot.model.fit(batches, epochs=2, verbose=0)
+    history = bot.model.fit(batches, epochs=2, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"]).all() and history.history["loss"][1] < history.history["loss"][0]
     assert any(not np.array_equal(a, b) for a, b in zip(before, bot.model.get_weights(), strict=True))
     bot.model.save(tmp_path / "tuned.keras")

@@ -296,7 +296,8 @@ def dialogue_batches(
         dialogues: `chatbot.corpus.Dialogue`s, e.g. from `chatbot.corpus.load(spec, split="train")`.
         tokenizer: the model's tokenizer (`chatbot.load().tokenizer`).
         max_turns, max_utterance_length: the model's window (its `ModelConfig` fields of these names).
-        shuffle, seed: batch order, fixed by the seed; each pass over the dataset is the next epoch's order.
+        shuffle, seed: batch order, fixed by the seed; each pass over the dataset is the next epoch's order (so
+            give `fit` `shuffle=False`: a `tf.data.Dataset` is not shuffled by Keras).
     Returns:
         A `tf.data.Dataset` of `(batch_size, num_turns, utterance_length)` int32 batches.
     Raises:
