@@ -16,6 +16,8 @@ import chatbot
 REPO = Path(__file__).resolve().parent.parent
 RECORD = REPO / "docs" / "api-surface.txt"
 SUBPACKAGE_NAMES = {"corpus": ["load"], "training": ["dialogue_batches"]}
+# What the API reference documents (bin/api-docs): the public modules, without the packages' private submodules.
+PDOC_MODULES = ["chatbot.api", "chatbot.corpus", "!chatbot.corpus.", "chatbot.training", "!chatbot.training.", "chatbot.errors"]
 
 
 def _members(name: str, cls: type) -> dict[str, str]:

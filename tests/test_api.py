@@ -158,3 +158,65 @@ def test_the_public_surface_matches_its_record_or_the_changelog_says_why():
     assert not unexplained, f"changed or removed without a CHANGELOG.md entry under Unreleased: {unexplained}"
     assert not added, f"new public names not recorded in {RECORD.name}: {added} (python -m tests.api_surface --write)"
     assert chatbot.__version__ in (REPO / "CHANGELOG.md").read_text()
+
+
+def _resolves(dotted: str) -> bool:
+    """`chatbot.a.b.C.d` names a module or an attribute reachable from one."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            value = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(value, name):
+                return False
+            value = getattr(value, name)
+        return True
+    return False
+
+
+def test_the_api_reference_builds_without_warnings_and_every_public_name_is_documented(tmp_path):
+    """What CI builds (bin/api-docs builds the same into docs/api/): pdoc must not warn, every public function,
+    class and method has a docstring (a property is named in its class's), every `chatbot.…` reference in
+    those docstrings resolves, and the committed docs/api/ documents the same names as a fresh build."""
+    import importlib
+    import inspect
+    import re
+    import warnings
+
+    import pdoc
+    import pdoc.render
+
+    from tests.api_surface import PDOC_MODULES, surface
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pdoc.render.configure(docformat="google", search=False)
+        pdoc.pdoc(*PDOC_MODULES, output_directory=tmp_path)
+    assert not [f"{w.message}" for w in caught if "pdoc" in w.filename], "pdoc warned"
+
+    undocumented, texts = [], []
+    for name, kind in surface().items():
+        owner, _, member = name.rpartition(".")
+        value = getattr(chatbot, name) if not owner else getattr(getattr(chatbot, owner), member)
+        if kind == "property":
+            if member not in (inspect.getdoc(getattr(chatbot, owner)) or ""):
+                undocumented.append(name)
+        elif inspect.isfunction(value) or inspect.isclass(value) or inspect.ismethod(value):
+            doc = value.__doc__ or ""
+            undocumented += [] if doc.strip() else [name]
+            texts.append(doc)
+    assert not undocumented, f"public names without a docstring: {undocumented}"
+    texts += [importlib.import_module(m).__doc__ or "" for m in PDOC_MODULES if not m.startswith("!")]
+    references = {ref for text in texts for ref in re.findall(r"`(chatbot(?:\.\w+)+)", text)}
+    assert references and not sorted(r for r in references if not _resolves(r)), "references that do not resolve"
+
+    ids = lambda page: set(re.findall(r'id="([A-Za-z_][\w.]*)"', page.read_text(encoding="utf-8")))  # noqa: E731
+    committed = REPO / "docs" / "api"
+    built = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.html"))
+    assert built == sorted(p.relative_to(committed) for p in committed.rglob("*.html")), "docs/api/ is stale: run bin/api-docs"
+    for page in built:
+        assert ids(committed / page) == ids(tmp_path / page), f"docs/api/{page} is stale: run bin/api-docs"
