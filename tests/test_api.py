@@ -14,7 +14,7 @@ import pytest
 
 import chatbot
 from chatbot.cli.parser import main
-from chatbot.errors import CheckpointError, ConfigError, ConversationNotFoundError, StorageError
+from chatbot.errors import CheckpointError, ConfigError, ConversationNotFoundError, CorpusError, StorageError
 from chatbot.inference.checkpoint import SHIPPED_MODEL_DIR
 from tests.api_surface import REPO
 
@@ -141,7 +141,7 @@ def test_a_loaded_model_fine_tunes_with_keras_fit_and_saves_in_the_native_format
     again = keras.models.load_model(tmp_path / "tuned.keras", safe_mode=True, compile=False)
     for a, b in zip(again.get_weights(), bot.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="nothing to train on"):
+    with pytest.raises(CorpusError, match="nothing to train on"):
         chatbot.training.dialogue_batches([], bot.tokenizer)
 
 

@@ -301,9 +301,11 @@ def dialogue_batches(
     Returns:
         A `tf.data.Dataset` of `(batch_size, num_turns, utterance_length)` int32 batches.
     Raises:
-        ValueError: no dialogue has two turns (nothing to learn from).
+        CorpusError: no dialogue has two turns (nothing to learn from).
     """
+    from chatbot.errors import CorpusError
+
     windows = dialogue_windows(list(dialogues), tokenizer, max_turns, max_utterance_length)
     if not windows:
-        raise ValueError("no dialogue with two or more turns: nothing to train on")
+        raise CorpusError("no dialogue with two or more turns: nothing to train on")
     return WindowBatches(windows, batch_size, shuffle=shuffle, seed=seed).dataset()
