@@ -66,7 +66,9 @@ def test_save_then_load_restores_identical_outputs(tmp_path, english, name):
     vocabulary_size, batches = english
     config = model_config("tiny", vocabulary_size=vocabulary_size, cell="lstm", bidirectional=True, **ARCHITECTURES[name])
     model = build_model(config)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    # Two steps run eagerly: the weights and optimizer state training leaves, without tracing
+    # the training step (which costs 3-5 times as much on these tiny models).
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
     model.fit(batches.dataset().take(2), epochs=1, verbose=0, shuffle=False)
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
