@@ -385,7 +385,7 @@ def test_postgresql_urls_get_psycopg_and_an_unreachable_server_one_line(url):
 
 def test_a_missing_postgresql_driver_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    with pytest.raises(StorageError, match=r"^postgresql\+psycopg://me:\*\*\*@db\.example/chat: .*pip install 'chatbot\[postgres\]'$"):
+    with pytest.raises(StorageError, match=r"^postgresql\+psycopg://me:\*\*\*@db\.example/chat: .*pip install -e '\.\[postgres\]' in the chatbot clone$"):
         ConversationStore("postgresql+psycopg://me:s3cret@db.example/chat")
 
 

@@ -2,7 +2,7 @@
 
 `chatbot.storage.database` calls these when a URL names PostgreSQL; SQLite
 never reaches them. A plain ``postgresql://`` (or ``postgres://``) URL gets
-the psycopg 3 driver that ``pip install chatbot[postgres]`` installs, rather
+the psycopg 3 driver that ``pip install -e '.[postgres]'`` installs, rather
 than SQLAlchemy's default psycopg2, which this project does not ship.
 Concurrent writers need nothing from here: each write locks its
 conversation's row (``SELECT ... FOR UPDATE``, see
@@ -44,7 +44,7 @@ def connect_args(url: URL) -> dict:
 
 
 def missing_driver(where: str) -> StorageError:
-    return StorageError(f"{where}: the PostgreSQL driver (psycopg 3) is not installed: pip install 'chatbot[postgres]'")
+    return StorageError(f"{where}: the PostgreSQL driver (psycopg 3) is not installed: pip install -e '.[postgres]' in the chatbot clone")
 
 
 def lock_migrations(connection: Connection) -> None:
