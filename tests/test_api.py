@@ -194,7 +194,7 @@ def test_the_api_reference_builds_without_warnings_and_every_public_name_is_docu
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pdoc.render.configure(docformat="google", search=False)
+        pdoc.render.configure(docformat="google", search=False, show_source=False)
         pdoc.pdoc(*PDOC_MODULES, output_directory=tmp_path)
     assert not [f"{w.message}" for w in caught if "pdoc" in w.filename], "pdoc warned"
 

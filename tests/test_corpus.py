@@ -3,6 +3,7 @@ merged speaker runs, and malformed files named by file and line."""
 
 import json
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,27 @@ def test_unknown_spec_and_format(tmp_path):
         load_corpus(str(path))
     path.write_text(json.dumps(["a", "b"]) + "\n")
     assert len(load_corpus(str(path), format="jsonl").dialogues) == 1
+
+
+def test_a_missing_path_is_named_as_missing(tmp_path):
+    """Issue 27, item 12: a spec whose path is missing says so, rather than that the spec is not FORMAT:PATH."""
+    missing = tmp_path / "dd"
+    for spec, format, says in (
+        (f"dailydialog:{missing}", None, f"{missing}: no such file or directory (the dailydialog corpus named by"),
+        (str(tmp_path / "mine.jsonl"), None, f"{tmp_path / 'mine.jsonl'}: no such file or directory (a corpus file named by"),
+        (str(missing), "txt", f"{missing}: no such file or directory (the txt corpus named by"),
+    ):
+        with pytest.raises(CorpusError) as error:
+            load_corpus(spec, format=format)
+        assert str(error.value).startswith(says), error.value
+
+
+def test_a_lookalike_file_names_its_format_and_the_spec_to_use(tmp_path):
+    parlai = tmp_path / "chats.parlai"
+    parlai.write_text((Path(CORPORA) / "parlai.txt").read_text())
+    with pytest.raises(CorpusError) as error:
+        load_corpus(str(parlai))
+    assert (
+        str(error.value)
+        == f"{parlai}: looks like ParlAI dialog text (tab-separated text:/labels: fields, episode_done:True); read it with parlai:{parlai} (or --format parlai)"
+    )

@@ -120,9 +120,7 @@ def _lookalike(path: Path) -> CorpusError | None:
     if not found:
         return None
     f = found[0]
-    return CorpusError(
-        f"{path}: looks like {f.summary}, not plain {path.suffix.lstrip('.') or 'text'}; read it with {f.name}:{path} (or --format {f.name})"
-    )
+    return CorpusError(f"{path}: looks like {f.summary}; read it with {f.name}:{path} (or --format {f.name})")
 
 
 def resolve(spec: str, format: str | None = None, options: ReadOptions | None = None) -> Source:
@@ -149,6 +147,9 @@ def resolve(spec: str, format: str | None = None, options: ReadOptions | None = 
     else:
         spec_path = spec
     path = Path(spec_path)
+    if not path.exists() and (format is not None or "/" in spec_path or path.suffix):
+        what = f"the {format} corpus" if format else "a corpus file"
+        raise CorpusError(f"{spec_path}: no such file or directory ({what} named by {spec!r})")
     if not path.exists():
         raise CorpusError(
             f"unknown corpus {spec!r}: not a registered name ({', '.join(NAMED)}), not FORMAT:PATH "
