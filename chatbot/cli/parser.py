@@ -65,11 +65,13 @@ def _add_corpus_reading(parser: argparse.ArgumentParser, mixture: bool = True) -
         )
 
 
-def _add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> argparse._ArgumentGroup:
+def _add_decoding(parser: argparse.ArgumentParser, seed: int | None = None, seed_help: str | None = None) -> argparse._ArgumentGroup:
     from chatbot.inference.decoding import add_decoding_arguments
 
     group = add_decoding_arguments(parser)
-    if seed is None:
+    if seed_help is not None:
+        group.add_argument("--seed", type=int, help=seed_help)
+    elif seed is None:
         group.add_argument("--seed", type=int, help="seed of the first reply (default: random; every reply's seed is stored)")
     else:
         group.add_argument(
@@ -244,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--format", choices=["md", "json"], help="also write the comparison to a file in this format")
     replay.add_argument("--output", metavar="FILE", help="where --format writes (default storage/replays/replay-TIME.FORMAT)")
     _add_db(replay)
-    _add_decoding(replay)
+    _add_decoding(
+        replay, seed_help="seed of every re-answered reply (default: each stored reply's own seed, so settings are compared on equal terms)"
+    )
 
     _add_serve(commands)
     return parser
