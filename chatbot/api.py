@@ -347,6 +347,11 @@ def train(
     config = model_config(preset, model=model, **{k: v for k, v in settings.items() if k in model_fields})
     corpus = (corpus,) if isinstance(corpus, str) else tuple(corpus)
     train_config = TrainConfig(corpus=corpus, **{k: v for k, v in settings.items() if k in train_fields})
+    if not resume:  # a bad SPEC is reported before TensorFlow starts (a resumed run reads its own corpus)
+        from chatbot.corpus import ReadOptions, resolve
+
+        for spec in corpus:
+            resolve(spec, train_config.corpus_format, ReadOptions(train_config.encoding, train_config.convokit_paths))
     if log is None:
         return train_model(Path(out), config, train_config, resume=resume, verbose=verbose, distribute=distribute, replicas=replicas)
     return train_model(Path(out), config, train_config, resume=resume, verbose=verbose, log=log, distribute=distribute, replicas=replicas)
