@@ -1,23 +1,23 @@
 """Two workers serving a really trained tiny HRED: several client processes on one conversation, kill -9 of a
-worker mid-reply, micro-batched replies that replay exactly; and, on the scripted model, SIGTERM and a
-database that stops taking writes."""
+worker mid-reply, micro-batched replies that replay exactly; and, on the scripted model, a database that
+stops taking writes, then SIGTERM (one server for both: the first leaves it serving, the second ends it)."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 from conftest import POSTGRES_SERVER, postgres_database
-from serving import REPO, running, start_server, stop
+from serving import running, start_server, stop
 
+from chatbot.cli.parser import main
 from chatbot.storage import ConversationStore
 
 pytestmark = pytest.mark.slow  # several server processes with a really trained model
@@ -74,9 +74,10 @@ def test_several_client_processes_on_one_conversation_are_answered_in_order(serv
     store.close()
 
 
-def test_concurrent_requests_are_micro_batched_and_replay_identically(served):
+def test_concurrent_requests_are_micro_batched_and_replay_identically(served, capsys):
     """Sixteen clients at once: the worker decodes them in batches, and `chatbot replay --regenerate` of the
-    conversations (each reply made alone) gives every reply back token for token."""
+    conversations (each reply made alone; the command run in this process, as tests/test_sessions.py runs it:
+    a process of its own would only add TensorFlow's start) gives every reply back token for token."""
     client = openai.OpenAI(base_url=served.api, api_key="unused", max_retries=0)
 
     def ask(index: int) -> int:
@@ -93,15 +94,10 @@ def test_concurrent_requests_are_micro_batched_and_replay_identically(served):
         conversations = list(pool.map(ask, range(16)))
     batches = {pid: health["batches"] for pid, health in workers_health(served.url).items()}
     assert any(int(size) > 1 for counts in batches.values() for size in counts), batches
-    result = subprocess.run(
-        [sys.executable, "-m", "chatbot", "replay", "--regenerate", "--db", served.db, *map(str, conversations)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "CHATBOT_HOME": str(served.home), "PYTHONPATH": str(REPO)},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("1 of 1 replies identical") == 16
+    status = main(["replay", "--regenerate", "--db", served.db, *map(str, conversations)])
+    printed = capsys.readouterr()
+    assert status == 0, printed.out + printed.err
+    assert printed.out.count("1 of 1 replies identical") == 16
 
 
 def test_kill_9_of_a_worker_mid_reply_leaves_no_half_exchange_and_the_conversation_goes_on(served):
@@ -151,8 +147,49 @@ def test_kill_9_of_a_worker_mid_reply_leaves_no_half_exchange_and_the_conversati
     store.close()
 
 
-def test_sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_0(tmp_path):
-    server = start_server(tmp_path)
+@pytest.fixture(scope="module")
+def scripted_server(tmp_path_factory):
+    """A single-worker server of the scripted model, its database in a folder of its own, shared by the two tests
+    below: the database test leaves it serving, the SIGTERM test ends it. A call after it ended (the tests run in
+    another order, or on another pytest-xdist worker) starts a new one."""
+    servers = []
+
+    def server():
+        if not servers or servers[-1].process.poll() is not None:
+            folder = tmp_path_factory.mktemp("scripted-server")
+            (folder / "data").mkdir()
+            servers.append(start_server(folder, db=f"sqlite:///{folder / 'data' / 'chat.db'}"))
+        return servers[-1]
+
+    yield server
+    for started in servers:
+        stop(started)
+
+
+def test_a_database_that_goes_away_is_503_with_one_line_and_nothing_half_written(scripted_server, tmp_path):
+    server = scripted_server()
+    db = server.db
+    folder = Path(db.removeprefix("sqlite:///")).parent
+    conversation = httpx.post(f"{server.api}/conversations", json={}).json()["id"]
+    httpx.post(f"{server.api}/conversations/{conversation}/messages", json={"content": "before"}).raise_for_status()
+    moved = tmp_path / "moved"
+    folder.rename(moved)  # the disk was unmounted, the folder moved: the open database is gone
+    try:
+        response = httpx.post(f"{server.api}/conversations/{conversation}/messages", json={"content": "after"}, timeout=60)
+        assert response.status_code == 503 and response.headers["retry-after"], response.text
+        error = response.json()["error"]
+        assert error["code"] == "storage_unavailable" and "\n" not in error["message"] and str(folder) not in error["message"]
+    finally:
+        moved.rename(folder)
+    after = httpx.post(f"{server.api}/conversations/{conversation}/messages", json={"content": "back again"}, timeout=60)
+    assert after.status_code == 200, after.text
+    store = ConversationStore(db)
+    assert [t.text for t in store.turns(conversation)][::2] == ["before", "back again"]  # nothing of "after" was written
+    store.close()
+
+
+def test_sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_0(scripted_server):
+    server = scripted_server()
     try:
         store = ConversationStore(server.db)
         conversation = store.create_conversation().id
@@ -180,29 +217,6 @@ def test_sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_0(
         stop(server)
 
 
-def test_a_database_that_goes_away_is_503_with_one_line_and_nothing_half_written(tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    db = f"sqlite:///{folder / 'chat.db'}"
-    with running(tmp_path, db=db) as server:
-        conversation = httpx.post(f"{server.api}/conversations", json={}).json()["id"]
-        httpx.post(f"{server.api}/conversations/{conversation}/messages", json={"content": "before"}).raise_for_status()
-        moved = tmp_path / "moved"
-        folder.rename(moved)  # the disk was unmounted, the folder moved: the open database is gone
-        try:
-            response = httpx.post(f"{server.api}/conversations/{conversation}/messages", json={"content": "after"}, timeout=60)
-            assert response.status_code == 503 and response.headers["retry-after"], response.text
-            error = response.json()["error"]
-            assert error["code"] == "storage_unavailable" and "\n" not in error["message"] and str(folder) not in error["message"]
-        finally:
-            moved.rename(folder)
-        after = httpx.post(f"{server.api}/conversations/{conversation}/messages", json={"content": "back again"}, timeout=60)
-        assert after.status_code == 200, after.text
-    store = ConversationStore(db)
-    assert [t.text for t in store.turns(conversation)][::2] == ["before", "back again"]  # nothing of "after" was written
-    store.close()
-
-
 @pytest.mark.postgres
 def test_two_workers_on_postgresql_answer_clients_of_one_conversation_in_order(tmp_path):
     """The same as on SQLite, with the scripted model, on a fresh PostgreSQL database (skipped without
@@ -210,7 +224,10 @@ def test_two_workers_on_postgresql_answer_clients_of_one_conversation_in_order(t
     server_url = os.environ.get(POSTGRES_SERVER)
     if not server_url:
         pytest.skip(f"PostgreSQL variant: set {POSTGRES_SERVER} (bin/postgres-test starts a throwaway server)")
-    with postgres_database(server_url) as db, running(tmp_path, "--workers", "2", "--busy-wait", "30", db=db) as served:
+    # --max-batch 1: the requests of one conversation are answered one at a time, so no batch ever forms; the
+    # batch graphs each worker would otherwise compile after start (and finish compiling before it exits) go unused.
+    args = ("--workers", "2", "--busy-wait", "30", "--max-batch", "1")
+    with postgres_database(server_url) as db, running(tmp_path, *args, db=db) as served:
         conversation = httpx.post(f"{served.api}/conversations", json={}).json()["id"]
         with concurrent.futures.ProcessPoolExecutor(3) as pool:
             sent = list(pool.map(talk, [served.api] * 3, [conversation] * 3, ["ann", "bob", "cy"], [3] * 3))
