@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shlex
+import shutil
+import sys
 from pathlib import Path
 
 
@@ -13,6 +16,25 @@ def storage_dir() -> Path:
 
 def default_database_url() -> str:
     return f"sqlite:///{storage_dir() / 'chatbot.db'}"
+
+
+def program() -> str:
+    """How to type this program again in a hint: `bin/chatbot` sets $CHATBOT_PROGRAM to the path it was run
+    as; a `chatbot` script that is not the one on $PATH (a virtualenv not activated) is named by its path;
+    otherwise `chatbot`."""
+    if os.environ.get("CHATBOT_PROGRAM"):
+        return shlex.quote(os.environ["CHATBOT_PROGRAM"])
+    script = sys.argv[0] if sys.argv else ""
+    if os.path.basename(script) == "chatbot":
+        found = shutil.which("chatbot")
+        if not found or os.path.realpath(found) != os.path.realpath(script):
+            return shlex.quote(script)
+    return "chatbot"
+
+
+def db_flag(url: str | None) -> str:
+    """` --db URL` (quoted for a shell) when `url` is not the default database, else ""."""
+    return f" --db {shlex.quote(url)}" if url and url != default_database_url() else ""
 
 
 def models_dir() -> Path:

@@ -75,7 +75,7 @@ def bot_lines(lines):
 def test_a_conversation_is_saved_turn_by_turn(tiny_model_dir, db_url):
     lines = chat(tiny_model_dir, db_url, "hello\n\nhow are you?\n" + CTRL_D)
     assert len(bot_lines(lines)) == 2  # the empty line did nothing
-    assert lines[-1] == "saved as conversation 1; continue with: chatbot chat --resume 1"
+    assert lines[-1] == f"saved as conversation 1; continue with: chatbot chat --resume 1 --db {db_url}"  # the --db given
     store = ConversationStore(db_url)
     turns = store.turns(1)
     assert [(t.speaker, t.text) for t in turns[::2]] == [("user", "hello"), ("user", "how are you?")]

@@ -121,7 +121,7 @@ def test_the_repl_answers_the_script_and_edits_and_switches_branches(db_url, che
     assert "title: greetings" in lines
     history = [line for line in lines if line[:2] in ("1.", "2.") and ". [" in line]
     assert history[-2].endswith("user: hello") and f"bot: {first}" in history[-1]
-    assert lines[-1] == "saved as conversation 1; continue with: chatbot chat --resume 1"
+    assert lines[-1] == "saved as conversation 1; continue with: chatbot chat --resume 1"  # no --db given to the REPL
 
 
 def test_the_repl_lists_and_resumes_conversations_while_the_model_is_still_loading(db_url, checkpoint):

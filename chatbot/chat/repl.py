@@ -17,6 +17,7 @@ from chatbot.chat.views import branch_lines, session_lines, transcript_lines
 from chatbot.dialogue.manager import DialogueManager, Exchange
 from chatbot.errors import ChatbotError, CheckpointError, ConfigError
 from chatbot.inference.decoding import DecodingConfig, describe
+from chatbot.paths import db_flag, program
 from chatbot.text.messages import MAX_MESSAGE_CHARS, clean_message
 
 RESUME_SHOWN_TURNS = 6  # turns printed when a conversation is resumed
@@ -165,6 +166,7 @@ class ChatREPL:
         context_turns: turns of context when the model is attached (default: the model's window).
         hint: the line shown before the first prompt (None: nothing, for files and pipes).
         on_reply: receives each stored bot turn instead of its `bot>` line being written (`--output jsonl`).
+        db: the `--db` the chat was started with, repeated in the closing hint (None: the default database).
     """
 
     def __init__(
@@ -179,6 +181,7 @@ class ChatREPL:
         context_turns: int | None = None,
         hint: str | None = HINT,
         on_reply: Callable | None = None,
+        db: str | None = None,
     ):
         self.manager = manager
         self.decoding = decoding
@@ -190,6 +193,7 @@ class ChatREPL:
         self.context_turns = context_turns
         self.hint = hint
         self.on_reply = on_reply
+        self.db = db
         self._waiting = False  # a message kept after Ctrl-C while the model loaded waits for an answer
 
     def _model_ready(self) -> DialogueManager:
@@ -229,7 +233,8 @@ class ChatREPL:
             except ChatbotError as exc:
                 self.write(f"error: {exc}")
         if self.conversation_id is not None:
-            self.write(f"saved as conversation {self.conversation_id}; continue with: chatbot chat --resume {self.conversation_id}")
+            again = f"{program()} chat --resume {self.conversation_id}{db_flag(self.db)}"
+            self.write(f"saved as conversation {self.conversation_id}; continue with: {again}")
         return 0
 
     def handle(self, line: str) -> bool:

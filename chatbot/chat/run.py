@@ -96,6 +96,7 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
         context_turns=args.context_turns,
         hint=HINT if interactive else None,
         on_reply=_print_json if jsonl else None,
+        db=args.db,
     )
     try:
         status = repl.run()

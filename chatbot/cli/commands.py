@@ -43,7 +43,9 @@ def cmd_train(args) -> int:
             **settings,
         )
     except KeyboardInterrupt:
-        print(f"chatbot: training interrupted; continue with: chatbot train --out {args.out} --resume", file=sys.stderr)
+        from chatbot.paths import program
+
+        print(f"chatbot: training interrupted; continue with: {program()} train --out {args.out} --resume", file=sys.stderr)
         return 130
     budget = " (stopped by --max-minutes)" if result.stopped_by_budget else ""
     perplexity = f"{result.best_val_perplexity:.2f}" if result.best_val_perplexity else "n/a"
