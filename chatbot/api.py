@@ -207,7 +207,7 @@ class Bot:
         from chatbot.dialogue.manager import DialogueManager
         from chatbot.storage import open_store
 
-        manager = DialogueManager(open_store(database_url(db)))
+        manager = DialogueManager(open_store(database_url(db), create=conversation_id is None))
         manager.attach(self.checkpoint, self.responder.context_turns, self.responder.generator)
         if conversation_id is not None:
             manager.resume(conversation_id)
@@ -473,7 +473,7 @@ def replay(
     from chatbot.storage import open_store
 
     log = log or (lambda line: None)
-    store = open_store(database_url(db))
+    store = open_store(database_url(db), create=False)
     try:
         if store.upgrade_note:
             log(store.upgrade_note)

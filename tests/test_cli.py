@@ -49,6 +49,9 @@ def test_replay_prints_every_turn_with_its_settings(tiny_checkpoint, db_url, cap
 
 
 def test_unknown_id_is_one_line_and_nonzero(db_url):
+    result = run("replay", "999", "--db", db_url)  # issue 27, item 10: a missing database is not created
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "no such database" in result.stderr
+    ConversationStore(db_url).close()
     result = run("replay", "999", "--db", db_url)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

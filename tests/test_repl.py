@@ -135,9 +135,13 @@ def test_long_message_is_truncated_with_a_notice(scripted, db_url):
 
 
 def test_unknown_resume_id_fails_before_loading(tmp_path, db_url):
-    from chatbot.errors import ConversationNotFoundError
+    from chatbot.errors import ConversationNotFoundError, StorageError
 
     args = build_parser().parse_args(["chat", "--model", str(tmp_path / "none"), "--db", db_url, "--resume", "7"])
+    with pytest.raises(StorageError, match="no such database"):  # resuming creates no database (issue 27, item 10)
+        run_chat(args)
+    assert not (tmp_path / "chat.db").exists()
+    ConversationStore(db_url).close()
     with pytest.raises(ConversationNotFoundError, match="no conversation with id 7"):
         run_chat(args)
 

@@ -17,7 +17,7 @@ import chatbot.storage.database
 import chatbot.storage.postgres
 from chatbot.dialogue.export import write_export
 from chatbot.errors import ConversationNotFoundError, StorageError
-from chatbot.storage import SCHEMA_VERSION, ConversationStore
+from chatbot.storage import SCHEMA_VERSION, ConversationStore, open_store
 from chatbot.storage.database import open_engine
 
 # The schema that migration 1 ("initial") created, as SQLite stored it.
@@ -467,3 +467,20 @@ def test_every_conversation_with_its_path_reads_consistently_while_a_chat_writes
 def test_a_database_argument_that_is_not_a_url_is_one_line(url):
     with pytest.raises(StorageError, match=r"is not a database URL; give sqlite:///PATH"):
         ConversationStore(url)
+
+
+def test_read_only_commands_create_no_database_and_no_folder(tmp_path, monkeypatch, capsys):
+    """Issue 27, item 10: listing, showing, exporting or replaying a database that does not exist is one line and
+    a nonzero exit, and leaves nothing behind (before, the folders and an empty database were created)."""
+    from chatbot.cli.parser import main
+
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///mistyped/path.db"
+    for argv in (["sessions", "list"], ["sessions", "show", "1"], ["sessions", "export", "--all"], ["replay", "1"]):
+        assert main([*argv, "--db", url]) == 1, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["chatbot: error: mistyped/path.db: no such database; check --db (a chat or `chatbot serve` creates one on its first message)"]
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(StorageError, match="no such database"):
+        open_store(url, create=False)
+    assert open_store(url).url == url and (tmp_path / "mistyped" / "path.db").exists()  # a chat's store creates it

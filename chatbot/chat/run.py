@@ -44,7 +44,7 @@ def run_chat(args, prompt_session: PromptSession | None = None, write: Callable[
     from chatbot.paths import storage_dir
 
     decoding = decoding_from_args(args)
-    manager = DialogueManager.open(args.db)
+    manager = DialogueManager.open(args.db, create=args.resume is None)  # resuming reads an existing database
     if manager.upgrade_note:
         print(manager.upgrade_note, file=sys.stderr)
     manager.check_writable()  # a read-only, locked or corrupt database fails now, not after the first message

@@ -147,13 +147,15 @@ def cmd_sessions(args) -> int:
     from chatbot.storage import open_store
 
     action = args.action or "list"
-    store = open_store(args.db)
+    limit = getattr(args, "limit", 50)
+    if limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit}")
+    if action == "export" and args.all == bool(args.ids):
+        raise ConfigError("export: give conversation ids or --all (not both)")
+    store = open_store(args.db, create=False)  # the checks that need no database come first
     if store.upgrade_note:
         print(store.upgrade_note, file=sys.stderr)
     if action == "list":
-        limit = getattr(args, "limit", 50)
-        if limit < 1:
-            raise ConfigError(f"--limit must be at least 1, got {limit}")
         search = getattr(args, "search", None)
         print("\n".join(session_lines(store.list_conversations(limit, search=search), search)))
     elif action == "show":
@@ -175,8 +177,6 @@ def cmd_sessions(args) -> int:
         deleted = store.delete_conversation(args.id)
         print(f"deleted conversation {args.id} ({deleted} turns)")
     elif action == "export":
-        if args.all == bool(args.ids):
-            raise ConfigError("export: give conversation ids or --all (not both)")
         count = write_export(store, None if args.all else args.ids, args.format, args.output)
         if args.output:
             print(f"exported {count} conversation(s) as {args.format} to {args.output}", file=sys.stderr)
@@ -241,7 +241,7 @@ def cmd_replay(args, log: Callable[[str], None] | None = None) -> int:
         for conversation in replayed.conversations:
             print("\n".join(regeneration_lines(conversation, replayed.results[conversation.id])))
         return 0 if replayed.identical else 1
-    store = open_store(args.db)
+    store = open_store(args.db, create=False)
     if store.upgrade_note:
         print(store.upgrade_note, file=sys.stderr)
     conversations = store.conversations(ids)  # unknown ids fail here, before any model loads

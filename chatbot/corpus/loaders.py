@@ -87,10 +87,9 @@ def load_stored(url: str | None = None) -> list[Dialogue]:
         StorageError: the database cannot be opened.
         CorpusError: it holds no conversation of two turns or more.
     """
-    from chatbot.paths import default_database_url
-    from chatbot.storage import ConversationStore
+    from chatbot.storage import open_store
 
-    store = ConversationStore(url or default_database_url())
+    store = open_store(url, create=False)
     try:
         dialogues = [
             Dialogue(f"session-{conversation.id}", merge_runs(Utterance(turn.speaker, turn.text) for turn in path))

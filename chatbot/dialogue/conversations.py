@@ -27,13 +27,13 @@ class Conversations:
         self.model_id: int | None = None  # the model new conversations are made with (set by DialogueManager.attach)
 
     @classmethod
-    def open(cls, url: str | None = None) -> Self:
+    def open(cls, url: str | None = None, create: bool = True) -> Self:
         """A manager (no model yet) over the store at `url` (default: storage/chatbot.db).
 
         Raises:
-            StorageError: the database cannot be opened (see ConversationStore).
+            StorageError: the database cannot be opened (see ConversationStore); without `create`, it does not exist.
         """
-        return cls(open_store(url))
+        return cls(open_store(url, create=create))
 
     @property
     def upgrade_note(self) -> str | None:

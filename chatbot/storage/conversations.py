@@ -370,14 +370,25 @@ class ConversationStore:
         return [ConversationSummary(c.id, c.title, c.created_at, n, name, last, c.owner) for c, n, name, last in rows]
 
 
-def open_store(url: str | None = None) -> ConversationStore:
+def open_store(url: str | None = None, *, create: bool = True) -> ConversationStore:
     """The store at `url` (default: `chatbot.paths.default_database_url()`, storage/chatbot.db).
 
     Whether its schema was upgraded on opening is in `backup_path`; telling the person is the caller's job.
 
+    Args:
+        create: make a SQLite file (and its folder) that does not exist yet; False for commands that
+            only read, which then create nothing.
     Raises:
-        StorageError: as ConversationStore.
+        StorageError: as ConversationStore; without `create`, a SQLite file that does not exist.
     """
     from chatbot.paths import default_database_url
 
-    return ConversationStore(url or default_database_url())
+    url = url or default_database_url()
+    if not create:
+        try:
+            path = sqlite_path(url)
+        except sa_exc.ArgumentError:
+            path = None  # ConversationStore says what is wrong with the URL
+        if path is not None and not path.exists():
+            raise StorageError(f"{path}: no such database; check --db (a chat or `chatbot serve` creates one on its first message)")
+    return ConversationStore(url)
