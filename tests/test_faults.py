@@ -433,14 +433,30 @@ def test_four_writers_for_three_seconds_lose_and_reorder_nothing():
     assert "failures: 0" in result.stdout and "every committed turn stored, positions gap-free, integrity ok" in result.stdout
 
 
-WRITER = """
-import sys
+# The writers are forks of one process that imported the store once: importing it was nearly all of each
+# writer's cost (half a second of CPU, twenty times). A writer commits and prints in a loop; the process it was
+# forked from relays what it printed, until it is killed, then says "end".
+WRITERS = """
+import os, sys
 from chatbot.storage import ConversationStore
-store = ConversationStore(sys.argv[1])
-conversation = store.create_conversation().id
-while True:
-    turn = store.add_turn(conversation, "user", "a message that must survive " * 20)
-    print(turn.id, flush=True)  # printed only after the commit returned
+for _ in sys.stdin:  # a line: one more writer
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        printed = os.fdopen(write, "w")
+        store = ConversationStore(sys.argv[1])
+        conversation = store.create_conversation().id
+        while True:
+            turn = store.add_turn(conversation, "user", "a message that must survive " * 20)
+            print(turn.id, file=printed, flush=True)  # printed only after the commit returned
+    os.close(write)
+    print(pid, flush=True)
+    with os.fdopen(read) as printed:
+        for line in printed:
+            print(line, end="", flush=True)
+    os.waitpid(pid, 0)
+    print("end", flush=True)
 """
 
 
@@ -454,13 +470,24 @@ def test_kill_9_at_random_moments_loses_no_committed_turn(tmp_path):
     ConversationStore(url).close()
     rng = random.Random(0)
     seen: set[int] = set()
-    for _ in range(20):
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, text=True, cwd=REPO)
-        first = writer.stdout.readline()  # the writer is committing from here on
-        time.sleep(rng.uniform(0.0, 0.2))
-        os.kill(writer.pid, signal.SIGKILL)
-        seen.update(int(line) for line in [first, *writer.stdout.read().splitlines()] if line.strip())
-        writer.wait()
+    writers = subprocess.Popen([sys.executable, "-c", WRITERS, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        for _ in range(20):
+            writers.stdin.write("\n")
+            writers.stdin.flush()
+            writer = int(writers.stdout.readline())
+            printed = [writers.stdout.readline()]  # the writer is committing from here on
+            time.sleep(rng.uniform(0.0, 0.2))
+            os.kill(writer, signal.SIGKILL)
+            while (line := writers.stdout.readline()) not in ("end\n", ""):
+                printed.append(line)
+            assert line == "end\n", "the writers' parent ended"
+            seen.update(int(line) for line in printed if line.strip())
+        writers.stdin.close()
+        assert writers.wait(60) == 0
+    finally:
+        writers.kill()  # a writer left running dies at its next print (its pipe's reader is gone)
+        writers.wait()
     with sqlite3.connect(tmp_path / "chat.db") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stored = {row[0] for row in connection.execute("SELECT id FROM turns")}
