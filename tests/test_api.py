@@ -32,6 +32,7 @@ def test_import_chatbot_starts_neither_tensorflow_nor_sqlalchemy():
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
+@pytest.mark.slow  # loads or trains a real model
 def test_the_default_is_the_shipped_model_and_a_seed_repeats_its_reply(bot):
     assert bot.path == SHIPPED_MODEL_DIR and bot.name == "default" and isinstance(bot.model, keras.Model)
     first = bot.reply(HISTORY, seed=7)
@@ -45,6 +46,7 @@ def test_the_default_is_the_shipped_model_and_a_seed_repeats_its_reply(bot):
     assert greedy.text == bot.reply(HISTORY, decoding=chatbot.Decoding(sampler="greedy"), seed=greedy.seed + 1).text
 
 
+@pytest.mark.slow  # loads or trains a real model
 def test_a_stateless_reply_is_the_reply_a_stored_conversation_gets(bot, tmp_path):
     """One reply path: the same history, settings and seed give the same text through `Bot.reply` and through
     the dialogue manager that the REPL and the server use."""
@@ -56,6 +58,7 @@ def test_a_stateless_reply_is_the_reply_a_stored_conversation_gets(bot, tmp_path
     assert bot.reply([HISTORY[0], stored.text, "what do you like about it?"], seed=12).text == follow.text
 
 
+@pytest.mark.slow  # loads or trains a real model
 def test_a_conversation_retries_edits_switches_and_replays_exactly(bot, tmp_path):
     db = tmp_path / "chat.db"
     with bot.conversation(db=db) as chat:
@@ -81,6 +84,7 @@ def test_a_conversation_retries_edits_switches_and_replays_exactly(bot, tmp_path
         bot.conversation(db=db, conversation_id=999)
 
 
+@pytest.mark.slow  # loads or trains a real model
 def test_bad_input_is_the_projects_own_error(bot, tmp_path):
     with pytest.raises(ConfigError, match="history must be a list"):
         bot.reply("hello")  # type: ignore[arg-type]
@@ -99,6 +103,7 @@ def test_bad_input_is_the_projects_own_error(bot, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow  # loads or trains a real model
 def test_train_is_what_the_command_line_runs_and_evaluate_scores_it(tmp_path, capsys):
     settings = dict(preset="tiny", epochs=1, vocabulary_size=400, length_groups=1, max_dialogues=120)
     result = chatbot.train("chatterbot:english", out=tmp_path / "api", model="lm", log=lambda line: None, verbose=0, **settings)
@@ -126,6 +131,7 @@ def test_corpus_load_streams_dialogues_by_split():
         next(chatbot.corpus.load("chatterbot:english", split="dev"))
 
 
+@pytest.mark.slow  # loads or trains a real model
 def test_a_loaded_model_fine_tunes_with_keras_fit_and_saves_in_the_native_format(tiny_model_dir, tmp_path):
     bot = chatbot.load(tiny_model_dir)
     dialogues = list(chatbot.corpus.load("chatterbot:english", split="train"))[:40]
