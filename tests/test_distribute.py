@@ -2,12 +2,14 @@
 CPU replicas (`--distribute mirrored`) with `--resume`, and the JAX backend (with
 `keras.distribution.DataParallel` over two host devices) whose model chats under TensorFlow.
 
-Each training runs in its own interpreter, as a user's would: a strategy, a backend and
-the device count are fixed when TensorFlow or JAX starts.
+Each of these trainings runs in its own interpreter, as a user's would: a strategy, a backend and
+the device count are fixed when TensorFlow or JAX starts. The one-device reference they are held
+to needs none of these, and trains in the test's own process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -18,27 +20,42 @@ import textwrap
 import numpy as np
 import pytest
 
-# One tiny HRED on 48 dialogues: 1 epoch of a few batches of 8 windows; no dropout, so that
-# one device and several replicas compute the same function.
+from chatbot.config import TrainConfig, model_config
+
+# The run's configs come as JSON (`configs` below, the same for the reference trained here). At the end
+# the interpreter's last garbage collection is skipped (gc.freeze): after a training it spends over a
+# second of CPU collecting what the process is about to drop anyway; the rest of the exit is as usual.
 TRAIN = textwrap.dedent(
     """
+    import gc
+    import json
     import sys
     {prelude}
     from pathlib import Path
     import numpy as np
-    from chatbot.config import TrainConfig, model_config
+    from chatbot.config import ModelConfig, TrainConfig, from_dict
     from chatbot.training.trainer import train
-    out, weights, distribute, replicas, epochs, resume = sys.argv[1:4] + [int(a) for a in sys.argv[4:7]]
-    config = model_config("tiny", model="hred", dropout=0.0)
-    train_config = TrainConfig(
-        corpus=("chatterbot:english",), max_dialogues=48, epochs=epochs, batch_size=8, vocabulary_size=400,
-        learning_rate=3e-3, lr_schedule="constant", length_groups=1, seed=3,
-    )
-    result = train(Path(out), config, train_config, resume=bool(resume), verbose=0,
-                   distribute=distribute, replicas=replicas, log=lambda line: print(line, file=sys.stderr))
+    out, weights, distribute, replicas, resume, config, train_config = sys.argv[1:8]
+    config, train_config = from_dict(ModelConfig, json.loads(config)), from_dict(TrainConfig, json.loads(train_config))
+    result = train(Path(out), config, train_config, resume=resume == "1", verbose=0,
+                   distribute=distribute, replicas=int(replicas), log=lambda line: print(line, file=sys.stderr))
     np.savez(weights, *result.model.get_weights())
+    gc.freeze()
     """
 )
+
+
+def configs(epochs: int, model: str = "hred", max_dialogues: int = 48):
+    """A tiny model on a few dialogues of chatterbot:english: 1 epoch of a few batches of 8 windows; no
+    dropout, so that one device and several replicas compute the same function."""
+    config = model_config("tiny", model=model, dropout=0.0)
+    settings = dict(vocabulary_size=400, learning_rate=3e-3, lr_schedule="constant", length_groups=1, seed=3)
+    return config, TrainConfig(corpus=("chatterbot:english",), max_dialogues=max_dialogues, epochs=epochs, batch_size=8, **settings)
+
+
+def _arguments(out, weights, distribute, replicas, resume, config, train_config) -> list[str]:
+    as_json = [json.dumps(dataclasses.asdict(c)) for c in (config, train_config)]
+    return [str(out), str(weights), distribute, str(replicas), str(int(resume)), *as_json]
 
 
 def _free_ports(count: int) -> list[int]:
@@ -56,7 +73,7 @@ def _start(tmp_path, out, weights, distribute="none", replicas=1, epochs=1, env=
     script.write_text(TRAIN.format(prelude=prelude))
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.Popen(
-        [sys.executable, str(script), str(out), str(weights), distribute, str(replicas), str(epochs), str(int(resume))],
+        [sys.executable, str(script), *_arguments(out, weights, distribute, replicas, resume, *configs(epochs))],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -80,7 +97,7 @@ def _finish_all(processes) -> list[str]:
     return [output for _, output in finished]
 
 
-def _same_run(out, weights, reference_out, reference_weights, exact_weights=None):
+def _same_run(out, weights, reference_out, reference_weights):
     """Both epochs' losses and the final weights of a run equal the one-device reference's."""
     run, reference = _epochs(out), _epochs(reference_out)
     assert [e["epoch"] for e in run] == [e["epoch"] for e in reference] == [1, 2]
@@ -88,7 +105,7 @@ def _same_run(out, weights, reference_out, reference_weights, exact_weights=None
         for name in ("loss", "perplexity", "val_loss", "val_perplexity"):
             assert epoch[name] == pytest.approx(expected[name], rel=1e-4), (epoch["epoch"], name)
         assert epoch["tokens"] == expected["tokens"]
-    for a, b in zip(_weights(weights), _weights(reference_weights), strict=True):
+    for a, b in zip(_weights(weights), reference_weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)  # the same steps; only the summation order differs
 
 
@@ -98,16 +115,16 @@ def test_two_workers_and_two_replicas_match_one_device_and_resume(tmp_path):
     """Two epochs on one device are the reference. Two TensorFlow workers on 127.0.0.1 (each with one
     CPU replica) and one process with two CPU replicas, stopped after epoch 1 and resumed, must end
     with the same losses and weights (the same global batches, in the same order)."""
-    reference = _start(tmp_path, tmp_path / "one-device", tmp_path / "one-device.npz", epochs=2)
+    from chatbot.training.trainer import train
+
     mirrored = _start(tmp_path, tmp_path / "mirrored", tmp_path / "mirrored-1.npz", "mirrored", replicas=2, epochs=1)
-    outputs = _finish_all([reference, mirrored])
-    assert "training on 2 replicas (mirrored, tensorflow)" in outputs[1]
+    reference = train(tmp_path / "one-device", *configs(epochs=2), verbose=0, log=lambda line: None).model.get_weights()  # meanwhile
+    outputs = _finish_all([mirrored])
+    assert "training on 2 replicas (mirrored, tensorflow)" in outputs[0]
     assert [e["epoch"] for e in _epochs(tmp_path / "mirrored")] == [1]
     # --resume on two replicas: the second epoch continues from the first's weights, optimizer state and shuffle.
     resumed = _start(tmp_path, tmp_path / "mirrored", tmp_path / "mirrored.npz", "mirrored", replicas=2, epochs=2, resume=True)
-    _finish_all([resumed])
-    _same_run(tmp_path / "mirrored", tmp_path / "mirrored.npz", tmp_path / "one-device", tmp_path / "one-device.npz")
-
+    # Meanwhile, two workers train the same run afresh.
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     shared = tmp_path / "shared-model"  # the chief's model directory, seen by both workers
@@ -122,12 +139,14 @@ def test_two_workers_and_two_replicas_match_one_device_and_resume(tmp_path):
         )
         for index in range(2)
     ]
-    outputs = _finish_all(workers)
+    outputs = _finish_all([resumed, *workers])[1:]
+    _same_run(tmp_path / "mirrored", tmp_path / "mirrored.npz", tmp_path / "one-device", reference)
+
     assert "training on 2 replicas (multi-worker, tensorflow); this process is the chief" in outputs[0]
     assert "this process is the worker" in outputs[1]
     for a, b in zip(_weights(tmp_path / "worker0.npz"), _weights(tmp_path / "worker1.npz"), strict=True):
         np.testing.assert_array_equal(a, b)  # one all-reduced update, applied on both
-    _same_run(shared, tmp_path / "worker0.npz", tmp_path / "one-device", tmp_path / "one-device.npz")
+    _same_run(shared, tmp_path / "worker0.npz", tmp_path / "one-device", reference)
     assert (shared / "model.keras").exists() and (shared / "tokenizer.model").exists()  # the chief's
 
 
@@ -164,8 +183,9 @@ BLOCK_TENSORFLOW = "sys.modules['tensorflow'] = None  # the JAX training path mu
 @pytest.mark.distributed
 @pytest.mark.parametrize("model", ["vhred"])
 def test_jax_trains_on_two_host_devices_without_tensorflow_and_the_model_chats_under_tensorflow(tmp_path, model):
-    script = TRAIN.replace('model="hred"', f'model="{model}"')
-    (tmp_path / "train_run.py").write_text(script.format(prelude=BLOCK_TENSORFLOW))
+    (tmp_path / "train_run.py").write_text(TRAIN.format(prelude=BLOCK_TENSORFLOW))
+    # 32 dialogues: batches of two lengths (JAX compiles a step for each), whose losses still fall in epoch 2.
+    arguments = _arguments(tmp_path / "jax-model", tmp_path / "w.npz", "mirrored", 2, False, *configs(2, model, max_dialogues=32))
     env = {
         **os.environ,
         "KERAS_BACKEND": "jax",
@@ -174,7 +194,7 @@ def test_jax_trains_on_two_host_devices_without_tensorflow_and_the_model_chats_u
         "JAX_PLATFORMS": "cpu",
     }
     run = subprocess.run(
-        [sys.executable, str(tmp_path / "train_run.py"), str(tmp_path / "jax-model"), str(tmp_path / "w.npz"), "mirrored", "2", "2", "0"],
+        [sys.executable, str(tmp_path / "train_run.py"), *arguments],
         env=env,
         capture_output=True,
         text=True,
