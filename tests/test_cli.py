@@ -27,8 +27,14 @@ def run(*args, env=None, input=None):
 def test_replay_prints_every_turn_with_its_settings(tiny_checkpoint, db_url, capsys):
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.inference.decoding import DecodingConfig
+    from chatbot.inference.generation import ReplyGenerator
+    from chatbot.inference.responder import default_context_turns
 
-    manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint)
+    # The two replies run eagerly (the graphs' own code, op by op): replay prints a reply's settings the same
+    # whichever way it was made, and two eager replies cost less than compiling the graphs for them.
+    shape = (default_context_turns(tiny_checkpoint), tiny_checkpoint.model_config.max_utterance_length)
+    generator = ReplyGenerator(tiny_checkpoint.model, shape, compiled=False)
+    manager = DialogueManager(ConversationStore(db_url), tiny_checkpoint, generator=generator)
     conversation = manager.start()
     manager.answer(conversation.id, "hello there", DecodingConfig(), seed=21)
     manager.answer(conversation.id, "what is new?", DecodingConfig(temperature=0.6), seed=22)
