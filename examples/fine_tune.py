@@ -30,10 +30,12 @@ def main() -> None:
 
     bot = chatbot.load(args.model)
     url = f"sqlite:///{Path(args.db).resolve()}"
-    try:
-        dialogues = list(chatbot.corpus.load(f"db:{url}"))
-    except chatbot.errors.CorpusError:  # no database yet, or no conversation with a reply
-        dialogues = []
+    dialogues = []
+    if Path(args.db).exists():  # reading creates no database
+        try:
+            dialogues = list(chatbot.corpus.load(f"db:{url}"))
+        except chatbot.errors.CorpusError:  # no conversation with a reply yet
+            pass
     if not dialogues:
         for messages in DEMO:
             with bot.conversation(db=args.db) as chat:
