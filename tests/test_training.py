@@ -91,7 +91,7 @@ def test_time_budget_stops_training(tmp_path):
     result = train(
         tmp_path / "budget",
         model_config("tiny"),
-        tiny_train_config(epochs=50, max_minutes=0.02, max_dialogues=100),  # 4 batches an epoch; tracing the first outlasts the budget
+        tiny_train_config(epochs=50, max_minutes=0.02, max_dialogues=300),
         verbose=0,
         log=lambda _: None,
     )
