@@ -7,7 +7,11 @@ what the command and branch logic needs, in a fraction of the time.
 """
 
 import argparse
+import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from prompt_toolkit import PromptSession
@@ -17,12 +21,14 @@ from scripted import expected_reply, scripted_checkpoint
 
 from chatbot.chat.repl import ChatREPL, ModelLoader
 from chatbot.chat.run import run_chat
+from chatbot.chat.terminal import LineInput
 from chatbot.cli.parser import build_parser
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.inference.decoding import decoding_from_args
 from chatbot.inference.generation import ReplyGenerator
 from chatbot.inference.responder import default_context_turns
 from chatbot.storage import ConversationStore
+from tests.conftest import REPO
 
 CTRL_C, CTRL_D = "\x03", "\x04"
 
@@ -239,3 +245,34 @@ def test_a_corrupt_model_fails_with_one_line_and_stores_nothing(tmp_path, tiny_m
     with pytest.raises(CheckpointError, match="cannot load the model"):
         chat(broken, db_url, "hello\n" + CTRL_D)
     assert ConversationStore(db_url).list_conversations() == []
+
+
+# --- a file or pipe on stdin: the transcript shows what was stored -------------------------------
+
+COLOURED = "hi \x1b[31mred\x1b[0m  there\n/bogus\x1b[0m\n"
+
+
+def test_piped_lines_are_echoed_as_stored_without_escape_codes(scripted, db_url):
+    # In process, fast: the same LineInput a pipe gets, over the scripted model.
+    lines: list[str] = []
+    manager = DialogueManager.open(db_url)
+    manager.attach(scripted)
+    source = LineInput(io.BytesIO(COLOURED.encode()), write=lines.append)
+    assert ChatREPL(manager, decoding_from_args(build_parser().parse_args(["chat"])), source, write=lines.append).run() == 0
+    assert [line for line in lines if line.startswith("you> ")] == ["you> hi red there", "you> /bogus"]
+    assert "unknown command /bogus; /help lists the commands" in lines
+    assert not any("\x1b" in line for line in lines), lines
+    assert [t.text for t in ConversationStore(db_url).turns(1)][0] == "hi red there"  # the echo is the stored text
+
+
+@pytest.mark.slow
+def test_piped_chat_prints_a_transcript_without_control_codes(tiny_model_dir, db_url, tmp_path):
+    # The real command with a pipe on stdin (not a terminal), as `printf … | chatbot chat` runs it.
+    environment = {**os.environ, "CHATBOT_HOME": str(tmp_path / "home")}
+    command = [sys.executable, "-m", "chatbot", "chat", "--model", str(tiny_model_dir), "--db", db_url, "--seed", "1"]
+    result = subprocess.run(command, input=COLOURED.encode(), capture_output=True, env=environment, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout.decode()
+    assert "\x1b" not in out, out
+    assert [line for line in out.splitlines() if line.startswith("you> ")] == ["you> hi red there", "you> /bogus"]
+    assert ConversationStore(db_url).turns(1)[0].text == "hi red there"

@@ -362,7 +362,7 @@ class ChatREPL:
             if name == "/temperature" and self.decoding.sampler in ("greedy", "beam"):
                 self.write("(the temperature applies when sampling: /sample, /top-k or /top-p)")
         else:
-            self.write(f"unknown command {name}; /help lists the commands")
+            self.write(f"unknown command {clean_message(name).text}; /help lists the commands")
         return True
 
     def _current(self, nothing: str) -> int:

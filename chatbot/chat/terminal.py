@@ -6,6 +6,8 @@ editor cannot parse is kept as text: an escape sequence copied from a
 coloured terminal (``ESC[31m``) looks to prompt-toolkit like a mouse report
 and used to crash its event loop; here it is inserted into the line, and
 `chatbot.text.messages.clean_message` removes it before anything is stored.
+A file or pipe's lines are echoed as that cleaned text too, so the transcript
+shows what was stored and carries no control codes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.keys import Keys
+
+from chatbot.text.messages import clean_message
 
 _MOUSE_REPORT = re.compile(r"^\x1b\[<?\d+;\d+;\d+[mM]$")  # what a real SGR / urxvt mouse report looks like
 
@@ -53,6 +57,10 @@ def terminal_session(history: History) -> PromptSession:
 class LineInput:
     """Lines of a file or pipe as the chat's input, echoed as a transcript (`you> text`).
 
+    The echo shows each line as `clean_message` stores it (escape sequences and control
+    characters removed, whitespace collapsed); `prompt` returns the line as read, for the REPL
+    to clean, store and report on.
+
     Args:
         stream: a binary file object; lines are decoded as UTF-8, undecodable bytes replaced.
         write: prints one line (the echo of each prompt and its answer); None echoes nothing.
@@ -68,7 +76,7 @@ class LineInput:
             raise EOFError
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n") if isinstance(raw, bytes) else raw.rstrip("\r\n")
         if self.write is not None:
-            self.write(f"{message}{line}")
+            self.write(f"{message}{clean_message(line).text}")  # never a raw escape code on the transcript
         return line
 
 
