@@ -24,11 +24,13 @@ TensorFlow is imported only when a model is loaded or trained, so `import chatbo
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from chatbot.config import ModelConfig, TrainConfig, model_config
+from chatbot.config import TRAIN_LIMITS_VARIABLE, ModelConfig, TrainConfig, limited, model_config, train_limits
 from chatbot.errors import CheckpointError, ConfigError
 from chatbot.inference.decoding import DecodingConfig
 
@@ -347,6 +349,10 @@ def train(
     config = model_config(preset, model=model, **{k: v for k, v in settings.items() if k in model_fields})
     corpus = (corpus,) if isinstance(corpus, str) else tuple(corpus)
     train_config = TrainConfig(corpus=corpus, **{k: v for k, v in settings.items() if k in train_fields})
+    if not resume:  # $CHATBOT_TRAIN_LIMITS caps a new run (a resumed one keeps the budget it started with)
+        train_config, lowered = limited(train_config, train_limits(os.environ.get(TRAIN_LIMITS_VARIABLE)))
+        if lowered:
+            print(f"${TRAIN_LIMITS_VARIABLE} lowers this run's budget: {', '.join(lowered)}", file=sys.stderr)
     if not resume:  # a bad SPEC is reported before TensorFlow starts (a resumed run reads its own corpus)
         from chatbot.corpus import ReadOptions, resolve
 

@@ -252,3 +252,42 @@ def from_dict(cls: type, values: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     legacy = {k: v for k, v in LEGACY_VALUES.get(cls, {}).items() if k not in values}
     return cls(**legacy, **{k: v for k, v in values.items() if k in names})
+
+
+# $CHATBOT_TRAIN_LIMITS caps every new training run's budget, whatever its flags or arguments say: smoke runs
+# of documented commands (CI's documentation test runs the README's 40-minute recipe in seconds this way).
+TRAIN_LIMITS_VARIABLE = "CHATBOT_TRAIN_LIMITS"
+LIMITABLE = ("epochs", "batch_size", "vocabulary_size", "max_dialogues", "max_minutes")
+
+
+def train_limits(text: str | None) -> dict[str, float]:
+    """Parse a `$CHATBOT_TRAIN_LIMITS` value: ``NAME=NUMBER`` pairs separated by commas or spaces,
+    NAME one of `LIMITABLE` (e.g. ``max_minutes=0.1,max_dialogues=40``); None or "" is no limit.
+
+    Raises:
+        ConfigError: an unknown NAME or a value that is not a positive number.
+    """
+    limits: dict[str, float] = {}
+    for pair in (text or "").replace(",", " ").split():
+        name, _, value = pair.partition("=")
+        if name not in LIMITABLE:
+            raise ConfigError(f"${TRAIN_LIMITS_VARIABLE}: unknown limit {name!r}; limits are {', '.join(LIMITABLE)} (NAME=NUMBER)")
+        try:
+            limits[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"${TRAIN_LIMITS_VARIABLE}: {name} needs a number, got {value!r}") from None
+        if not limits[name] > 0:
+            raise ConfigError(f"${TRAIN_LIMITS_VARIABLE}: {name} must be > 0, got {value}")
+    return limits
+
+
+def limited(config: TrainConfig, limits: dict[str, float]) -> tuple[TrainConfig, list[str]]:
+    """`config` with each limited setting lowered to its limit (a limit never raises one; None, no
+    budget, counts as above every limit), and a ``name old → new`` line per setting it lowered."""
+    changes: dict[str, Any] = {}
+    for name, limit in limits.items():
+        value = getattr(config, name)
+        if value is None or value > limit:
+            changes[name] = limit if name == "max_minutes" else max(1, int(limit))
+    lowered = [f"{name} {getattr(config, name)} → {value:g}" for name, value in changes.items()]
+    return dataclasses.replace(config, **changes), lowered
