@@ -254,7 +254,7 @@ def test_messages_from_a_file_on_stdin_are_all_answered_and_stored(tmp_path, tin
     lines = result.out.splitlines()
     assert [line for line in lines if line.startswith("you> ")] == [
         "you> hello there",
-        "you> colour \x1b[31mred\x1b[0m text",
+        "you> colour red text",  # echoed as stored: no escape codes in a piped transcript
         "you> /history",
         "you> bye",
     ]
