@@ -368,8 +368,11 @@ class Report:
     """`evaluate`'s result: one row per model (and baseline), as `chatbot eval` writes it to JSON.
 
     Attributes:
-        rows: per model: architecture, perplexity (value, kind, target_tokens), context probe
+        rows: per model: label, architecture, perplexity (value, kind, target_tokens), context probe
             (true / shuffled / none), generation metrics (distinct-1/2, lengths, BLEU, ...), samples.
+            A row's label names it in the table, the plot and `perplexity()`, unique in the report: the
+            model directory's name (as much of the path as tells two directories of one name apart,
+            `#2` for the same one twice), or the baseline's architecture (unigram, kn-3gram).
         corpus, split, seed, decoding: what was evaluated, and how replies were made.
     """
 
@@ -379,13 +382,19 @@ class Report:
     seed: int
     decoding: DecodingConfig
 
+    def __post_init__(self) -> None:
+        from chatbot.evaluation.evaluate import labelled
+
+        object.__setattr__(self, "rows", labelled(self.rows))  # labels unique across the models compared
+
     def to_dict(self) -> dict:
         """The JSON `chatbot eval --output` writes."""
         return {"corpus": self.corpus, "split": self.split, "seed": self.seed, "decoding": self.decoding.to_dict(), "rows": self.rows}
 
     def perplexity(self) -> dict[str, float]:
-        """Perplexity per row: the model directory's name, or the baseline's architecture (unigram, kn-3gram)."""
-        return {Path(row["model"]).name if row.get("model_id") else row["architecture"]: row["perplexity"]["value"] for row in self.rows}
+        """Perplexity per row, keyed by its label: the model directory's name (e.g. `hred-chitchat`; two
+        directories of one name: `a/hred`, `b/hred`), or the baseline's architecture (unigram, kn-3gram)."""
+        return {row["label"]: row["perplexity"]["value"] for row in self.rows}
 
 
 def evaluate(

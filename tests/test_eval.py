@@ -27,6 +27,8 @@ def test_eval_writes_every_field_and_repeats_exactly(tmp_path, tiny_model_dir, t
     assert f"plot: {tmp_path / 'eval.png'}" in printed
     assert "unigram" in printed and "kn-3gram" in printed and "vhred" in printed and "report:" in printed
     assert [row["architecture"] for row in first["rows"]] == ["unigram", "kn-3gram", "hred", "vhred"]
+    assert [row["label"] for row in first["rows"]] == ["unigram", "kn-3gram", tiny_model_dir.name, tiny_vhred_dir.name]
+    assert f"{tiny_model_dir.name} (hred)" in printed and f"{tiny_vhred_dir.name} (vhred)" in printed
     unigram, ngram, hred, vhred = first["rows"]
     for baseline in (unigram, ngram):
         assert baseline["perplexity"]["kind"] == "exact" and baseline["perplexity"]["value"] > 1
@@ -66,6 +68,41 @@ def test_eval_writes_every_field_and_repeats_exactly(tmp_path, tiny_model_dir, t
     assert main([*argv, "--model", str(tiny_vhred_dir), "--output", str(again)]) == 0
     strip = lambda row: {k: v for k, v in row.items() if k != "eval_seconds"}  # noqa: E731
     assert [strip(row) for row in json.loads(again.read_text())["rows"]] == [strip(vhred)]
+
+
+def report_row(model: str, architecture: str, perplexity: float) -> dict:
+    """A row as `evaluate_model` (a model) or `ngram_row` (model_id None) makes it, with what the table reads."""
+    baseline = architecture in ("unigram", "kn-3gram")
+    return {
+        "model": model,
+        "label": architecture if baseline else model.rsplit("/", 1)[-1],
+        "model_id": None if baseline else f"id-{model}",
+        "architecture": architecture,
+        "corpus": "chitchat",
+        "split": "test",
+        "perplexity": {"value": perplexity, "kind": "exact"},
+        "generation": None if baseline else {"distinct_2": 0.5},
+    }
+
+
+def test_rows_of_one_architecture_are_told_apart_by_their_model_names(capsys):
+    from chatbot.api import Report
+    from chatbot.evaluation.reports import print_eval_table
+
+    rows = [
+        report_row("kneser-ney 3-gram", "kn-3gram", 85.4),
+        report_row("storage/models/hred-chitchat", "hred", 71.3),
+        report_row("runs/a/hred", "hred", 80.0),
+        report_row("runs/b/hred", "hred", 81.0),  # the same directory name: the paths tell them apart
+        report_row("runs/b/hred", "hred", 81.0),  # the same directory twice: numbered
+    ]
+    report = Report(rows, "chitchat", "test", 1234, DecodingConfig())
+    labels = ["kn-3gram", "hred-chitchat", "a/hred", "b/hred", "b/hred #2"]
+    assert [row["label"] for row in json.loads(json.dumps(report.to_dict()))["rows"]] == labels
+    assert report.perplexity() == dict(zip(labels, [85.4, 71.3, 80.0, 81.0, 81.0], strict=True))
+    print_eval_table(report.rows)
+    names = [line.split("│")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    assert names == ["kn-3gram", "hred-chitchat (hred)", "a/hred (hred)", "b/hred (hred)", "b/hred #2 (hred)"]
 
 
 def test_eval_of_a_missing_model_is_one_line(tmp_path, capsys):

@@ -37,3 +37,40 @@ def test_curves_need_an_epoch(tmp_path):
     with pytest.raises(ValueError, match="no finished epoch"):
         training_curves({"epochs": []}, tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
+
+
+def eval_row(label: str, architecture: str, perplexity: float, distinct_2: float | None = None) -> dict:
+    """A `chatbot eval` report row with what the comparison draws (None: nothing generated, as an n-gram row)."""
+    generation = None if distinct_2 is None else {"distinct_2": distinct_2, "contexts": 200}
+    return {
+        "label": label,
+        "architecture": architecture,
+        "corpus": "chitchat",
+        "split": "test",
+        "perplexity": {"value": perplexity},
+        "generation": generation,
+    }
+
+
+def test_eval_comparison_names_each_model_and_draws_no_bar_for_what_a_row_lacks(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from chatbot.training.plots import _eval_figure, eval_comparison
+
+    rows = [
+        eval_row("kn-3gram", "kn-3gram", 85.4),
+        eval_row("hred-chitchat", "hred", 71.3, 0.605),
+        eval_row("hred-small", "hred", 90.2, 0.5),
+    ]
+    figure = _eval_figure(plt, rows)
+    try:
+        perplexity, distinct = figure.axes
+        for axis in (perplexity, distinct):  # two HRED models, told apart; a baseline by its architecture alone
+            assert [t.get_text() for t in axis.get_xticklabels()] == ["kn-3gram", "hred-chitchat (hred)", "hred-small (hred)"]
+        assert len(perplexity.patches) == 3
+        assert [(p.get_x() + p.get_width() / 2, round(p.get_height(), 3)) for p in distinct.patches] == [(1, 0.605), (2, 0.5)]
+        texts = [t.get_text() for t in distinct.texts]
+        assert texts.count("n/a") == 1 and "0.000" not in texts  # the n-gram row generates nothing: no 0 bar
+    finally:
+        plt.close(figure)
+    assert_drawn(eval_comparison(rows, tmp_path / "eval.png"), 1100, 400)

@@ -203,6 +203,7 @@ def evaluate_model(model_dir: Path | str, config: EvalConfig, decoding: Decoding
     generation["contexts"] = len(contexts)
     return {
         "model": str(model_dir),
+        "label": Path(model_dir).name,  # made unique across a report's rows by `labelled`
         "model_id": checkpoint.model_id,
         "architecture": model_config.architecture,
         "corpus": config.corpus,
@@ -257,10 +258,12 @@ def ngram_row(checkpoint: Checkpoint, config: EvalConfig, data: EvalData, order:
     started = time.monotonic()
     name = "add-one unigram" if order == 1 else f"Kneser-Ney {order}-gram"
     log(f"fitting the {name} baseline on the train split")
+    architecture = "unigram" if order == 1 else f"kn-{order}gram"
     return {
         "model": "add-one unigram" if order == 1 else f"kneser-ney {order}-gram",
+        "label": architecture,
         "model_id": None,
-        "architecture": "unigram" if order == 1 else f"kn-{order}gram",
+        "architecture": architecture,
         "corpus": config.corpus,
         "split": config.split,
         "perplexity": count_baseline_perplexity(checkpoint.tokenizer, checkpoint.model_config, data.train, data.split, order),
@@ -268,3 +271,35 @@ def ngram_row(checkpoint: Checkpoint, config: EvalConfig, data: EvalData, order:
         "tokenizer_of": str(checkpoint.path),
         "eval_seconds": round(time.monotonic() - started, 1),
     }
+
+
+def labelled(rows: list[dict]) -> list[dict]:
+    """`rows` (of one report) with a unique "label" each: the name the table, the plot and
+    `Report.perplexity` show. A model's label is its directory's name; where two directories share
+    it, as much of their paths as tells them apart (`runs/a/hred`, `runs/b/hred` → `a/hred`, `b/hred`);
+    the same directory twice is numbered (`hred`, `hred #2`). A baseline's label is its architecture.
+    Rows without a label (reports written before labels) get one."""
+    names = [row.get("label") or (Path(row["model"]).name if row.get("model_id") else row["architecture"]) for row in rows]
+    for name in set(names):
+        group = [i for i, other in enumerate(names) if other == name and rows[i].get("model_id")]
+        paths = {Path(rows[i]["model"]).parts for i in group}
+        if len(paths) < 2:
+            continue
+        depth = 2
+        while depth < max(map(len, paths)) and len({parts[-depth:] for parts in paths}) < len(paths):
+            depth += 1
+        for i in group:
+            names[i] = str(Path(*Path(rows[i]["model"]).parts[-depth:]))
+    shared, seen = Counter(names), Counter[str]()
+    labels = []
+    for name in names:
+        seen[name] += 1
+        labels.append(f"{name} #{seen[name]}" if shared[name] > 1 and seen[name] > 1 else name)
+    return [{**row, "label": label} for row, label in zip(rows, labels, strict=True)]
+
+
+def row_title(row: dict) -> str:
+    """A row's label with its architecture, as the eval table names it: `hred-chitchat (hred)`; a
+    baseline, or a directory named after its architecture, is its label alone (`kn-3gram`)."""
+    label = row.get("label") or row["architecture"]
+    return label if label == row["architecture"] else f"{label} ({row['architecture']})"

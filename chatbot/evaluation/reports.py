@@ -59,10 +59,13 @@ def _number(value, digits: int = 3) -> str:
 
 
 def print_eval_table(rows: list[dict]) -> None:
-    """One row per model: perplexity, the context probe (perplexity with contexts shuffled across
-    dialogues and its gain in nats per token), reply metrics, training time and throughput (rich table)."""
+    """One row per model, named by its label and architecture (`hred-chitchat (hred)`): perplexity, the
+    context probe (perplexity with contexts shuffled across dialogues and its gain in nats per token),
+    reply metrics, training time and throughput (rich table)."""
     from rich.console import Console
     from rich.table import Table
+
+    from chatbot.evaluation.evaluate import row_title
 
     has_bound = any(str(row["perplexity"].get("kind", "")).startswith("upper") for row in rows)
     table = Table(title=f"{rows[0]['corpus']} · {rows[0]['split']} split" + (" (≤: VHRED's ELBO bound)" if has_bound else ""))
@@ -89,7 +92,7 @@ def print_eval_table(rows: list[dict]) -> None:
         context = row.get("context") or {}
         bound = "≤ " if ppl["kind"] != "exact" else ""
         table.add_row(
-            row["architecture"],
+            row_title(row),
             f"{bound}{ppl['value']:,.1f}",
             f"{bound}{context['shuffled']:,.1f}" if context else "–",
             _number(context.get("gain_over_shuffled_nats"), 3),

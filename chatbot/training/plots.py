@@ -91,30 +91,46 @@ def eval_comparison(rows: list[dict], path: Path) -> Path:
     """Perplexity (log scale) and distinct-2 of each evaluated model side by side, as a PNG.
 
     Args:
-        rows: the `rows` of a `chatbot eval` report (one per model; a row without generation
-            metrics, like the n-gram baseline, shows perplexity only).
+        rows: the `rows` of a `chatbot eval` report (one per model, named by its label and
+            architecture); a row without generated replies (the n-gram baselines, or `--contexts 0`)
+            has no distinct-2 bar, only "n/a".
         path: the PNG to write.
     Returns:
         `path`.
     """
     plt = _pyplot()
+    figure = _eval_figure(plt, rows)
+    try:
+        return _save(figure, path)
+    finally:
+        plt.close(figure)
+
+
+def _eval_title(row: dict) -> str:
+    """`label (architecture)`, or the label alone where it is the architecture (a baseline): as the eval table."""
+    label = row.get("label") or row["architecture"]
+    return label if label == row["architecture"] else f"{label} ({row['architecture']})"
+
+
+def _eval_figure(plt, rows: list[dict]):
+    """The figure `eval_comparison` saves (the caller closes it)."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    names = [row["architecture"] for row in rows]
+    names = [_eval_title(row) for row in rows]
     positions = range(len(rows))
     left.bar_label(left.bar(positions, [row["perplexity"]["value"] for row in rows], color="tab:blue"), fmt="%.1f")
     left.set_yscale("log")
     left.set_ylabel("test perplexity (log scale; VHRED: bound)")
-    right.bar_label(
-        right.bar(positions, [(row.get("generation") or {}).get("distinct_2") or 0.0 for row in rows], color="tab:orange"), fmt="%.3f"
-    )
+    generated = [(row.get("generation") or {}) for row in rows]
+    has = [i for i, g in enumerate(generated) if g.get("distinct_2") is not None and g.get("contexts", 1) > 0]
+    right.bar_label(right.bar(has, [generated[i]["distinct_2"] for i in has], color="tab:orange"), fmt="%.3f")
+    for i in sorted(set(positions) - set(has)):  # nothing generated: no bar that reads as a measured 0
+        right.text(i, 0.02, "n/a", ha="center", va="bottom", color="tab:gray")
     right.set_ylabel("distinct-2")
     right.set_ylim(0, 1)
+    right.set_xlim(left.get_xlim())  # every row has its place, with a bar or without
     for axis in (left, right):
         axis.set_xticks(list(positions), names, rotation=20, ha="right")
         axis.grid(True, axis="y", alpha=0.3)
     figure.suptitle(f"{rows[0]['corpus']} · {rows[0]['split']} split")
     figure.tight_layout()
-    try:
-        return _save(figure, path)
-    finally:
-        plt.close(figure)
+    return figure
