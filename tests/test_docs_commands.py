@@ -26,6 +26,7 @@ document ends, and the next block waits for its ``/health``. Paths under the san
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import re
@@ -131,6 +132,11 @@ class Sandbox:
 
     @classmethod
     def make(cls, path: Path) -> Sandbox:
+        # The documents' `bin/chat` runs bin/setup, which would reinstall the package into the shared .venv from
+        # this sandbox (and leave .venv pointing at a deleted folder) if pyproject.toml changed since the install.
+        stamp = f".installed-{{}}-{hashlib.sha256((ROOT / 'pyproject.toml').read_bytes()).hexdigest()[:16]}"
+        if not any((ROOT / ".venv" / stamp.format(what)).exists() for what in ("chat", "test")):
+            pytest.fail("pyproject.toml changed since .venv was set up: run bin/setup test (or bin/test) first")
         for name in LINKED:
             if (ROOT / name).exists():
                 (path / name).symlink_to(ROOT / name)
