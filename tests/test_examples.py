@@ -57,9 +57,9 @@ def test_fine_tune_on_stored_conversations(tmp_path, capsys, monkeypatch):
     assert tuned.model_id != chatbot.load().model_id and f"saved {tmp_path / 'tuned'} (model id {tuned.model_id})" in out
 
 
-def test_train_your_own_then_serve_it(tmp_path, capsys, monkeypatch):
+def test_train_your_own(tmp_path, capsys, monkeypatch):
     model = tmp_path / "mine"
-    args = ["--out", str(model), "--preset", "tiny", "--epochs", "1", "--minutes", "0.3", "--vocabulary-size", "400", "--contexts", "4"]
+    args = ["--out", str(model), "--preset", "tiny", "--epochs", "1", "--minutes", "0.1", "--vocabulary-size", "400", "--contexts", "4"]
     out = run_example("train_your_own.py", *args, capsys=capsys, monkeypatch=monkeypatch)
     assert f"wrote {tmp_path / 'mine.jsonl'}" in out and (tmp_path / "mine.jsonl").stat().st_size > 0
     assert re.search(rf"^trained 1 epoch\(s\) in \d+ s into {re.escape(str(model))}$", out, re.M), out
@@ -68,8 +68,11 @@ def test_train_your_own_then_serve_it(tmp_path, capsys, monkeypatch):
     verdict = "the model beats the 3-gram" if float(rows["mine"]) < float(rows["kn-3gram"]) else "the 3-gram still wins"
     assert verdict in out and re.search(r"^it says: .+$", out, re.M)
 
+
+def test_serve_a_trained_model(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """The model a test session trained once (what train_your_own.py writes, as tests/test_api.py checks)."""
     out = run_example(
-        "serve_your_model.py", "--model", str(model), "--db", f"sqlite:///{tmp_path / 'served.db'}", capsys=capsys, monkeypatch=monkeypatch
+        "serve_your_model.py", "--model", str(tiny_model_dir), "--db", f"sqlite:///{tmp_path / 'served.db'}", capsys=capsys, monkeypatch=monkeypatch
     )
     assert len(re.findall(r"^assistant> .+$", out, re.M)) == 2, out
-    assert re.search(r"^model mine: conversation 1 holds 4 turns on the server$", out, re.M), out
+    assert re.search(rf"^model {re.escape(tiny_model_dir.name)}: conversation 1 holds 4 turns on the server$", out, re.M), out
