@@ -15,7 +15,8 @@ second start token are never emitted, the unknown token is suppressed unless
 allowed, the end token is blocked before the minimum length, and n-grams that
 would repeat within the reply, repeat one of the bot's earlier replies (so a
 chat does not loop on one opener), or copy the context, are blocked. Random draws
-use stateless ops seeded by (seed, step), so a seed reproduces a reply exactly.
+use stateless ops seeded by (seed, step), so a seed reproduces a reply exactly, eagerly
+or compiled (`uniforms`).
 
 Knobs that change often (temperature, k, p, length penalty, minimum length)
 are tensors (`Knobs`), so changing them does not retrace the graph; sizes that
@@ -224,13 +225,30 @@ def uniforms(rows, step, seed):
     `seed` scalar: one stream for all rows. `seed` `(num_requests,)` (a static length): the rows split
     evenly among the requests in order, and request r's rows get the stream of (seed[r], step), the
     very numbers it draws when decoded alone, so batching requests does not change their replies.
+
+    The same numbers on every path: see `_philox_uniforms`.
     """
     if seed.shape.rank == 0:
-        return tf.random.stateless_uniform(tf.reshape(rows, [1]), seed=tf.stack([seed, step]))
+        return _philox_uniforms(tf.reshape(rows, [1]), tf.stack([seed, step]))
     requests = seed.shape[0]
     per_request = rows // requests
-    streams = [tf.random.stateless_uniform(tf.reshape(per_request, [1]), seed=tf.stack([seed[r], step])) for r in range(requests)]
+    streams = [_philox_uniforms(tf.reshape(per_request, [1]), tf.stack([seed[r], step])) for r in range(requests)]
     return tf.concat(streams, axis=0)
+
+
+def _philox_uniforms(shape, seed):
+    """`shape` float32 uniforms in [0, 1): Philox's 32-bit words, each word's top 23 bits times 2^-23.
+
+    `tf.random.stateless_uniform` gives other floats eagerly than under XLA for the same seed: both
+    paths draw the same Philox words, but TensorFlow's kernel makes a float of a word's low 23 bits
+    and XLA of its high 23, so an eager reply and a compiled one sampled other tokens from the
+    first on. Here the words are drawn as integers (the same on both paths) and made floats in
+    exact arithmetic (a 23-bit integer times a power of two), XLA's way, so replies already made
+    compiled keep their tokens (for seeds >= 0, all the chat draws: XLA derived its key from a
+    negative seed in another way). The algorithm is named, not auto-selected per device.
+    """
+    words = tf.random.stateless_uniform(shape, seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg="philox")
+    return tf.cast(tf.bitwise.right_shift(words, 9), tf.float32) * 2.0**-23
 
 
 class GreedySampler(Sampler):
