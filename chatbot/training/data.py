@@ -181,10 +181,11 @@ class WindowBatches:
             rng.shuffle(batches)
         return batches
 
-    def batches(self, epoch: int):
-        """The padded batches of epoch `epoch` (0-based), in training order: a generator of
+    def batches(self, epoch: int, first: int = 0):
+        """The padded batches of epoch `epoch` (0-based), in training order, from its batch `first`
+        (0-based; a resumed run skips those it trained before it was cut): a generator of
         `(batch_size, num_turns, utterance_length)` int32 arrays. Reading them changes nothing."""
-        for indices in self.epoch_batches(epoch):
+        for indices in self.epoch_batches(epoch)[first:]:
             yield self.batch(indices)
 
     def batch(self, indices, shape: tuple[int, int, int] | None = None) -> np.ndarray:
@@ -198,11 +199,12 @@ class WindowBatches:
         length = int(self.keys[indices].max()) * self.bucket_width
         return self.batch(indices, (self.batch_size, num_turns, length))
 
-    def py_dataset(self, num_turns: int, epoch_of=None):
+    def py_dataset(self, num_turns: int, epoch_of=None, first: int = 0):
         """The same batches, in the same order, as a `keras.utils.PyDataset` of `static_batch`es:
         the backend-neutral feed (JAX, or TensorFlow without tf.data). `epoch_of()`: the epoch
         whose order to serve (e.g. `fit`'s, so a resumed run continues the shuffle); None: the
-        epochs in turn, from this object's count."""
+        epochs in turn, from this object's count. `first`: each epoch served starts at its batch
+        `first` (0-based), as in `batches` (for a one-epoch `fit` that finishes a cut epoch)."""
         import keras
 
         batches = self
@@ -214,13 +216,13 @@ class WindowBatches:
                 self.order = batches.epoch_batches(self.epoch)
 
             def __len__(self):
-                return batches.num_batches
+                return batches.num_batches - first
 
             def __getitem__(self, index):
                 if epoch_of is not None and epoch_of() != self.epoch:
                     self.epoch = epoch_of()
                     self.order = batches.epoch_batches(self.epoch)
-                return batches.static_batch(self.order[index], num_turns)
+                return batches.static_batch(self.order[first + index], num_turns)
 
             def on_epoch_end(self):
                 if epoch_of is None:
@@ -241,11 +243,12 @@ class WindowBatches:
                 array[b, t, : len(utterance)] = utterance
         return array
 
-    def dataset(self, epoch_of=None):
+    def dataset(self, epoch_of=None, first: int = 0):
         """A `tf.data.Dataset` of `(batch_size, num_turns, utterance_length)` int32 batches, prefetched.
 
         `epoch_of()`: the epoch whose order each pass serves (`fit`'s, so that a resumed run
-        continues the shuffle where it stopped); None: each pass the next epoch."""
+        continues the shuffle where it stopped); None: each pass the next epoch. `first`: each
+        pass starts at the epoch's batch `first` (0-based), as in `batches`."""
         import tensorflow as tf  # here, so chat start-up (which frames contexts) does not import it
 
         def one_pass():
@@ -253,11 +256,11 @@ class WindowBatches:
                 epoch = epoch_of()
             else:
                 epoch, self._epoch = self._epoch, self._epoch + 1
-            yield from self.batches(epoch)
+            yield from self.batches(epoch, first)
 
         spec = tf.TensorSpec(shape=(None, None, None), dtype=tf.int32)
         dataset = tf.data.Dataset.from_generator(one_pass, output_signature=spec)
-        return dataset.apply(tf.data.experimental.assert_cardinality(self.num_batches)).prefetch(tf.data.AUTOTUNE)
+        return dataset.apply(tf.data.experimental.assert_cardinality(self.num_batches - first)).prefetch(tf.data.AUTOTUNE)
 
     def padding_share(self, length_groups: int = 1) -> float:
         """Share of the token slots an RNN computes over one epoch that are padding (0-1): the

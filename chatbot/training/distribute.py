@@ -70,23 +70,25 @@ class Placement:
         role = "chief" if self.is_chief else "worker"
         return f"training on {self.replicas} replicas ({self.name}, {self.backend}); this process is the {role}"
 
-    def feed(self, train, valid, num_turns: int) -> Feed:
+    def feed(self, train, valid, num_turns: int, first_batch: int = 0) -> Feed:
         """What `fit` reads for the `WindowBatches` `train` and `valid`: a `tf.data` pipeline each on
         one TensorFlow device, each replica's rows of every global batch under `tf.distribute`, and
         a `keras.utils.PyDataset` of fixed-shape batches on JAX. Both serve the order of `fit`'s
-        epoch (`epoch_order`, one callback for both, in the `Feed`), so a resumed run continues the shuffle."""
+        epoch (`epoch_order`, one callback for both, in the `Feed`), so a resumed run continues the shuffle.
+        `first_batch`: the training data of each epoch starts at that batch (0-based), for a one-epoch
+        `fit` that finishes an epoch a cut run had started (the validation data is whole)."""
         order = epoch_order()
-        return Feed(self._data(train, num_turns, order), self._data(valid, num_turns, order), (order,))
+        return Feed(self._data(train, num_turns, order, first_batch), self._data(valid, num_turns, order), (order,))
 
-    def _data(self, batches, num_turns: int, order):
+    def _data(self, batches, num_turns: int, order, first_batch: int = 0):
         if self.backend != "tensorflow":
-            return batches.py_dataset(num_turns, lambda: order.epoch)
+            return batches.py_dataset(num_turns, lambda: order.epoch, first_batch)
         if self.strategy is None:
-            return batches.dataset(lambda: order.epoch)
-        return replica_batches(batches, self.strategy, order)
+            return batches.dataset(lambda: order.epoch, first_batch)
+        return replica_batches(batches, self.strategy, order, first_batch)
 
     def backup_dir(self, out_dir: Path) -> Path:
-        """Where this process's `BackupAndRestore` writes: the chief's in the model directory; another
+        """Where this process's `TrainingBackup` writes: the chief's in the model directory; another
         worker's in a temporary copy of it (restored from the chief's, written only there)."""
         backup = Path(out_dir) / "backup"
         if self.is_chief:
@@ -104,7 +106,8 @@ class Placement:
 
         strategy = self.strategy
         value = strategy.run(lambda: tf.constant(1.0 if flag else 0.0))  # type: ignore[attr-defined]
-        return bool(strategy.reduce(tf.distribute.ReduceOp.MAX, value, axis=None).numpy() > 0)  # type: ignore[attr-defined]
+        # (ReduceOp has SUM and MEAN only: a sum above 0 is a flag on some replica)
+        return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None).numpy() > 0)  # type: ignore[attr-defined]
 
 
 def placement(name: str, replicas: int = 1) -> Placement:
@@ -211,8 +214,8 @@ def epoch_order() -> Any:
     return EpochOrder()
 
 
-def replica_batches(batches, strategy, order):
-    """Each replica's rows of every global batch, as a distributed dataset for `fit`.
+def replica_batches(batches, strategy, order, first_batch: int = 0):
+    """Each replica's rows of every global batch from the epoch's batch `first_batch` on, as a distributed dataset for `fit`.
 
     Replica r of n gets rows r, r+n, r+2n, … of each global batch (padded as the
     global batch is, plus all-padding rows up to ⌈batch/n⌉, which count for nothing),
@@ -231,14 +234,14 @@ def replica_batches(batches, strategy, order):
         first = context.input_pipeline_id * local
 
         def shares():
-            for batch in batches.batches(order.epoch):
+            for batch in batches.batches(order.epoch, first_batch):
                 rows = -(-len(batch) // total)  # every share padded to one row count: collectives need equal shapes
                 for replica in range(first, first + local):
                     share = batch[replica::total]
                     yield np.concatenate([share, np.zeros((rows - len(share), *batch.shape[1:]), batch.dtype)])
 
         dataset = tf.data.Dataset.from_generator(shares, output_signature=spec)
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches.num_batches * local))
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality((batches.num_batches - first_batch) * local))
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     from chatbot.models.replicas import multi_worker
@@ -247,12 +250,12 @@ def replica_batches(batches, strategy, order):
         # One host: global batches (rows padded to a multiple of the replicas), which tf.distribute
         # splits into equal consecutive shares, one per local device.
         def global_batches():
-            for batch in batches.batches(order.epoch):
+            for batch in batches.batches(order.epoch, first_batch):
                 rows = -(-len(batch) // total) * total
                 yield np.concatenate([batch, np.zeros((rows - len(batch), *batch.shape[1:]), batch.dtype)])
 
         dataset = tf.data.Dataset.from_generator(global_batches, output_signature=spec)
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches.num_batches)).prefetch(tf.data.AUTOTUNE)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches.num_batches - first_batch)).prefetch(tf.data.AUTOTUNE)
         return strategy.experimental_distribute_dataset(dataset)
     options = tf.distribute.InputOptions(experimental_fetch_to_device=False)
     return strategy.distribute_datasets_from_function(pipeline, options)
