@@ -1,5 +1,6 @@
-"""`chatbot train` on tiny real models: the model directory, --resume, the time budget, damaged checkpoints,
---init-from (a VHRED started from an HRED), the posterior-collapse warning and mixed-bfloat16 training."""
+"""`chatbot train` on tiny real models: the model directory, --resume (of a run the time budget cut:
+tests/test_time_budget.py), damaged checkpoints, --init-from (a VHRED started from an HRED), the
+posterior-collapse warning and mixed-bfloat16 training."""
 
 import json
 
@@ -80,23 +81,6 @@ def test_resume_continues_after_the_last_epoch_with_optimizer_state(tmp_path, ca
 def test_resume_without_a_run_says_so(tmp_path, capsys):
     assert main(["train", "--corpus", "chatterbot:english", "--out", str(tmp_path / "none"), "--resume"]) == 1
     assert "config.json: missing" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_time_budget_stops_training(tmp_path):
-    from chatbot.config import model_config
-    from chatbot.training.trainer import train
-    from tests.conftest import tiny_train_config
-
-    result = train(
-        tmp_path / "budget",
-        model_config("tiny"),
-        tiny_train_config(epochs=50, max_minutes=0.02, max_dialogues=300),
-        verbose=0,
-        log=lambda _: None,
-    )
-    assert result.stopped_by_budget and result.epochs_run == 1
-    assert (tmp_path / "budget" / "model.keras").exists()  # the cut epoch is validated and saved
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])

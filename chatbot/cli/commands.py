@@ -47,12 +47,15 @@ def cmd_train(args) -> int:
 
         print(f"chatbot: training interrupted; continue with: {program()} train --out {args.out} --resume", file=sys.stderr)
         return 130
-    budget = " (stopped by --max-minutes)" if result.stopped_by_budget else ""
     perplexity = f"{result.best_val_perplexity:.2f}" if result.best_val_perplexity else "n/a"
-    print(
-        f"trained {result.epochs_run} epoch(s) in {result.seconds / 60:.1f} min{budget}; "
-        f"best validation perplexity {perplexity}; model in {result.out_dir}"
-    )
+    whole = result.batches_run % max(result.epoch_batches, 1) == 0
+    counts = f"{result.batches_run} batch{'' if result.batches_run == 1 else 'es'}, {result.target_tokens} target tokens"
+    if result.cut_at:
+        counts += f"; stopped by --max-minutes in epoch {result.cut_at[0]} after batch {result.cut_at[1]} of {result.epoch_batches}"
+    elif result.stopped_by_budget:
+        counts += "; stopped by --max-minutes"
+    done = f"trained {result.epochs_trained:{'.0f' if whole else '.3g'}} epoch(s) in {result.seconds / 60:.1f} min ({counts})"
+    print(f"{done}; best validation perplexity {perplexity}; model in {result.out_dir}")
     return 0
 
 

@@ -28,10 +28,18 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
+def _position(epoch: dict) -> float:
+    """Where on the epoch axis a metrics.json row lies: its epoch number, less the share of the epoch
+    a cut run did not train (a row with `batches` < `epoch_batches`)."""
+    if epoch.get("epoch_batches") and "batches" in epoch:
+        return epoch["epoch"] - 1 + epoch["batches"] / epoch["epoch_batches"]
+    return epoch["epoch"]
+
+
 def _plot_series(axis, epochs: list[dict], series: tuple[tuple[str, str, str], ...]) -> None:
     """Plot each (metrics key, label, line style) against the epochs that recorded it."""
     for key, label, style in series:
-        points = [(e["epoch"], e[key]) for e in epochs if key in e]
+        points = [(_position(e), e[key]) for e in epochs if key in e]
         if points:
             axis.plot(*zip(*points, strict=True), style, label=label)
 
@@ -39,6 +47,7 @@ def _plot_series(axis, epochs: list[dict], series: tuple[tuple[str, str, str], .
 def training_curves(metrics: dict, path: Path, title: str = "") -> Path:
     """Training and validation perplexity per epoch (log scale), and for a latent model (VHRED) the
     KL term in nats per reply with the KL weight beta (its annealing, Bowman et al. 2016), as a PNG.
+    An epoch cut short is drawn at the share of it that was trained.
 
     Args:
         metrics: the content of a model directory's metrics.json (`{"epochs": [{"epoch", "perplexity",
@@ -72,7 +81,13 @@ def training_curves(metrics: dict, path: Path, title: str = "") -> Path:
         kl.set_xticks(numbers)
         kl.grid(True, alpha=0.3)
         beta = kl.twinx()
-        beta.plot(numbers, [e.get("kl_weight", float("nan")) for e in epochs], "^--", color="tab:gray", label="β (KL weight)")
+        beta.plot(
+            [_position(e) for e in epochs],
+            [e.get("kl_weight", float("nan")) for e in epochs],
+            "^--",
+            color="tab:gray",
+            label="β (KL weight)",
+        )
         beta.set_ylabel("β")
         beta.set_ylim(0, 1.05)
         lines = kl.get_legend_handles_labels()

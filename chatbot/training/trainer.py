@@ -142,11 +142,20 @@ def make_optimizer(train_config: TrainConfig, total_steps: int, replicated: bool
 @dataclasses.dataclass
 class TrainResult:
     out_dir: Path
-    epochs_run: int
+    epochs_run: int  # epochs this call trained in, the last one maybe cut short (then `cut_at` says where)
     best_val_perplexity: float | None
     seconds: float
     stopped_by_budget: bool
     model: object = None  # the trained keras.Model as it stands after the last epoch (not the best one on disk)
+    batches_run: int = 0  # optimizer updates this call made, all its epochs together
+    target_tokens: int = 0  # target tokens of those batches
+    epoch_batches: int = 0  # batches in a whole epoch
+    cut_at: tuple[int, int] | None = None  # (epoch, 1-based; batches of it trained) when the last epoch was cut short
+
+    @property
+    def epochs_trained(self) -> float:
+        """The batches this call ran, in epochs (0.25: a quarter of one)."""
+        return self.batches_run / self.epoch_batches if self.epoch_batches else 0.0
 
 
 def corpus_sources(train_config: TrainConfig) -> tuple[list[Source], Problems]:
@@ -317,11 +326,24 @@ class FitRun:
 
 
 def _fit(run: FitRun, *, verbose: int | None, log: Callable[[str], None]) -> TrainResult:
-    """Build, compile and fit the model on prepared batches (under the run's dtype policy and placement)."""
+    """Build, compile and fit the model on prepared batches (under the run's dtype policy and placement).
+
+    A run resumed in an epoch that the budget cut first fits that epoch's remaining batches alone
+    (a `fit` of its own: Keras gives every epoch of one call the same number of batches), then the rest.
+    """
     import keras
 
     from chatbot.models import build_model
-    from chatbot.training.callbacks import MetricsLog, PosteriorCollapseWarning, ProgressLog, TimeBudget
+    from chatbot.training.callbacks import (
+        EpochProgbar,
+        MetricsLog,
+        PosteriorCollapseWarning,
+        ProgressLog,
+        RunProgress,
+        TimeBudget,
+        TrainingBackup,
+        restore_backup,
+    )
 
     out_dir, model_config, train_config, where, source = run.out_dir, run.model_config, run.train_config, run.where, run.source
     num_batches = run.train_batches.num_batches
@@ -334,38 +356,62 @@ def _fit(run: FitRun, *, verbose: int | None, log: Callable[[str], None]) -> Tra
             log(f"initialised {', '.join(copied)} from {train_config.init_from}")
         total_steps = train_config.epochs * num_batches
         model.compile(optimizer=make_optimizer(train_config, total_steps, replicated=where.strategy is not None))
+        # Weights, optimizer state and the position in the data, on --resume; written after every epoch and kept.
+        backup_dir = where.backup_dir(out_dir)
+        epoch, batch = restore_backup(backup_dir, model)
     budget = TimeBudget(train_config.max_minutes, agree=where.any_worker) if train_config.max_minutes else None
-    # Restores weights, optimizer state and epoch counter on --resume; kept after training.
-    backup = keras.callbacks.BackupAndRestore(str(where.backup_dir(out_dir)), double_checkpoint=True, delete_checkpoint=False)
-    callbacks = [backup, keras.callbacks.EarlyStopping(monitor="val_perplexity", mode="min", patience=train_config.patience)]
+    progress = RunProgress(num_batches, resumed_at=(epoch, batch))
+    callbacks = [progress, TrainingBackup(backup_dir, progress)]
+    callbacks.append(keras.callbacks.EarlyStopping(monitor="val_perplexity", mode="min", patience=train_config.patience))
     callbacks += [budget] if budget else []
     metrics_log = None
     if where.is_chief:  # only the chief writes the model directory
-        metrics_log = MetricsLog(out_dir / METRICS_FILENAME, run.summary)
+        metrics_log = MetricsLog(out_dir / METRICS_FILENAME, run.summary, progress)
         callbacks += _chief_callbacks(out_dir, model_config, train_config, metrics_log, where, log)
     if getattr(model, "latent_dim", 0):
         callbacks.append(PosteriorCollapseWarning(model_config.kl_anneal_steps, write=log))
     verbose = verbose if verbose is not None else (1 if sys.stderr.isatty() else 2)
     if verbose == 2:
-        callbacks.append(ProgressLog(num_batches, write=log))
+        callbacks.append(ProgressLog(progress, write=log))
+    if verbose and where.is_chief:
+        callbacks.append(EpochProgbar(progress, train_config.epochs))
 
+    # (first epoch, end epoch, first batch of the first epoch) of each fit call
+    calls = [(epoch, epoch + 1, batch), (epoch + 1, train_config.epochs, 0)] if batch else [(epoch, train_config.epochs, 0)]
+    if batch and epoch < train_config.epochs:
+        log(f"resuming epoch {epoch + 1} after its batch {batch} of {num_batches}: training on the {num_batches - batch} it has not seen")
     started = time.monotonic()
-    feed = where.feed(run.train_batches, run.valid_batches, model_config.max_turns)
-    history = model.fit(
-        feed.train,
-        validation_data=feed.valid,
-        epochs=train_config.epochs,
-        callbacks=[*feed.callbacks, *callbacks],
-        shuffle=False,  # WindowBatches reshuffles every epoch itself
-        verbose=verbose if where.is_chief else 0,
-    )
+    for first_epoch, end_epoch, first_batch in calls:
+        if first_epoch >= end_epoch:
+            continue
+        feed = where.feed(run.train_batches, run.valid_batches, model_config.max_turns, first_batch)
+        model.fit(
+            feed.train,
+            validation_data=feed.valid,
+            initial_epoch=first_epoch,
+            epochs=end_epoch,
+            callbacks=[*feed.callbacks, *callbacks],
+            shuffle=False,  # WindowBatches reshuffles every epoch itself
+            verbose=verbose if where.is_chief else 0,
+        )
+        if model.stop_training:  # the budget or early stopping ended the run
+            break
+    cut_at = (progress.epoch + 1, progress.batch) if progress.epochs_run and progress.cut else None
+    if cut_at:
+        log(
+            f"--max-minutes: stopped in epoch {cut_at[0]} after batch {cut_at[1]} of {num_batches}; --resume continues with batch {cut_at[1] + 1}"
+        )
     return TrainResult(
         out_dir=out_dir,
-        epochs_run=len(history.history.get("loss", [])),
+        epochs_run=progress.epochs_run,
         best_val_perplexity=metrics_log.best_val_perplexity if metrics_log else None,
         seconds=time.monotonic() - started,
         stopped_by_budget=bool(budget and budget.exhausted),
         model=model,
+        batches_run=progress.batches_run,
+        target_tokens=progress.tokens_run,
+        epoch_batches=num_batches,
+        cut_at=cut_at,
     )
 
 
