@@ -83,3 +83,42 @@ def test_the_uniforms_are_the_same_numbers_eagerly_and_compiled():
                     np.testing.assert_array_equal(eager, before(*args).numpy())
     requests = tf.constant(8), tf.constant(3), tf.constant([5, -5], tf.int32)
     np.testing.assert_array_equal(uniforms(*requests).numpy(), compiled(*requests).numpy())
+
+
+def test_replay_says_why_a_reply_sampled_eagerly_before_the_fix_differs(tiny_checkpoint, db_url):
+    """Stored replies keep their `compiled` flag: a sampled reply made on the eager path before the paths
+    agreed (its random numbers are gone) is explained; one made compiled, or now on either path, is not."""
+    import json
+
+    from sqlalchemy import create_engine, text
+
+    from chatbot.dialogue.manager import DialogueManager
+    from chatbot.evaluation.replay import ModelCache, regenerate
+    from chatbot.inference.generation import ReplyGenerator
+    from chatbot.inference.responder import default_context_turns
+    from chatbot.storage import ConversationStore
+
+    shape = (default_context_turns(tiny_checkpoint), tiny_checkpoint.model_config.max_utterance_length)
+    generator = ReplyGenerator(tiny_checkpoint.model, shape, compiled=False)  # eager: nothing to compile
+    store = ConversationStore(db_url)
+    manager = DialogueManager(store, tiny_checkpoint, generator=generator)
+    conversation = manager.start()
+    exchange = manager.answer(conversation.id, "hello there", DecodingConfig(max_reply_tokens=8), seed=21)
+    models = ModelCache(loaded={tiny_checkpoint.model_id: (tiny_checkpoint, generator)})
+    [result] = regenerate(store, conversation.id, models)
+    assert result.identical and result.problem is None
+    settings = json.loads(store.turns(conversation.id)[-1].decoding)
+    assert settings["compiled"] is False
+
+    engine = create_engine(db_url)
+    for compiled, note in ((False, "made on the eager path;"), (None, "made before replies stored their path;"), (True, None)):
+        stored = {key: value for key, value in settings.items() if key != "compiled"} | ({} if compiled is None else {"compiled": compiled})
+        with engine.begin() as connection:  # as a reply the chat made before the fix: other tokens
+            connection.execute(
+                text("UPDATE turns SET text = 'an older reply', decoding = :decoding WHERE speaker = 'bot'"),
+                {"decoding": json.dumps(stored)},
+            )
+        [result] = regenerate(store, conversation.id, models)
+        assert not result.identical and result.text == exchange.reply.text
+        assert (result.problem is None) if note is None else (note in result.problem and "issue 27" in result.problem)
+    engine.dispose()
