@@ -276,3 +276,19 @@ def test_piped_chat_prints_a_transcript_without_control_codes(tiny_model_dir, db
     assert "\x1b" not in out, out
     assert [line for line in out.splitlines() if line.startswith("you> ")] == ["you> hi red there", "you> /bogus"]
     assert ConversationStore(db_url).turns(1)[0].text == "hi red there"
+
+
+def test_one_seed_replays_a_whole_chat_and_no_seed_does_not(scripted, tmp_path):
+    """`--seed S` seeds the first reply and the generator of every later reply's seed (and /retry's), so the same
+    messages get the same replies: the README's chat is replayed so by the documentation test."""
+    keys = "hello\nhow are you?\n/retry\nbye\n" + CTRL_D
+
+    def seeds(name: str, *extra: str) -> list[int]:
+        url = f"sqlite:///{tmp_path / name}"
+        chat_scripted(scripted, url, keys, "--sampler", "sample", *extra)
+        store = ConversationStore(url)
+        return [t.seed for t in store.tree(1) if t.speaker == "bot"]
+
+    first, again = seeds("a.db", "--seed", "7"), seeds("b.db", "--seed", "7")
+    assert len(first) == 4 and first == again and first[0] == 7 and len(set(first)) == 4
+    assert seeds("c.db", "--seed", "8")[1:] != first[1:]  # later seeds follow the given one

@@ -7,6 +7,7 @@ background thread so the prompt shows first; `run_chat` wires them.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 
@@ -161,7 +162,8 @@ class ChatREPL:
         prompt_session: a prompt-toolkit PromptSession (tests pass one on pipe input).
         write: prints one line of output.
         conversation_id: resume this conversation; None starts a new one at the first message.
-        seed: seed of the first reply; later replies draw fresh seeds (every seed is stored).
+        seed: seed of the first reply, and of the generator that draws every later reply's seed, so one seed
+            replays a whole chat given the same messages (None: every reply a fresh random seed; all are stored).
         loader: loads the model in the background; attached to `manager` when a reply first needs it.
         context_turns: turns of context when the model is attached (default: the model's window).
         hint: the line shown before the first prompt (None: nothing, for files and pipes).
@@ -188,7 +190,8 @@ class ChatREPL:
         self.prompt_session = prompt_session
         self.write = write
         self.conversation_id = conversation_id
-        self.seed = seed
+        self.seed = seed  # the next reply's seed (None: a fresh random one)
+        self._seeds = random.Random(seed) if seed is not None else None  # later replies' seeds, from --seed
         self.loader = loader
         self.context_turns = context_turns
         self.hint = hint
@@ -273,7 +276,7 @@ class ChatREPL:
     def _exchange(self, run: Callable) -> Exchange | None:
         """Run one manager exchange (`run(manager, seed)`), print its notes and reply; Ctrl-C cancels the reply."""
         manager = self._model_ready()
-        seed, self.seed = self.seed, None
+        seed, self.seed = self.seed, (self._seeds.getrandbits(31) if self._seeds else None)
         try:
             exchange = run(manager, seed)
         except KeyboardInterrupt:

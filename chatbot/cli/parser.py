@@ -72,7 +72,11 @@ def _add_decoding(parser: argparse.ArgumentParser, seed: int | None = None, seed
     if seed_help is not None:
         group.add_argument("--seed", type=int, help=seed_help)
     elif seed is None:
-        group.add_argument("--seed", type=int, help="seed of the first reply (default: random; every reply's seed is stored)")
+        group.add_argument(
+            "--seed",
+            type=int,
+            help="seed of the first reply and of every later reply's seed, so the same messages get the same replies (default: random; every reply's seed is stored)",
+        )
     else:
         group.add_argument(
             "--seed", type=int, default=seed, help=f"seed of context sampling and replies; reply i uses seed + i (default {seed})"
