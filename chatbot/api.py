@@ -325,7 +325,9 @@ def train(
         log: called with each progress line (default: printed to stderr; `lambda line: None` for silence).
         verbose: Keras's progress output: 0 none, 1 a bar, 2 a line per epoch (default: a bar on a terminal, else lines).
     Returns:
-        `chatbot.training.trainer.TrainResult`: out_dir, epochs_run, best_val_perplexity, seconds, model.
+        `chatbot.training.trainer.TrainResult`: out_dir, epochs_run, best_val_perplexity, seconds, model, and what
+            ran: batches_run, target_tokens, epoch_batches, cut_at (the epoch and batch a `max_minutes` budget
+            stopped at, else None).
     Raises:
         ConfigError: an unknown setting or an invalid value (the message names it).
         CorpusError: the corpus cannot be read (file and line named).

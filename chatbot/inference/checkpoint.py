@@ -6,7 +6,7 @@ Layout (written by `chatbot train`):
     config.json      ModelConfig + TrainConfig
     metrics.json     per-epoch training and validation metrics
     curves.png       perplexity (and VHRED's KL and beta) per epoch, drawn from metrics.json
-    backup/          the last finished epoch with optimizer state (for --resume)
+    backup/          weights and optimizer state after the last epoch, or the batch a cut one stopped at (--resume)
     logs/            TensorBoard event files
 """
 

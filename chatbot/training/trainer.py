@@ -207,7 +207,8 @@ def train(
     """Train a model and write its directory (see `chatbot.inference.checkpoint`).
 
     With `resume`, the sizes, tokenizer and corpus come from `out_dir`, and
-    training continues after the last finished epoch with the optimizer state.
+    training continues with the optimizer state after the last finished epoch, or, in an epoch a
+    `--max-minutes` budget cut, with its first batch not yet trained.
     `train_config.epochs` is the total number of epochs, not the number added.
     `distribute` and `replicas` place the run on several devices or hosts
     (`chatbot.training.distribute`); they are not saved, so a run may resume on other hardware.
