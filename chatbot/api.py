@@ -351,6 +351,14 @@ def train(
     config = model_config(preset, model=model, **{k: v for k, v in settings.items() if k in model_fields})
     corpus = (corpus,) if isinstance(corpus, str) else tuple(corpus)
     train_config = TrainConfig(corpus=corpus, **{k: v for k, v in settings.items() if k in train_fields})
+    if resume:  # a resumed run keeps its planned epochs and budget unless they are given again
+        try:
+            saved = read_config(Path(out))[1]
+            train_config = dataclasses.replace(
+                train_config, **{name: getattr(saved, name) for name in ("epochs", "max_minutes") if name not in settings}
+            )
+        except CheckpointError:
+            pass  # no run to resume: train_model says so
     if not resume:  # $CHATBOT_TRAIN_LIMITS caps a new run (a resumed one keeps the budget it started with)
         train_config, lowered = limited(train_config, train_limits(os.environ.get(TRAIN_LIMITS_VARIABLE)))
         if lowered:

@@ -22,14 +22,15 @@ def cmd_train(args) -> int:
     sizes = {name: value for name, value in flag_values(args, ModelConfig).items() if value is not None}  # None: the preset's
     settings = {
         **sizes,
-        **flag_values(args, TrainConfig),
+        **{name: value for name, value in flag_values(args, TrainConfig).items() if value is not None},  # None: not given
         "corpus_weights": args.corpus_weights,
         "corpus_format": args.format,
         "encoding": args.encoding,
         "convokit_paths": args.convokit_paths,
         "skip_malformed": args.skip_malformed,
-        "kl_anneal_fraction": None if args.kl_anneal_steps is not None else args.kl_anneal_fraction,
     }
+    if args.kl_anneal_steps is not None:  # a fixed number of steps replaces the share of the run
+        settings["kl_anneal_fraction"] = None
     corpus = tuple(args.corpus or ["chitchat"])
     try:
         result = train(

@@ -87,8 +87,9 @@ def _add_decoding(parser: argparse.ArgumentParser, seed: int | None = None, seed
 
 def _add_config_flags(parser, cls: type, preset: bool) -> None:
     """One flag per `setting` field of a config dataclass: ``--name-with-dashes``, its type from the
-    annotation (a bool is ``--x/--no-x``), its help from the field. With `preset`, flags default to None
-    (the preset's value, else the field's, applies); otherwise to the field's default."""
+    annotation (a bool is ``--x/--no-x``), its help from the field and its default. Every flag defaults to None,
+    so a command sees which were given (None: the preset's value, else the field's, applies; a resumed run
+    keeps its own); `preset` only says which default the help names."""
     hints = typing.get_type_hints(cls)
     in_presets = {name for sizes in PRESETS.values() for name in sizes}
     for field in flag_fields(cls):
@@ -106,7 +107,7 @@ def _add_config_flags(parser, cls: type, preset: bool) -> None:
             del options["metavar"]
         help_text = f"{field.metadata['help']} (default {default})".replace("%", "%%")
         flag = "--" + field.name.replace("_", "-")
-        parser.add_argument(flag, default=None if preset else field.default, help=help_text, **options)
+        parser.add_argument(flag, default=None, help=help_text, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
