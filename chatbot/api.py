@@ -351,6 +351,7 @@ def train(
     config = model_config(preset, model=model, **{k: v for k, v in settings.items() if k in model_fields})
     corpus = (corpus,) if isinstance(corpus, str) else tuple(corpus)
     train_config = TrainConfig(corpus=corpus, **{k: v for k, v in settings.items() if k in train_fields})
+    log = log or _to_stderr
     if resume:  # a resumed run keeps its planned epochs and budget unless they are given again
         try:
             saved = read_config(Path(out))[1]
@@ -359,18 +360,19 @@ def train(
             )
         except CheckpointError:
             pass  # no run to resume: train_model says so
-    if not resume:  # $CHATBOT_TRAIN_LIMITS caps a new run (a resumed one keeps the budget it started with)
-        train_config, lowered = limited(train_config, train_limits(os.environ.get(TRAIN_LIMITS_VARIABLE)))
-        if lowered:
-            print(f"${TRAIN_LIMITS_VARIABLE} lowers this run's budget: {', '.join(lowered)}", file=sys.stderr)
-    if not resume:  # a bad SPEC is reported before TensorFlow starts (a resumed run reads its own corpus)
+    else:  # $CHATBOT_TRAIN_LIMITS caps a new run; a bad SPEC is reported before TensorFlow starts
         from chatbot.corpus import ReadOptions, resolve
 
+        train_config, lowered = limited(train_config, train_limits(os.environ.get(TRAIN_LIMITS_VARIABLE)))
+        if lowered:
+            log(f"${TRAIN_LIMITS_VARIABLE} lowers this run's budget: {', '.join(lowered)}")
         for spec in corpus:
             resolve(spec, train_config.corpus_format, ReadOptions(train_config.encoding, train_config.convokit_paths))
-    if log is None:
-        return train_model(Path(out), config, train_config, resume=resume, verbose=verbose, distribute=distribute, replicas=replicas)
     return train_model(Path(out), config, train_config, resume=resume, verbose=verbose, log=log, distribute=distribute, replicas=replicas)
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 @dataclasses.dataclass(frozen=True)

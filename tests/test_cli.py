@@ -126,3 +126,13 @@ def test_leaving_the_chat_while_the_model_still_loads_exits_cleanly(tiny_model_d
     result = run("chat", "--model", str(tiny_model_dir), "--db", f"sqlite:///{tmp_path / 'c.db'}", input="")
     assert result.returncode == 0, result.stderr[-500:]
     assert "terminate called" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_flags_not_given_are_none_so_a_resumed_run_keeps_its_own():
+    """`--resume` without `--epochs`/`--max-minutes` continues the run's planned epochs and budget
+    (api.train reads them from its config.json): the parser must say they were not given."""
+    from chatbot.cli.parser import build_parser
+
+    args = build_parser().parse_args(["train", "--out", "m", "--resume"])
+    assert args.epochs is None and args.max_minutes is None and args.seed is None
+    assert build_parser().parse_args(["train", "--out", "m", "--epochs", "6"]).epochs == 6
