@@ -247,6 +247,15 @@ class DialogueModel(keras.Model):
         self.perplexity_tracker = Perplexity(name="perplexity")
         self.token_tracker = keras.metrics.Sum(name="tokens")  # target tokens seen this epoch
 
+    def compile(self, *args, **kwargs):
+        """Keras's `compile`, then the optimizer's slot variables built at once (the model is built on
+        construction). Left unbuilt, Keras builds them inside the first traced train step, and TensorFlow
+        then traces that step a second time without creating them: twice the tracing before a `fit`'s
+        first batch. Call `compile` again after changing which layers are trainable, as Keras asks."""
+        super().compile(*args, **kwargs)
+        if self.built and self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+
     def build(self, input_shape=None):
         # Run once on a dummy dialogue so every sublayer creates its weights
         # (needed before loading weights from a .keras file).
