@@ -417,6 +417,7 @@ def evaluate(
     contexts: int = 200,
     context_turns: int | None = None,
     ngram_baseline: bool = False,
+    max_dialogues: int | None = None,
     decoding: DecodingConfig | None = None,
     seed: int = 1234,
     log: Callable[[str], None] | None = None,
@@ -429,6 +430,8 @@ def evaluate(
     Args:
         models: model directories or names (see `find_model`).
         ngram_baseline: add unigram and Kneser-Ney 3-gram rows over the first model's pieces.
+        max_dialogues: read only the first N dialogues of the train split (the n-gram rows' fit) and of `split`,
+            for a quick look; `$CHATBOT_TRAIN_LIMITS`'s `max_dialogues` lowers it too (as it does a training run's).
         read_options: `corpus_format`, `encoding`, `convokit_paths`, `skip_malformed` (as `chatbot eval`'s flags).
     Raises:
         ConfigError: `contexts` < 0 or an unknown option; CorpusError, CheckpointError: as their readers.
@@ -438,13 +441,20 @@ def evaluate(
 
     if contexts < 0:
         raise ConfigError(f"--contexts must be >= 0, got {contexts}")
+    if max_dialogues is not None and max_dialogues < 1:
+        raise ConfigError(f"--max-dialogues must be at least 1, got {max_dialogues}")
     known = {"corpus_format", "encoding", "convokit_paths", "skip_malformed"}
     if set(read_options) - known:
         raise ConfigError(f"evaluate: unknown option {', '.join(sorted(set(read_options) - known))}; options: {', '.join(sorted(known))}")
     paths = [find_model(m) for m in ([models] if isinstance(models, str | Path) else models)]
-    config = EvalConfig(corpus=corpus, split=split, num_contexts=contexts, context_turns=context_turns, seed=seed, **read_options)
+    config = EvalConfig(
+        corpus, split, num_contexts=contexts, context_turns=context_turns, max_dialogues=max_dialogues, seed=seed, **read_options
+    )
     decoding = _decoding(decoding, None)
     log = log or (lambda line: None)
+    config, lowered = limited(config, train_limits(os.environ.get(TRAIN_LIMITS_VARIABLE)))
+    if lowered:
+        log(f"${TRAIN_LIMITS_VARIABLE} lowers this evaluation: {', '.join(lowered)} (dialogues read of the train and the {split} split)")
     data = EvalData.load(config)
     rows = [evaluate_model(path, config, decoding, data, log) for path in paths]
     if ngram_baseline:

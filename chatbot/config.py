@@ -7,9 +7,12 @@ back on load, so a model directory is self-describing.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatbot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 MODEL_TYPES = ("lm", "seq2seq", "hred", "hran", "vhred")
 CELL_TYPES = ("gru", "lstm")
@@ -254,10 +257,12 @@ def from_dict(cls: type, values: dict[str, Any]) -> Any:
     return cls(**legacy, **{k: v for k, v in values.items() if k in names})
 
 
-# $CHATBOT_TRAIN_LIMITS caps every new training run's budget, whatever its flags or arguments say: smoke runs
-# of documented commands (CI's documentation test runs the README's 40-minute recipe in seconds this way).
+# $CHATBOT_TRAIN_LIMITS caps every new training run's budget, whatever its flags or arguments say, and its
+# max_dialogues caps what an evaluation reads: smoke runs of documented commands (CI's documentation test runs
+# the README's 40-minute recipe in seconds this way).
 TRAIN_LIMITS_VARIABLE = "CHATBOT_TRAIN_LIMITS"
 LIMITABLE = ("epochs", "batch_size", "vocabulary_size", "max_dialogues", "max_minutes")
+C = TypeVar("C", bound="DataclassInstance")
 
 
 def train_limits(text: str | None) -> dict[str, float]:
@@ -281,11 +286,14 @@ def train_limits(text: str | None) -> dict[str, float]:
     return limits
 
 
-def limited(config: TrainConfig, limits: dict[str, float]) -> tuple[TrainConfig, list[str]]:
-    """`config` with each limited setting lowered to its limit (a limit never raises one; None, no
-    budget, counts as above every limit), and a ``name old → new`` line per setting it lowered."""
+def limited(config: C, limits: dict[str, float]) -> tuple[C, list[str]]:
+    """`config` (a `TrainConfig`, or an `EvalConfig` for `max_dialogues`) with each limited setting it has lowered
+    to its limit (a limit never raises one; None, no budget, counts as above every limit), and a
+    ``name old → new`` line per setting it lowered."""
     changes: dict[str, Any] = {}
     for name, limit in limits.items():
+        if not hasattr(config, name):
+            continue
         value = getattr(config, name)
         if value is None or value > limit:
             changes[name] = limit if name == "max_minutes" else max(1, int(limit))

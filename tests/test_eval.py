@@ -29,6 +29,7 @@ def test_eval_writes_every_field_and_repeats_exactly(tmp_path, tiny_model_dir, t
     assert [row["architecture"] for row in first["rows"]] == ["unigram", "kn-3gram", "hred", "vhred"]
     assert [row["label"] for row in first["rows"]] == ["unigram", "kn-3gram", tiny_model_dir.name, tiny_vhred_dir.name]
     assert f"{tiny_model_dir.name} (hred)" in printed and f"{tiny_vhred_dir.name} (vhred)" in printed
+    assert all(row["max_dialogues"] is None for row in first["rows"])  # the whole split, and the report says so
     unigram, ngram, hred, vhred = first["rows"]
     for baseline in (unigram, ngram):
         assert baseline["perplexity"]["kind"] == "exact" and baseline["perplexity"]["value"] > 1
@@ -109,6 +110,25 @@ def test_eval_of_a_missing_model_is_one_line(tmp_path, capsys):
     assert main(["eval", "--model", str(tmp_path / "nope"), "--corpus", "chatterbot:english"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such model directory" in err[0]
+
+
+def test_max_dialogues_reads_the_first_n_of_each_split_and_the_train_limits_lower_it(monkeypatch):
+    from chatbot.api import evaluate
+    from chatbot.config import limited, train_limits
+    from chatbot.corpus import load_corpus
+    from chatbot.errors import ConfigError
+    from chatbot.evaluation.evaluate import EvalConfig, EvalData
+
+    whole = load_corpus("chatterbot:english")
+    data = EvalData.load(EvalConfig("chatterbot:english", max_dialogues=3))
+    assert data.train == whole.split("train")[:3] and data.split == whole.split("test")[:3]
+    assert len(whole.split("test")) > 3  # so the cap did cut
+    # $CHATBOT_TRAIN_LIMITS: only max_dialogues applies to an evaluation, and only ever lowers it
+    limits = train_limits("max_dialogues=40,epochs=1,max_minutes=0.1")
+    assert limited(EvalConfig("chitchat"), limits) == (EvalConfig("chitchat", max_dialogues=40), ["max_dialogues None → 40"])
+    assert limited(EvalConfig("chitchat", max_dialogues=5), limits) == (EvalConfig("chitchat", max_dialogues=5), [])
+    with pytest.raises(ConfigError, match="--max-dialogues must be at least 1"):
+        evaluate("storage/models/default", "chatterbot:english", max_dialogues=0)
 
 
 # Dialogues in three length buckets: each perplexity pass (true, shuffled, no context) is three batches

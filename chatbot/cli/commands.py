@@ -76,6 +76,7 @@ def cmd_eval(args) -> int:
         contexts=args.contexts,
         context_turns=args.context_turns,
         ngram_baseline=args.ngram_baseline,
+        max_dialogues=args.max_dialogues,
         decoding=decoding_from_args(args),
         seed=args.seed,
         log=lambda line: print(line, file=sys.stderr),

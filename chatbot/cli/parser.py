@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split to evaluate (default test)")
     evaluate.add_argument("--contexts", type=int, default=200, help="contexts to generate replies for (default 200)")
     evaluate.add_argument(
+        "--max-dialogues", type=int, metavar="N", help="read only the first N dialogues of the train and the evaluated split (quick runs)"
+    )
+    evaluate.add_argument(
         "--ngram-baseline",
         action="store_true",
         help="add an add-one unigram and an interpolated Kneser-Ney 3-gram row over the first model's tokens",

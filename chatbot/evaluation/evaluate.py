@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from chatbot.corpus import Dialogue, Problems, ReadOptions, load_corpus
+from chatbot.corpus import Dialogue, Problems, ReadOptions, resolve
 from chatbot.errors import ConfigError, CorpusError
 from chatbot.evaluation.metrics import reply_metrics, unigram_distribution, words
 from chatbot.inference.checkpoint import METRICS_FILENAME, Checkpoint, load_checkpoint
@@ -38,6 +38,7 @@ class EvalConfig:
     convokit_paths: str = "longest"
     skip_malformed: bool = False
     num_contexts: int = 200  # contexts replies are generated for
+    max_dialogues: int | None = None  # read only the first N dialogues of the train and the evaluated split (quick runs)
     context_turns: int | None = None  # turns of history per context (default: the model's max_turns - 1)
     batch_size: int = 64  # windows per perplexity batch
     seed: int = 1234
@@ -55,8 +56,14 @@ class EvalData:
     def load(cls, config: EvalConfig) -> EvalData:
         """Raises CorpusError when the corpus cannot be read or a needed split is empty."""
         options = ReadOptions(config.encoding, config.convokit_paths)
-        corpus = load_corpus(config.corpus, config.corpus_format, options=options, problems=Problems(strict=not config.skip_malformed))
-        splits = {name: corpus.split(name) for name in ("train", config.split)}
+        splits: dict[str, list[Dialogue]] = {"train": [], config.split: []}
+        cap = config.max_dialogues
+        for dialogue in resolve(config.corpus, config.corpus_format, options).dialogues(Problems(strict=not config.skip_malformed)):
+            kept = splits.get(dialogue.split)
+            if kept is not None and (cap is None or len(kept) < cap):
+                kept.append(dialogue)
+                if cap is not None and all(len(found) == cap for found in splits.values()):
+                    break  # the first `cap` of each split: the rest of the corpus is not read
         for name, dialogues in splits.items():
             if not dialogues:
                 raise CorpusError(f"{config.corpus}: the {name} split is empty")
@@ -208,6 +215,7 @@ def evaluate_model(model_dir: Path | str, config: EvalConfig, decoding: Decoding
         "architecture": model_config.architecture,
         "corpus": config.corpus,
         "split": config.split,
+        "max_dialogues": config.max_dialogues,
         "perplexity": ppl,
         "context": probe,
         "generation": generation,
@@ -266,6 +274,7 @@ def ngram_row(checkpoint: Checkpoint, config: EvalConfig, data: EvalData, order:
         "architecture": architecture,
         "corpus": config.corpus,
         "split": config.split,
+        "max_dialogues": config.max_dialogues,
         "perplexity": count_baseline_perplexity(checkpoint.tokenizer, checkpoint.model_config, data.train, data.split, order),
         "generation": None,
         "tokenizer_of": str(checkpoint.path),
