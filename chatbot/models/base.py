@@ -256,6 +256,11 @@ class DialogueModel(keras.Model):
         if self.built and self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
 
+    def compile_from_config(self, config):
+        """What Keras's does (compile a loaded model as it was saved, so its optimizer state loads too), which
+        Keras skips, with a warning, for a model whose `compile` is its own."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
     def build(self, input_shape=None):
         # Run once on a dummy dialogue so every sublayer creates its weights
         # (needed before loading weights from a .keras file).
