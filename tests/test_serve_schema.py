@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
-from serving import running
+from serving import ONE_REQUEST_AT_A_TIME, running
 
 pytestmark = pytest.mark.slow  # hundreds of generated requests
 
@@ -24,9 +24,8 @@ EXAMPLES = 12  # per operation, mode and kind of ids
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    # --max-batch 1: the fuzz sends one request at a time, so no batch ever forms; the batch graphs a server
-    # compiles in the background after it starts (and waits for before it exits) would go unused.
-    with running(tmp_path_factory.mktemp("schema"), "--busy-wait", "2", "--max-batch", "1") as server:
+    # The fuzz sends one request at a time, so no batch ever forms (tests/serving.py).
+    with running(tmp_path_factory.mktemp("schema"), "--busy-wait", "2", *ONE_REQUEST_AT_A_TIME) as server:
         yield server
 
 

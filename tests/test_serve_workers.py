@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 from conftest import POSTGRES_SERVER, postgres_database
-from serving import running, start_server, stop
+from serving import ONE_REQUEST_AT_A_TIME, running, start_server, stop
 
 from chatbot.cli.parser import main
 from chatbot.storage import ConversationStore
@@ -158,7 +158,7 @@ def scripted_server(tmp_path_factory):
         if not servers or servers[-1].process.poll() is not None:
             folder = tmp_path_factory.mktemp("scripted-server")
             (folder / "data").mkdir()
-            servers.append(start_server(folder, db=f"sqlite:///{folder / 'data' / 'chat.db'}"))
+            servers.append(start_server(folder, *ONE_REQUEST_AT_A_TIME, db=f"sqlite:///{folder / 'data' / 'chat.db'}"))
         return servers[-1]
 
     yield server
