@@ -112,7 +112,7 @@ def test_eval_of_a_missing_model_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and "no such model directory" in err[0]
 
 
-def test_max_dialogues_reads_the_first_n_of_each_split_and_the_train_limits_lower_it(monkeypatch):
+def test_max_dialogues_reads_the_first_n_of_each_split_and_the_train_limits_lower_it():
     from chatbot.api import evaluate
     from chatbot.config import limited, train_limits
     from chatbot.corpus import load_corpus

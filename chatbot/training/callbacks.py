@@ -91,8 +91,8 @@ class TrainingBackup(keras.callbacks.Callback):
 
 
 def restore_backup(directory: Path, model) -> tuple[int, int]:
-    """Load the backup a `TrainingBackup` wrote in `directory` into `model` (compiled; call it under the
-    strategy's scope, as the optimizer's variables are built here).
+    """Load the backup a `TrainingBackup` wrote in `directory` into `model` (compiled: `DialogueModel.compile`
+    built the optimizer's variables, which the backup's values load into).
 
     Returns:
         (epoch, batch): the next epoch to train (0-based) and the batches of it trained; (0, 0) without a backup.
@@ -103,8 +103,6 @@ def restore_backup(directory: Path, model) -> tuple[int, int]:
     weights, metadata = directory / TrainingBackup.WEIGHTS, directory / TrainingBackup.METADATA
     if not weights.exists():
         return 0, 0
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
     try:
         model.load_weights(weights)
     except (OSError, ValueError) as exc:
