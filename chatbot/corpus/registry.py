@@ -21,7 +21,7 @@ from pathlib import Path
 from chatbot.corpus import convokit, cornell, dailydialog, parlai, personachat, ubuntu
 from chatbot.corpus.dialogue import Dialogue
 from chatbot.corpus.formats import Format, Problems, ReadOptions
-from chatbot.corpus.loaders import chatterbot_directory, chitchat_file, load_chatterbot, load_chitchat, load_stored
+from chatbot.corpus.loaders import chatterbot_directory, chitchat_file, load_chatterbot, load_stored, read_chitchat
 from chatbot.corpus.plain import JSONL, TXT
 from chatbot.errors import CorpusError
 from chatbot.paths import cache_dir
@@ -132,7 +132,7 @@ def resolve(spec: str, format: str | None = None, options: ReadOptions | None = 
     """
     options = options or ReadOptions()
     if spec == "chitchat":
-        return Source(spec, "chitchat", (chitchat_file(),), options, lambda problems: iter(load_chitchat()))
+        return Source(spec, "chitchat", (chitchat_file(),), options, lambda problems: read_chitchat())
     if spec.startswith("chatterbot:"):
         language = spec.split(":", 1)[1]
         directory = chatterbot_directory(language)
