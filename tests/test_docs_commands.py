@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
 LINKED = ["bin", "chatbot", "corpora", "benchmarks", "examples", "docs", "tests", "pyproject.toml", "README.md", "CHANGELOG.md", ".venv"]
 # Seconds, not minutes: the budget of every training run the documents show (docs/training.md).
-TRAIN_LIMITS = "max_minutes=0.05,max_dialogues=40,epochs=1,vocabulary_size=400"
+TRAIN_LIMITS = "max_minutes=0.05,max_dialogues=40,epochs=1,vocabulary_size=400,length_groups=1"
 COMMAND_TIMEOUT = 300  # seconds per command
 NOT_RUN = re.compile(r"\[not run(?: in CI)?: [^\]]+\]")
 SHELL_LOOKING = re.compile(r"^(\$ |bin/|chatbot |pip |python )")

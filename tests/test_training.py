@@ -83,6 +83,19 @@ def test_resume_without_a_run_says_so(tmp_path, capsys):
     assert "config.json: missing" in capsys.readouterr().err
 
 
+def test_train_limits_only_lower_a_runs_budget_and_name_what_they_lowered():
+    """$CHATBOT_TRAIN_LIMITS (docs/training.md): each limit lowers its setting, never raises one; an unknown name is refused."""
+    from chatbot.config import TrainConfig, limited, train_limits
+    from chatbot.errors import ConfigError
+
+    limits = train_limits("epochs=1,max_minutes=0.05 length_groups=1,batch_size=128")
+    config, lowered = limited(TrainConfig(corpus="chitchat", epochs=4, batch_size=64, length_groups=4), limits)
+    assert (config.epochs, config.max_minutes, config.length_groups, config.batch_size) == (1, 0.05, 1, 64)
+    assert sorted(lowered) == ["epochs 4 → 1", "length_groups 4 → 1", "max_minutes None → 0.05"]
+    with pytest.raises(ConfigError, match="unknown limit 'dropout'.*length_groups"):
+        train_limits("dropout=0.1")
+
+
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
 def test_missing_or_corrupt_checkpoint(tmp_path, tiny_model_dir, damage):
     import shutil
