@@ -213,18 +213,24 @@ def stop_server(process: subprocess.Popen) -> int:
 
 
 def warm(url: str, model: str, clients: int, workers: int) -> None:
-    """Until every batch graph is compiled (they compile in the background after /health says 200), a
-    batch is decoded one by one: wait until no worker says it is compiling, then a short burst."""
-    deadline = time.monotonic() + 600
-    idle: set[int] = set()
-    while len(idle) < workers and time.monotonic() < deadline:
-        health = httpx.get(f"{url}/health", timeout=10).json()
-        if health.get("compiling"):
-            idle.discard(health["worker"])
-            time.sleep(0.5)
-        else:
-            idle.add(health["worker"])
-    asyncio.run(drive(url, model, clients, 3.0))
+    """A batch size compiles in the background when its first batch comes, and until then its requests
+    are decoded one by one: short bursts, each followed by waiting until no worker says it is compiling,
+    until a burst starts no compile."""
+    for _ in range(4):
+        asyncio.run(drive(url, model, clients, 3.0))
+        deadline = time.monotonic() + 600
+        idle: set[int] = set()
+        compiled = False
+        while len(idle) < workers and time.monotonic() < deadline:
+            health = httpx.get(f"{url}/health", timeout=10).json()
+            if health.get("compiling"):
+                compiled = True
+                idle.discard(health["worker"])
+                time.sleep(0.5)
+            else:
+                idle.add(health["worker"])
+        if not compiled:
+            return
 
 
 def in_process(model: str, db: str, replies: int = 40) -> dict:

@@ -22,13 +22,6 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 
 
-# For a server whose tests send one request at a time: no request is ever batched, so the batch graphs a server
-# compiles in the background after /health says 200 (sizes 2 to 16, each traced and compiled, and waited for
-# before it exits) would only take a core from the other tests. Batching itself: test_serve_batching.py and
-# test_serve_workers.py, and docs/serving.md's server runs with the defaults.
-ONE_REQUEST_AT_A_TIME = ("--max-batch", "1")
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

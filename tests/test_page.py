@@ -12,7 +12,7 @@ import sqlalchemy
 from browser import PageWatch, launch
 from playwright.sync_api import expect, sync_playwright
 from scripted import expected_reply, scripted_checkpoint
-from serving import ONE_REQUEST_AT_A_TIME, running, stop
+from serving import running, stop
 
 from chatbot.storage import ConversationStore
 
@@ -30,7 +30,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with running(tmp_path_factory.mktemp("page"), "--busy-wait", "2", *ONE_REQUEST_AT_A_TIME) as server:
+    with running(tmp_path_factory.mktemp("page"), "--busy-wait", "2") as server:
         yield server
 
 
@@ -318,7 +318,7 @@ def test_errors_are_one_line_where_they_happen_and_the_message_stays(server, pag
 
 def test_a_server_with_keys_asks_once_and_scopes_conversations(tmp_path, browser):
     (tmp_path / "keys").write_text(KEYS)
-    with running(tmp_path, "--api-key-file", str(tmp_path / "keys"), *ONE_REQUEST_AT_A_TIME) as server:
+    with running(tmp_path, "--api-key-file", str(tmp_path / "keys")) as server:
         context = browser.new_context()
         context.set_default_timeout(WAIT)
         page = context.new_page()
@@ -354,7 +354,7 @@ def test_a_server_with_keys_asks_once_and_scopes_conversations(tmp_path, browser
 
 
 def test_the_server_stopped_mid_chat_keeps_the_message(tmp_path, page):
-    with running(tmp_path, *ONE_REQUEST_AT_A_TIME) as server:
+    with running(tmp_path) as server:
         page.goto(server.url)
         send(page, "hello while you are up")
         stop(server)

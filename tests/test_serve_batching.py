@@ -74,6 +74,28 @@ def test_beam_and_mmi_are_decoded_alone(tiny_checkpoint):
         generator.candidates_batch([(None, DecodingConfig(sampler="greedy"), 1), (None, DecodingConfig(), 1)])
 
 
+def test_a_batch_size_compiles_in_the_background_when_its_first_batch_comes(tmp_path):
+    """A server compiles no batch program at start: the first batch of a size is decoded one by one and starts
+    that size's compile; once it is done, batches of that size (and only that size) are decoded together."""
+    checkpoint = scripted_checkpoint(tmp_path)
+    generator = BatchReplyGenerator(checkpoint.model, (5, checkpoint.model_config.max_utterance_length), background_compile=True)
+    assert generator.compiler is not None
+    responder = Responder(checkpoint, generator=generator)
+    config = DecodingConfig(sampler="greedy")
+    requests = [(responder.context_tokens([f"message number {i}"]), config, i) for i in range(3)]
+    alone = [generator.candidates(context, c, seed, eager=True) for context, c, seed in requests]
+    first = generator.candidates_batch(requests)  # padded size 4: not compiled, so one by one, and its compile starts
+    assert generator.batches == {} and not generator.compiler.ready()
+    assert generator.compiler.wait(120)
+    second = generator.candidates_batch(requests)
+    assert generator.batches == {3: 1}  # decoded together
+    generator.candidates_batch(requests[:2])  # size 2 was never compiled: one by one again
+    assert generator.batches == {3: 1}
+    assert generator.compiler.wait(120)
+    assert [[c.token_ids for c in found] for found in first] == [[c.token_ids for c in found] for found in second]
+    assert [[c.token_ids for c in found] for found in second] == [[c.token_ids for c in found] for found in alone]
+
+
 def test_the_inference_thread_gathers_concurrent_requests_and_answers_each_thread(tmp_path):
     checkpoint = scripted_checkpoint(tmp_path)
     generator = BatchReplyGenerator(checkpoint.model, (5, checkpoint.model_config.max_utterance_length))

@@ -13,7 +13,7 @@ import openai
 import pytest
 from httpx_sse import connect_sse
 from scripted import expected_reply, scripted_checkpoint
-from serving import ONE_REQUEST_AT_A_TIME, REPO, running
+from serving import REPO, running
 
 from chatbot.chat.repl import ChatREPL
 from chatbot.chat.terminal import LineInput
@@ -35,7 +35,7 @@ def checkpoint(tmp_path_factory):
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("conversations")
     (folder / "keys").write_text(KEYS)
-    with running(folder, "--api-key-file", str(folder / "keys"), "--busy-wait", "1", *ONE_REQUEST_AT_A_TIME) as server:
+    with running(folder, "--api-key-file", str(folder / "keys"), "--busy-wait", "1") as server:
         yield server
 
 

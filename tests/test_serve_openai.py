@@ -10,14 +10,14 @@ import httpx
 import openai
 import pytest
 from scripted import expected_reply, scripted_checkpoint
-from serving import ONE_REQUEST_AT_A_TIME, running
+from serving import running
 
 from chatbot.storage import ConversationStore
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with running(tmp_path_factory.mktemp("openai"), *ONE_REQUEST_AT_A_TIME) as server:
+    with running(tmp_path_factory.mktemp("openai")) as server:
         yield server
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
-from serving import ONE_REQUEST_AT_A_TIME, running
+from serving import running
 
 pytestmark = pytest.mark.slow  # hundreds of generated requests
 
@@ -25,7 +25,7 @@ EXAMPLES = 12  # per operation, mode and kind of ids
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     # The fuzz sends one request at a time, so no batch ever forms (tests/serving.py).
-    with running(tmp_path_factory.mktemp("schema"), "--busy-wait", "2", *ONE_REQUEST_AT_A_TIME) as server:
+    with running(tmp_path_factory.mktemp("schema"), "--busy-wait", "2") as server:
         yield server
 
 

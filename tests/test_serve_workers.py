@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 from conftest import POSTGRES_SERVER, postgres_database
-from serving import ONE_REQUEST_AT_A_TIME, running, start_server, stop
+from serving import running, start_server, stop
 
 from chatbot.cli.parser import main
 from chatbot.storage import ConversationStore
@@ -86,18 +86,23 @@ def test_concurrent_requests_are_micro_batched_and_replay_identically(served, ca
         )
         return completion.model_extra["conversation_id"]
 
-    # The batch graphs compile in the background after /health says 200 (until then a batch is decoded one by one).
-    deadline = time.monotonic() + 240
-    while any(health["compiling"] for health in workers_health(served.url).values()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        conversations = list(pool.map(ask, range(16)))
-    batches = {pid: health["batches"] for pid, health in workers_health(served.url).items()}
+    # A batch size compiles in the background when its first batch comes (until then that batch is decoded one
+    # by one): bursts of 16, each followed by the compiles it started, until some were decoded together.
+    conversations: list[int] = []
+    for _ in range(3):
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            conversations += pool.map(ask, range(16))
+        batches = {pid: health["batches"] for pid, health in workers_health(served.url).items()}
+        if any(int(size) > 1 for counts in batches.values() for size in counts):
+            break
+        deadline = time.monotonic() + 240
+        while any(health["compiling"] for health in workers_health(served.url).values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
     assert any(int(size) > 1 for counts in batches.values() for size in counts), batches
     status = main(["replay", "--regenerate", "--db", served.db, *map(str, conversations)])
     printed = capsys.readouterr()
     assert status == 0, printed.out + printed.err
-    assert printed.out.count("1 of 1 replies identical") == 16
+    assert printed.out.count("1 of 1 replies identical") == len(conversations)
 
 
 def test_kill_9_of_a_worker_mid_reply_leaves_no_half_exchange_and_the_conversation_goes_on(served):
@@ -158,7 +163,7 @@ def scripted_server(tmp_path_factory):
         if not servers or servers[-1].process.poll() is not None:
             folder = tmp_path_factory.mktemp("scripted-server")
             (folder / "data").mkdir()
-            servers.append(start_server(folder, *ONE_REQUEST_AT_A_TIME, db=f"sqlite:///{folder / 'data' / 'chat.db'}"))
+            servers.append(start_server(folder, db=f"sqlite:///{folder / 'data' / 'chat.db'}"))
         return servers[-1]
 
     yield server
@@ -224,9 +229,7 @@ def test_two_workers_on_postgresql_answer_clients_of_one_conversation_in_order(t
     server_url = os.environ.get(POSTGRES_SERVER)
     if not server_url:
         pytest.skip(f"PostgreSQL variant: set {POSTGRES_SERVER} (bin/postgres-test starts a throwaway server)")
-    # --max-batch 1: the requests of one conversation are answered one at a time, so no batch ever forms; the
-    # batch graphs each worker would otherwise compile after start (and finish compiling before it exits) go unused.
-    args = ("--workers", "2", "--busy-wait", "30", "--max-batch", "1")
+    args = ("--workers", "2", "--busy-wait", "30")
     with postgres_database(server_url) as db, running(tmp_path, *args, db=db) as served:
         conversation = httpx.post(f"{served.api}/conversations", json={}).json()["id"]
         with concurrent.futures.ProcessPoolExecutor(3) as pool:

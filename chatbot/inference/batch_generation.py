@@ -86,7 +86,9 @@ class BatchReplyGenerator(ReplyGenerator):
         Args:
             requests: (context_tokens `(1, num_turns, utterance_length)` int32, config, seed) each; their
                 configs share one `batch_key`. The batch is padded to the next of `batch_sizes`
-                with copies of the first request (decoded, then dropped).
+                with copies of the first request (decoded, then dropped). Until that size's programs are
+                compiled (`warm_up`, or, with a `compiler`, in the background after the first batch of
+                that size), the requests are decoded one by one, with the same results.
         Raises:
             ValueError: the configs do not share a batch key, or one cannot be batched.
         """
@@ -98,11 +100,34 @@ class BatchReplyGenerator(ReplyGenerator):
         keys = [("encode batch", size, self.num_sequences(config)), ("decode batch", size, self.num_sequences(config)) + graph_key(config)]
         with self._lock:
             ready = self._compiled.issuperset(keys)
-        if not ready:  # not compiled yet (warm_up compiles them): each alone, in compiled time
-            return [self.candidates(context, c, seed) for context, c, seed in requests]
+            start = (
+                not ready
+                and self.compiler is not None
+                and not self._compiling.intersection(keys)
+                and not self._eager_only.intersection(keys)
+            )
+            if start:
+                self._compiling.update(keys)
+        if not ready:  # this size is not compiled yet: each alone, then (once) compile it in the background
+            found = [self.candidates(context, c, seed) for context, c, seed in requests]
+            if start and self.compiler is not None:  # after the replies, so the compiler does not compete with them
+                self.compiler.start(self._compile_batch, config, size, keys)
+            return found
         found = self._candidates_batch(requests, size)
         self.batches[len(requests)] += 1
         return found
+
+    def _compile_batch(self, config: DecodingConfig, size: int, keys: list[tuple]) -> None:
+        """Compile the batch graphs of `size` (in the compiler's thread). If compiling fails, batches of
+        that size stay one by one (the same replies)."""
+        try:
+            self.warm_up(config, [size], alone=False)
+        except Exception:  # noqa: BLE001 - one by one gives the same replies; never a traceback in a reply
+            with self._lock:
+                self._eager_only.update(keys)
+        finally:
+            with self._lock:
+                self._compiling.difference_update(keys)
 
     def _candidates_batch(self, requests, size: int) -> list[list[Candidate]]:
         config = requests[0][1]

@@ -68,7 +68,7 @@ class Worker:
 
     @property
     def compiling(self) -> bool:
-        """Graphs are compiling in the background (the batch graphs after start-up, a new setting's graphs):
+        """Graphs are compiling in the background (a batch size's after its first batch, a new setting's):
         until they are done, the requests they serve are decoded one by one, or eagerly."""
         compiler = getattr(self.batching.generator, "compiler", None) if self.batching is not None else None
         return compiler is not None and not compiler.ready()
@@ -93,12 +93,8 @@ class Worker:
             self.model_checksum = checkpoint.model_id
             model_file = checkpoint.path / "model.keras"
             self.model_created = int(model_file.stat().st_mtime) if model_file.exists() else int(time.time())
-            if self.config.batch_window_ms > 0 and self.config.max_batch > 1 and generator.compiler is not None:
-                # Batch graphs compile once /health says 200, beside the inference thread; until one is
-                # ready, the requests a batch would have held are decoded one by one. Started before
-                # `ready`, so /health never says 200 and "compiling": false before they begin.
-                sizes = generator.batch_sizes(self.config.max_batch)
-                generator.compiler.start(generator.warm_up, self.default_decoding, sizes, False)
+            # A batch size compiles in the background the first time a batch of that size comes
+            # (generator.candidates_batch); until then its requests are decoded one by one.
             self.ready_seconds = time.monotonic() - self.started
         except Exception as exc:  # noqa: BLE001 - reported by /health and every reply route, never a traceback
             self.problem = " ".join(str(exc).split()) or type(exc).__name__
