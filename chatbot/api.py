@@ -456,9 +456,9 @@ def evaluate(
     if lowered:
         log(f"${TRAIN_LIMITS_VARIABLE} lowers this evaluation: {', '.join(lowered)} (dialogues read of the train and the {split} split)")
     data = EvalData.load(config)
-    rows = [evaluate_model(path, config, decoding, data, log) for path in paths]
+    first = load_checkpoint(paths[0])  # the n-gram rows use its tokenizer: loaded once
+    rows = [evaluate_model(path, config, decoding, data, log, first if index == 0 else None) for index, path in enumerate(paths)]
     if ngram_baseline:
-        first = load_checkpoint(paths[0])
         rows[:0] = [ngram_row(first, config, data, order=1, log=log), ngram_row(first, config, data, log=log)]
     return Report(rows, corpus, split, seed, decoding)
 

@@ -185,13 +185,20 @@ def training_summary(model_dir: Path) -> dict:
     }
 
 
-def evaluate_model(model_dir: Path | str, config: EvalConfig, decoding: DecodingConfig, data: EvalData, log=lambda line: None) -> dict:
-    """One row of the results table for a model directory.
+def evaluate_model(
+    model_dir: Path | str,
+    config: EvalConfig,
+    decoding: DecodingConfig,
+    data: EvalData,
+    log=lambda line: None,
+    checkpoint: Checkpoint | None = None,
+) -> dict:
+    """One row of the results table for a model directory (`checkpoint`: the directory already loaded).
 
     Raises:
         CheckpointError: the model cannot be loaded. CorpusError: the corpus or split cannot be read.
     """
-    checkpoint = load_checkpoint(model_dir)
+    checkpoint = checkpoint or load_checkpoint(model_dir)
     model_config = checkpoint.model_config
     context_turns = config.context_turns or model_config.max_turns - 1
     if context_turns < 1:
