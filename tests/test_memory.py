@@ -11,7 +11,8 @@ same corpus with the same sizes and updates (tiny preset with 8 turns, 6 epochs 
 learning the copy is sudden, 1500 dialogues gave HRAN 27% where 2000 give 97-99%), then asked in real conversations through the dialogue manager (SQLite store, compiled greedy
 decoding, the bot's own acknowledgements in the context). Measured with this recipe on 2 cores:
 HRAN named the right value in 57 of 60 follow-ups, HRED in 5 (8%, chance); both named the slot
-asked in all 60.
+asked in all 60. With 64 more dialogues as a valid split (validation on them instead of on all
+2,000 train dialogues, a quarter of each run's time; every epoch still runs): HRAN 57 of 60, HRED 1.
 """
 
 from __future__ import annotations
@@ -54,12 +55,15 @@ def facts_dialogue(rng: random.Random) -> list[str]:
     return turns
 
 
-def write_facts_corpus(path, count: int, seed: int) -> None:
-    """`count` dialogues as JSON lines, all in the train split (the questions asked later are drawn apart)."""
+def write_facts_corpus(path, count: int, seed: int, valid: int = 0) -> None:
+    """`count` dialogues in the train split, then `valid` more in the valid split, as JSON lines (the questions
+    asked later are drawn apart). A small valid split keeps each epoch's validation pass to a few batches;
+    without one, training validates on all of the train split."""
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8") as out:
-        for index in range(count):
-            out.write(json.dumps({"id": f"facts-{seed}-{index}", "split": "train", "turns": facts_dialogue(rng)}) + "\n")
+        for index in range(count + valid):
+            split = "train" if index < count else "valid"
+            out.write(json.dumps({"id": f"facts-{seed}-{index}", "split": split, "turns": facts_dialogue(rng)}) + "\n")
 
 
 def recall(model_dir, db_url: str) -> tuple[float, float]:
@@ -83,13 +87,14 @@ def recall(model_dir, db_url: str) -> tuple[float, float]:
 def facts_corpus(tmp_path_factory):
     root = tmp_path_factory.getbasetemp()
     path = root / "facts.jsonl"
-    write_facts_corpus(path, 2000, seed=0)
+    write_facts_corpus(path, 2000, seed=0, valid=64)
     return str(path)
 
 
 def train_on_facts(tmp_path_factory, corpus: str, architecture: str):
     config = model_config("tiny", model=architecture, max_turns=8)
-    train_config = TrainConfig(corpus=corpus, epochs=6, batch_size=32, vocabulary_size=400, learning_rate=2e-2, length_groups=1)
+    # patience 6: every epoch runs, whatever the valid split says (it decides only which epoch is saved)
+    train_config = TrainConfig(corpus=corpus, epochs=6, batch_size=32, vocabulary_size=400, learning_rate=2e-2, length_groups=1, patience=6)
     return trained_once(tmp_path_factory, f"facts-{architecture}", config, train_config)
 
 
