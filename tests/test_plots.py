@@ -39,6 +39,32 @@ def test_curves_need_an_epoch(tmp_path):
     assert not (tmp_path / "c.png").exists()
 
 
+def test_short_epochs_are_drawn_once_a_minute_and_when_training_ends(tmp_path):
+    """CurvesPlot: a picture after an epoch only when `every_seconds` have passed since the last one, and always
+    at the end of training, with every epoch in it."""
+    from types import SimpleNamespace
+
+    from chatbot.training.callbacks import CurvesPlot
+
+    epochs = [{"epoch": 1, "perplexity": 90.0, "val_perplexity": 95.0}]
+    path = tmp_path / "curves.png"
+    plot = CurvesPlot(SimpleNamespace(payload={"epochs": epochs}), path)  # what MetricsLog.payload holds
+    plot.on_train_begin()
+    plot.on_epoch_end(0)
+    assert not path.exists()  # a second after the start: not yet
+    epochs.append({"epoch": 2, "perplexity": 70.0, "val_perplexity": 80.0})
+    plot.on_epoch_end(1)
+    plot.on_train_end()
+    assert_drawn(path, 600, 400)
+    drawn = path.stat().st_mtime_ns
+    plot.on_train_end()  # nothing new since: not drawn again
+    assert path.stat().st_mtime_ns == drawn
+    every = CurvesPlot(SimpleNamespace(payload={"epochs": epochs}), tmp_path / "each.png", every_seconds=0)
+    every.on_train_begin()
+    every.on_epoch_end(1)  # long epochs: drawn after each
+    assert_drawn(tmp_path / "each.png", 600, 400)
+
+
 def eval_row(label: str, architecture: str, perplexity: float, distinct_2: float | None = None) -> dict:
     """A `chatbot eval` report row with what the comparison draws (None: nothing generated, as an n-gram row)."""
     generation = None if distinct_2 is None else {"distinct_2": distinct_2, "contexts": 200}
