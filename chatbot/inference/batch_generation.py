@@ -111,23 +111,11 @@ class BatchReplyGenerator(ReplyGenerator):
         if not ready:  # this size is not compiled yet: each alone, then (once) compile it in the background
             found = [self.candidates(context, c, seed) for context, c, seed in requests]
             if start and self.compiler is not None:  # after the replies, so the compiler does not compete with them
-                self.compiler.start(self._compile_batch, config, size, keys)
+                self.compiler.start(self._compile_in_background, keys, lambda: self.warm_up(config, [size], alone=False))
             return found
         found = self._candidates_batch(requests, size)
         self.batches[len(requests)] += 1
         return found
-
-    def _compile_batch(self, config: DecodingConfig, size: int, keys: list[tuple]) -> None:
-        """Compile the batch graphs of `size` (in the compiler's thread). If compiling fails, batches of
-        that size stay one by one (the same replies)."""
-        try:
-            self.warm_up(config, [size], alone=False)
-        except Exception:  # noqa: BLE001 - one by one gives the same replies; never a traceback in a reply
-            with self._lock:
-                self._eager_only.update(keys)
-        finally:
-            with self._lock:
-                self._compiling.difference_update(keys)
 
     def _candidates_batch(self, requests, size: int) -> list[list[Candidate]]:
         config = requests[0][1]

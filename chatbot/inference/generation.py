@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -195,11 +196,12 @@ class ReplyGenerator:
         every[:, : turns * length] = full.reshape(1, -1)
         return full[:, :, :bucket], np.stack([every, earlier.reshape(1, -1)], axis=1)
 
-    def _compile_in_background(self, padded, config: DecodingConfig, keys: list[tuple]) -> None:
-        """Compile `keys`' graphs by running them once (in a thread); replies needing them run
-        eagerly (same code, same tokens) until this returns. If compiling fails, they stay eager."""
+    def _compile_in_background(self, keys: list[tuple], run_compiled: Callable[[], object]) -> None:
+        """Compile `keys`' graphs by running them once, `run_compiled()` (in the compiler's thread); what needs
+        them runs eagerly or one by one (same code, same tokens) until this returns. If compiling fails,
+        they stay so."""
         try:
-            self._candidates(padded, config, 0, eager=False)
+            run_compiled()
         except Exception:  # noqa: BLE001 - the eager path gives the same tokens; never a traceback in the chat
             with self._lock:
                 self._eager_only.update(keys)
@@ -241,7 +243,7 @@ class ReplyGenerator:
                 self._compiling.update(keys)
         found = self._candidates(padded, config, seed, eager=compiling or start)
         if start and self.compiler is not None:  # after the eager reply, so the compiler does not compete with it for the cores
-            self.compiler.start(self._compile_in_background, padded, config, keys)
+            self.compiler.start(self._compile_in_background, keys, lambda: self._candidates(padded, config, 0, eager=False))
         return found
 
     def _candidates(self, padded, config: DecodingConfig, seed: int, eager: bool) -> list[Candidate]:
