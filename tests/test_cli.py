@@ -136,3 +136,16 @@ def test_train_flags_not_given_are_none_so_a_resumed_run_keeps_its_own():
     args = build_parser().parse_args(["train", "--out", "m", "--resume"])
     assert args.epochs is None and args.max_minutes is None and args.seed is None
     assert build_parser().parse_args(["train", "--out", "m", "--epochs", "6"]).epochs == 6
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["train", "--out", "m", "--max-min", "1"], ["corpus", "stats", "chitchat", "--corpus-w", "1"], ["replay", "1", "--regen"]],
+)
+def test_an_abbreviated_flag_is_refused_not_guessed(argv, capsys):
+    """`--max-min` is not read as `--max-minutes`: a flag added later would change what an old command line means."""
+    from chatbot.cli.parser import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == 2 and f"unrecognized arguments: {argv[-2] if argv[-1] == '1' else argv[-1]}" in capsys.readouterr().err

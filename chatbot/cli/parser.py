@@ -110,8 +110,18 @@ def _add_config_flags(parser, cls: type, preset: bool) -> None:
         parser.add_argument(flag, default=None, help=help_text, **options)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse without abbreviated flags: `--max 5` is refused instead of read as whichever `--max-…` flag it
+    prefixes (a flag added later would silently change what an old command line means). Every subcommand's
+    parser is of this class too (argparse makes them of the parent's)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatbot", description="Hierarchical recurrent dialogue models: train, chat, replay.")
+    parser = _Parser(prog="chatbot", description="Hierarchical recurrent dialogue models: train, chat, replay.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     chat = commands.add_parser("chat", help="chat in the terminal (every turn is saved)")
