@@ -82,6 +82,16 @@ def packed_queries(targets):
 
 
 @keras.saving.register_keras_serializable(package="chatbot")
+def softmax_last(scores):
+    """Softmax over the last axis. Over an axis of one element (a context of one turn, known when the
+    graph is traced) it is exp(s - s) = 1 exactly, as `ops.softmax` computes it, but without the Keras
+    warning that a softmax over one element is "likely not what you intended", which a chat or a
+    training run with one-turn contexts would otherwise print (the gradient stays connected: zero)."""
+    if scores.shape[-1] == 1:
+        return ops.exp(scores - scores)
+    return ops.softmax(scores, axis=-1)
+
+
 class HierarchicalAttention(keras.layers.Layer):
     """Word-level attention within each context utterance, then utterance-level attention across them.
 
@@ -144,12 +154,12 @@ class HierarchicalAttention(keras.layers.Layer):
             return ops.reshape(ops.cast(found, "float32"), (batch_size, count, turns, length))
 
         word_scores = ops.where(word_mask[:, None], scores(self.word_query(queries), word_keys) * scale, MASKED)
-        alpha = ops.softmax(word_scores, axis=-1)  # (B, Q, T, L)
+        alpha = softmax_last(word_scores)  # (B, Q, T, L)
         utterance_query = self.utterance_query(queries)  # (B, Q, A)
         turn_scores = ops.cast(ops.einsum("bqa,bta->bqt", utterance_query, turn_keys), "float32")  # (B, Q, T)
         utterance_scores = ops.sum(alpha * scores(utterance_query, utterance_keys), axis=-1) + turn_scores
         visible = ops.logical_and(visible, ops.any(word_mask, axis=-1)[:, None, :])  # (B, Q, T)
-        beta = ops.softmax(ops.where(visible, utterance_scores * scale, MASKED), axis=-1)
+        beta = softmax_last(ops.where(visible, utterance_scores * scale, MASKED))
         beta = beta * ops.cast(ops.any(visible, axis=-1, keepdims=True), beta.dtype)  # (B, Q, T)
         weights = ops.reshape(beta[..., None] * alpha, (batch_size, count, turns * length))
         attended = ops.einsum("bqk,bkh->bqh", ops.cast(weights, words.dtype), flat(words))  # (B, Q, H')
