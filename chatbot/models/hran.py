@@ -81,7 +81,6 @@ def packed_queries(targets):
     return order, ops.less(ops.arange(longest)[None, :], counts[:, None])
 
 
-@keras.saving.register_keras_serializable(package="chatbot")
 def softmax_last(scores):
     """Softmax over the last axis. Over an axis of one element (a context of one turn, known when the
     graph is traced) it is exp(s - s) = 1 exactly, as `ops.softmax` computes it, but without the Keras
@@ -92,6 +91,7 @@ def softmax_last(scores):
     return ops.softmax(scores, axis=-1)
 
 
+@keras.saving.register_keras_serializable(package="chatbot")
 class HierarchicalAttention(keras.layers.Layer):
     """Word-level attention within each context utterance, then utterance-level attention across them.
 
