@@ -98,16 +98,7 @@ class BatchReplyGenerator(ReplyGenerator):
             raise ValueError("candidates_batch: the requests need one batch key (same sampler, knobs and candidates; no beam or MMI)")
         size = next((s for s in self.batch_sizes(64) if s >= len(requests)), len(requests))
         keys = [("encode batch", size, self.num_sequences(config)), ("decode batch", size, self.num_sequences(config)) + graph_key(config)]
-        with self._lock:
-            ready = self._compiled.issuperset(keys)
-            start = (
-                not ready
-                and self.compiler is not None
-                and not self._compiling.intersection(keys)
-                and not self._eager_only.intersection(keys)
-            )
-            if start:
-                self._compiling.update(keys)
+        ready, _, start = self._claim(keys)
         if not ready:  # this size is not compiled yet: each alone, then (once) compile it in the background
             found = [self.candidates(context, c, seed) for context, c, seed in requests]
             if start and self.compiler is not None:  # after the replies, so the compiler does not compete with them

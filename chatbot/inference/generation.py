@@ -196,6 +196,18 @@ class ReplyGenerator:
         every[:, : turns * length] = full.reshape(1, -1)
         return full[:, :, :bucket], np.stack([every, earlier.reshape(1, -1)], axis=1)
 
+    def _claim(self, keys: list[tuple]) -> tuple[bool, bool, bool]:
+        """(ready, busy, start) for the graphs of `keys`: ready, they have run compiled; busy, a background
+        compile of them runs or failed (what needs them runs eagerly or one by one meanwhile); start, this
+        caller is to compile them in the background (marked compiling here, so only one caller does)."""
+        with self._lock:
+            ready = self._compiled.issuperset(keys)
+            busy = bool(self._compiling.intersection(keys) or self._eager_only.intersection(keys))
+            start = self.compiled and self.compiler is not None and not busy and not ready
+            if start:
+                self._compiling.update(keys)
+        return ready, busy, start
+
     def _compile_in_background(self, keys: list[tuple], run_compiled: Callable[[], object]) -> None:
         """Compile `keys`' graphs by running them once, `run_compiled()` (in the compiler's thread); what needs
         them runs eagerly or one by one (same code, same tokens) until this returns. If compiling fails,
@@ -236,12 +248,8 @@ class ReplyGenerator:
         if eager:
             return self._candidates(padded, config, seed, eager=True)
         keys = self._keys(config, padded[0].shape[-1])
-        with self._lock:
-            compiling = bool(self._compiling.intersection(keys) or self._eager_only.intersection(keys))
-            start = self.compiled and self.compiler is not None and not compiling and not self._compiled.issuperset(keys)
-            if start:
-                self._compiling.update(keys)
-        found = self._candidates(padded, config, seed, eager=compiling or start)
+        _, busy, start = self._claim(keys)
+        found = self._candidates(padded, config, seed, eager=busy or start)
         if start and self.compiler is not None:  # after the eager reply, so the compiler does not compete with it for the cores
             self.compiler.start(self._compile_in_background, keys, lambda: self._candidates(padded, config, 0, eager=False))
         return found
