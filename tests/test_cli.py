@@ -149,3 +149,25 @@ def test_an_abbreviated_flag_is_refused_not_guessed(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(argv)
     assert exit_.value.code == 2 and f"unrecognized arguments: {argv[-2] if argv[-1] == '1' else argv[-1]}" in capsys.readouterr().err
+
+
+LEAN_START = """
+import sys
+from chatbot.inference.lean_import import skip_optional_imports
+skip_optional_imports()
+import keras
+print(keras.backend.backend(), sorted(name for name in ("jax", "matplotlib") if name in sys.modules))
+import jax, matplotlib.pyplot  # skipped for TensorFlow's and Keras's optional importers only
+print("imported later")
+"""
+
+
+@pytest.mark.parametrize("backend, imported", [("tensorflow", "[]"), ("jax", "['jax']")])
+def test_a_start_skips_only_the_optional_jax_and_pyplot_imports_of_tensorflow_and_keras(backend, imported):
+    # `chatbot` and each server worker call skip_optional_imports before TensorFlow starts (about 1.2 CPU
+    # seconds less per start); the JAX backend still imports JAX, and a program's own imports still work.
+    result = subprocess.run(
+        [sys.executable, "-c", LEAN_START], capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend}, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{backend} {imported}", "imported later"]

@@ -101,7 +101,11 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     """The application for one worker process (uvicorn's factory: the config comes from the environment)."""
     from chatbot.serve import completions, conversations_api, page
 
-    config = config or ServeConfig.from_environment()
+    if config is None:  # a `chatbot serve` worker process (uvicorn's factory), before its model load imports TensorFlow
+        from chatbot.inference.lean_import import skip_optional_imports
+
+        skip_optional_imports()
+        config = ServeConfig.from_environment()
     started = time.monotonic()
     holder: dict[str, Worker] = {}
 
