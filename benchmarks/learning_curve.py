@@ -78,7 +78,7 @@ def run_row(label, config, train_batches, valid_batches, args, log) -> dict:
     )
     model.compile(optimizer=make_optimizer(train_config, total_steps=args.updates))
     model.probe_terms = {
-        mode: tf.function(lambda b, mode=mode: model.loss_terms(b, training=False, context_mode=mode), reduce_retracing=True)
+        mode: tf.function(lambda b, mode=mode: model.loss_terms(b, training=False, context_mode=mode), reduce_retracing=True, autograph=False)
         for mode in ("true", "shuffled", "none")
     }
     dataset = train_batches.dataset().repeat()

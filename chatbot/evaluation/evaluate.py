@@ -96,7 +96,8 @@ def perplexity(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: in
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        terms_of, feed = tf.function(terms_of, reduce_retracing=True), batches.dataset()
+        # autograph=False: loss_terms is TensorFlow ops already (as in training, where Keras calls it unconverted)
+        terms_of, feed = tf.function(terms_of, reduce_retracing=True, autograph=False), batches.dataset()
     else:  # JAX (`chatbot pack` after a JAX-only training): eager steps over NumPy batches
         feed = batches.batches(0)  # (unshuffled: every epoch is the same)
     totals: dict[str, float] = {}

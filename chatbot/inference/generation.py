@@ -102,7 +102,10 @@ class ReplyGenerator:
         with self._lock:
             if key not in self._functions:
                 function = build()
-                self._functions[key] = tf.function(function, jit_compile=True) if self.compiled else function
+                # autograph=False: the graphs are TensorFlow ops already (the token loop is an explicit
+                # tf.while_loop), and AutoGraph's rewrite of their Python source took about 3 of the 4
+                # seconds of a process's first trace, for the same graph.
+                self._functions[key] = tf.function(function, jit_compile=True, autograph=False) if self.compiled else function
             return self._functions[key]
 
     def _encode_function(self, copies: int, per_copy_latent: bool, utterance_length: int):
