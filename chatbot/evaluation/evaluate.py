@@ -96,8 +96,10 @@ def perplexity(checkpoint: Checkpoint, dialogues: list[Dialogue], batch_size: in
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        # autograph=False: loss_terms is TensorFlow ops already (as in training, where Keras calls it unconverted)
-        terms_of, feed = tf.function(terms_of, reduce_retracing=True, autograph=False), batches.dataset()
+        # One trace for every batch shape (the dataset's own spec: batch, turns and utterance length unknown),
+        # not one per shape; autograph=False: loss_terms is TensorFlow ops already (training calls it unconverted).
+        feed = batches.dataset()
+        terms_of = tf.function(terms_of, input_signature=[feed.element_spec], autograph=False)
     else:  # JAX (`chatbot pack` after a JAX-only training): eager steps over NumPy batches
         feed = batches.batches(0)  # (unshuffled: every epoch is the same)
     totals: dict[str, float] = {}
