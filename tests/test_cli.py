@@ -171,3 +171,29 @@ def test_a_start_skips_only_the_optional_jax_and_pyplot_imports_of_tensorflow_an
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"{backend} {imported}", "imported later"]
+
+
+SILENCED_START = """
+import sys
+from chatbot.cli.native_logs import native_logs_silenced
+with native_logs_silenced():
+    import tensorflow as tf
+    tf.get_logger().warning("a TensorFlow warning")
+    tf.get_logger().error("a TensorFlow error")
+    print("our own line", file=sys.stderr)
+"""
+
+
+def test_tensorflow_start_up_lines_and_warnings_show_only_with_chatbot_debug():
+    # What `chatbot` does around every command (cli/parser.py), with stderr a pipe as in a CI log. TensorFlow's
+    # native start-up lines go to fd 2, its Python logger's handler to the real stderr even while fd 2 is
+    # silenced: both are dropped (errors still show), and CHATBOT_DEBUG=1 shows everything.
+    environment = {name: value for name, value in os.environ.items() if name not in ("CHATBOT_DEBUG", "TF_CPP_MIN_LOG_LEVEL")}
+    quiet = subprocess.run([sys.executable, "-c", SILENCED_START], capture_output=True, text=True, env=environment, timeout=120)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr.splitlines() == ["ERROR:tensorflow:a TensorFlow error", "our own line"]
+    debug = subprocess.run(
+        [sys.executable, "-c", SILENCED_START], capture_output=True, text=True, env={**environment, "CHATBOT_DEBUG": "1"}, timeout=120
+    )
+    assert debug.returncode == 0, debug.stderr
+    assert "a TensorFlow warning" in debug.stderr and "cuda" in debug.stderr.lower()  # the lines the quiet start dropped

@@ -1,16 +1,12 @@
 """`chatbot eval` on tiny models really trained: every field of the report, its repeatability, a missing model."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from chatbot.cli.parser import main
 from chatbot.inference.decoding import DecodingConfig
-from tests.conftest import REPO
 
 
 @pytest.mark.slow
@@ -129,39 +125,3 @@ def test_max_dialogues_reads_the_first_n_of_each_split_and_the_train_limits_lowe
     assert limited(EvalConfig("chitchat", max_dialogues=5), limits) == (EvalConfig("chitchat", max_dialogues=5), [])
     with pytest.raises(ConfigError, match="--max-dialogues must be at least 1"):
         evaluate("storage/models/default", "chatterbot:english", max_dialogues=0)
-
-
-# Dialogues in three length buckets: each perplexity pass (true, shuffled, no context) is three batches
-# of different shapes, so each of its three tf.functions traces twice within a few calls.
-VARIED_LENGTHS = [
-    ["hi", "hello", "ok"],
-    ["how are you doing today my friend", "i am doing well thank you for asking", "what did you do"],
-    ["i went to the park with my family and we had a long picnic by the lake until the sun went down", "lovely"],
-]
-
-
-@pytest.mark.slow
-def test_tensorflow_retracing_warnings_show_only_with_chatbot_debug(tmp_path, tiny_model_dir):
-    # The real command. Perplexity makes one tf.function per context mode from one lambda, which
-    # TensorFlow's retracing counter reports (~800 characters) on its Python logger, whose handler
-    # writes to the real stderr even while fd 2 is silenced; only CHATBOT_DEBUG=1 shows it.
-    corpus = tmp_path / "varied.txt"
-    corpus.write_text("\n\n".join("\n".join(turns + [f"number {i}"]) for i in range(4) for turns in VARIED_LENGTHS) + "\n")
-    # No replies generated (--contexts 0): the warnings come from the perplexity passes.
-    argv = ["eval", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--split", "train", "--contexts", "0"]
-    argv += ["--output", str(tmp_path / "eval.json")]
-    quiet = run_cli(tmp_path, *argv)
-    assert quiet.returncode == 0, quiet.stderr[-2000:]
-    assert "retracing" not in quiet.stderr and "WARNING" not in quiet.stderr, quiet.stderr
-    assert quiet.stderr.splitlines()[-1] == f"{tiny_model_dir}: generating 0 replies"  # our own lines still show
-    debug = run_cli(tmp_path, *argv, CHATBOT_DEBUG="1")
-    assert debug.returncode == 0, debug.stderr[-2000:]
-    assert "triggered tf.function retracing" in debug.stderr  # what the quiet run dropped: the check can fail
-
-
-def run_cli(tmp_path, *argv: str, **env: str) -> subprocess.CompletedProcess:
-    """`python -m chatbot ARGV…` in its own process, stderr a pipe (as in a CI log), CHATBOT_DEBUG only from `env`."""
-    environment = {name: value for name, value in os.environ.items() if name != "CHATBOT_DEBUG"}
-    environment.update(CHATBOT_HOME=str(tmp_path / "home"), **env)
-    command = [sys.executable, "-m", "chatbot", *argv]
-    return subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO, timeout=300)

@@ -9,9 +9,8 @@ TensorFlow's Python logger (`logging.getLogger("tensorflow")`) is not caught by
 that: it gets its stream handler when TensorFlow is first imported, inside the
 silenced block, so it writes to the duplicate. Its warnings are as much
 TensorFlow's diagnostics as the native lines (the multi-line "N of the last M
-calls ... triggered tf.function retracing" is one: `chatbot eval` makes a
-perplexity function per context mode and model, `replay` a graph per decoding
-setting, on purpose), so while silenced its records below ERROR are dropped too.
+calls ... triggered tf.function retracing" is one, for graphs made per setting on
+purpose), so while silenced its records below ERROR are dropped too.
 Set CHATBOT_DEBUG=1 to see them all.
 """
 
