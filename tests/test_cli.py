@@ -151,49 +151,42 @@ def test_an_abbreviated_flag_is_refused_not_guessed(argv, capsys):
     assert exit_.value.code == 2 and f"unrecognized arguments: {argv[-2] if argv[-1] == '1' else argv[-1]}" in capsys.readouterr().err
 
 
-LEAN_START = """
+START = """
 import sys
+from chatbot.cli.native_logs import native_logs_silenced
 from chatbot.inference.lean_import import skip_optional_imports
-skip_optional_imports()
-import keras
+skip_optional_imports()  # what chatbot.cli.parser.main does (and each server worker) before TensorFlow starts
+with native_logs_silenced():
+    import keras
+    import tensorflow as tf
+    tf.get_logger().warning("a TensorFlow warning")
+    tf.get_logger().error("a TensorFlow error")
+    print("our own line", file=sys.stderr)
 print(keras.backend.backend(), sorted(name for name in ("jax", "matplotlib") if name in sys.modules))
 import jax, matplotlib.pyplot  # skipped for TensorFlow's and Keras's optional importers only
 print("imported later")
 """
 
 
-@pytest.mark.parametrize("backend, imported", [("tensorflow", "[]"), ("jax", "['jax']")])
-def test_a_start_skips_only_the_optional_jax_and_pyplot_imports_of_tensorflow_and_keras(backend, imported):
-    # `chatbot` and each server worker call skip_optional_imports before TensorFlow starts (about 1.2 CPU
-    # seconds less per start); the JAX backend still imports JAX, and a program's own imports still work.
-    result = subprocess.run(
-        [sys.executable, "-c", LEAN_START], capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend}, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [f"{backend} {imported}", "imported later"]
-
-
-SILENCED_START = """
-import sys
-from chatbot.cli.native_logs import native_logs_silenced
-with native_logs_silenced():
-    import tensorflow as tf
-    tf.get_logger().warning("a TensorFlow warning")
-    tf.get_logger().error("a TensorFlow error")
-    print("our own line", file=sys.stderr)
-"""
-
-
-def test_tensorflow_start_up_lines_and_warnings_show_only_with_chatbot_debug():
-    # What `chatbot` does around every command (cli/parser.py), with stderr a pipe as in a CI log. TensorFlow's
-    # native start-up lines go to fd 2, its Python logger's handler to the real stderr even while fd 2 is
-    # silenced: both are dropped (errors still show), and CHATBOT_DEBUG=1 shows everything.
+def start(**env: str) -> subprocess.CompletedProcess:
+    """The START script in its own interpreter, stderr a pipe (as in a CI log), CHATBOT_DEBUG only from `env`."""
     environment = {name: value for name, value in os.environ.items() if name not in ("CHATBOT_DEBUG", "TF_CPP_MIN_LOG_LEVEL")}
-    quiet = subprocess.run([sys.executable, "-c", SILENCED_START], capture_output=True, text=True, env=environment, timeout=120)
-    assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stderr.splitlines() == ["ERROR:tensorflow:a TensorFlow error", "our own line"]
-    debug = subprocess.run(
-        [sys.executable, "-c", SILENCED_START], capture_output=True, text=True, env={**environment, "CHATBOT_DEBUG": "1"}, timeout=120
-    )
-    assert debug.returncode == 0, debug.stderr
-    assert "a TensorFlow warning" in debug.stderr and "cuda" in debug.stderr.lower()  # the lines the quiet start dropped
+    done = subprocess.run([sys.executable, "-c", START], capture_output=True, text=True, env={**environment, **env}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.mark.parametrize("backend, imported", [("tensorflow", "[]"), ("jax", "['jax']")])
+def test_a_start_is_quiet_and_skips_only_the_optional_jax_and_pyplot_imports_of_tensorflow_and_keras(backend, imported):
+    # TensorFlow's native start-up lines go to fd 2, its Python logger's handler to the real stderr even while
+    # fd 2 is silenced: both are dropped, its errors and ours still show. JAX and pyplot are not imported for
+    # TensorFlow's and Keras's optional uses (about 1.2 CPU s less per start); the JAX backend still imports
+    # JAX, and a program's own imports of both still work.
+    done = start(KERAS_BACKEND=backend)
+    assert done.stderr.splitlines() == ["ERROR:tensorflow:a TensorFlow error", "our own line"]
+    assert done.stdout.splitlines() == [f"{backend} {imported}", "imported later"]
+
+
+def test_chatbot_debug_shows_tensorflow_s_start_up_lines_and_warnings():
+    debug = start(CHATBOT_DEBUG="1")
+    assert "a TensorFlow warning" in debug.stderr and "cuda" in debug.stderr.lower()  # what a quiet start drops
