@@ -1,15 +1,15 @@
-"""Start TensorFlow and Keras without the two optional imports they do not need here.
+"""Start TensorFlow and Keras without the optional imports they make only in case.
 
 `import tensorflow` imports JAX twice over (tf.lite's JAX converter,
 `tensorflow.lite.python.util`, and Keras's Orbax checkpoint callback,
 `keras.src.callbacks.orbax_checkpoint`), and `import keras` imports matplotlib's
 pyplot (its image-gallery plots, `keras.src.visualization`); each is wrapped in
-``try: ... except ImportError`` there.
-Together they cost about 1.4 of the 5.5 CPU seconds of a TensorFlow start on a
-2-core machine (`python -X importtime`), and no `chatbot` process uses either:
-training draws its curves with matplotlib's object API, the JAX backend imports
-JAX from Keras's own backend module (so JAX is imported before those importers run). `skip_optional_imports` makes exactly those
-two importers see the package as absent; everything else imports it as usual.
+``try: ... except ImportError`` there. Together they cost about 1.2 of the 5.5 CPU
+seconds of a TensorFlow start on a 2-core machine (`python -X importtime`), and no
+`chatbot` process needs them from there. `skip_optional_imports` makes exactly those
+importers see the package as absent; every other importer imports it as usual:
+training's curves import pyplot themselves (`chatbot.training.plots`), and the JAX
+backend imports JAX from Keras's backend module before those importers run.
 
 The `chatbot` command and each `chatbot serve` worker install it before anything
 imports TensorFlow. A program that imports `chatbot` as a library is left alone.
