@@ -319,7 +319,7 @@ def _add_serve(commands) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    skip_optional_imports()  # before anything imports TensorFlow: a second faster start
+    skip_optional_imports()  # before anything imports TensorFlow: about 1.2 CPU s less per start (lean_import)
     with native_logs_silenced():
         return _run(args)
 
